@@ -1,0 +1,54 @@
+# Counterpoint: `make up` starts the platform locally, `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export RAY_USAGE_STATS_ENABLED := 0
+export MLFLOW_DISABLE_TELEMETRY := true
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install up down status test test-fast lint format bench clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP)  ## create .venv and install Counterpoint with its dev tools
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+up: install  ## install, then start the whole platform locally (Ctrl-C stops it)
+	$(BIN)/counterpoint up
+
+down:  ## stop a platform started by `make up`
+	$(BIN)/counterpoint down
+
+status: install  ## health of each running part
+	$(BIN)/counterpoint status
+
+lint: install  ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install  ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: install lint  ## the whole suite: unit, both databases, both vector stores, end-to-end
+	$(BIN)/pytest -q -rs --durations=15; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+
+test-fast: install  ## everything but the end-to-end tests
+	$(BIN)/pytest -q -m "not e2e"
+
+bench: install  ## run the benchmarks (minutes; prints numbers and ratios)
+	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:  ## remove local state (keeps .venv)
+	rm -rf .counterpoint .pytest_cache .ruff_cache

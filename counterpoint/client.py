@@ -1,0 +1,218 @@
+"""The Python SDK: a typed client of the gateway's HTTP API, one method per route.
+
+    from counterpoint.client import Client
+    cp = Client()                                  # COUNTERPOINT_API_URL or http://127.0.0.1:8000
+    cp.create_collection("papers", payload_indexes={"year": "integer"})
+    cp.ingest("papers", [{"id": "1", "text": "Contrastive learning ...", "metadata": {"year": 2020}}])
+    cp.search("papers", "what is contrastive learning?", top_k=5).hits
+
+Errors come back as the same `counterpoint.errors` classes the gateway raised.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from counterpoint.errors import CounterpointError, Unavailable, error_from_body
+from counterpoint.schemas import (
+    CollectionCreate,
+    CollectionInfo,
+    CollectionList,
+    Distance,
+    Document,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    FieldType,
+    Filter,
+    Health,
+    IngestRequest,
+    IngestResponse,
+    ModelCard,
+    ModelList,
+    SearchRequest,
+    SearchResponse,
+)
+from counterpoint.settings import get_settings
+
+Progress = Callable[[int], None]
+
+
+def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Stream documents from a JSONL file (optionally .gz); BEIR's ``_id`` is read as ``id``."""
+    import gzip
+    import json
+
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CounterpointError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            if "_id" in item and "id" not in item:
+                item["id"] = item.pop("_id")
+            yield item
+
+
+class Client:
+    """Synchronous client of one Counterpoint gateway."""
+
+    def __init__(self, url: str | None = None, *, timeout: float = 120.0) -> None:
+        self.url = (url or get_settings().gateway_url).rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- transport ---------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            reply = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise Unavailable(
+                f"cannot reach the gateway at {self.url} ({type(exc).__name__}); is `counterpoint up` running?"
+            ) from None
+        try:
+            body = reply.json()
+        except ValueError:
+            body = None
+        if reply.status_code >= 400:
+            raise error_from_body(reply.status_code, body)
+        return body
+
+    # --- health and models -------------------------------------------------------------
+
+    def health(self) -> Health:
+        return Health.model_validate(self._request("GET", "/healthz"))
+
+    def models(self) -> list[ModelCard]:
+        return ModelList.model_validate(self._request("GET", "/v1/models")).data
+
+    def embed(
+        self, input: str | list[str], *, model: str | None = None, dimensions: int | None = None
+    ) -> EmbeddingResponse:
+        body = EmbeddingRequest(input=input, model=model, dimensions=dimensions)
+        data = self._request("POST", "/v1/embeddings", json=body.model_dump(exclude_none=True))
+        return EmbeddingResponse.model_validate(data)
+
+    # --- collections -------------------------------------------------------------------
+
+    def list_collections(self) -> list[CollectionInfo]:
+        return CollectionList.model_validate(self._request("GET", "/v1/collections")).collections
+
+    def create_collection(
+        self,
+        name: str,
+        *,
+        model: str | None = None,
+        distance: Distance = "cosine",
+        payload_indexes: Mapping[str, FieldType] | None = None,
+    ) -> CollectionInfo:
+        body = CollectionCreate(
+            name=name, model=model, distance=distance, payload_indexes=dict(payload_indexes or {})
+        )
+        data = self._request("POST", "/v1/collections", json=body.model_dump(exclude_none=True))
+        return CollectionInfo.model_validate(data)
+
+    def get_collection(self, name: str) -> CollectionInfo:
+        return CollectionInfo.model_validate(self._request("GET", f"/v1/collections/{name}"))
+
+    def delete_collection(self, name: str) -> None:
+        self._request("DELETE", f"/v1/collections/{name}")
+
+    # --- ingest ------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        collection: str,
+        documents: Iterable[Document | Mapping[str, Any]],
+        *,
+        batch_size: int = 256,
+        skip_existing: bool = False,
+        on_progress: Progress | None = None,
+    ) -> IngestResponse:
+        """Send documents in batches; each batch is all-or-nothing and ids make retries safe."""
+        totals = IngestResponse(collection=collection, received=0, indexed=0, skipped=0, count=0)
+        for batch in _batched(documents, batch_size):
+            docs = [d if isinstance(d, Document) else Document.model_validate(d) for d in batch]
+            body = IngestRequest(documents=docs, skip_existing=skip_existing)
+            reply = IngestResponse.model_validate(
+                self._request("POST", f"/v1/collections/{collection}/documents", json=body.model_dump())
+            )
+            totals.received += reply.received
+            totals.indexed += reply.indexed
+            totals.skipped += reply.skipped
+            totals.count = reply.count
+            if on_progress is not None:
+                on_progress(len(batch))
+        return totals
+
+    def ingest_jsonl(self, collection: str, path: str | Path, **kwargs: Any) -> IngestResponse:
+        return self.ingest(collection, read_jsonl(path), **kwargs)
+
+    # --- search ------------------------------------------------------------------------
+
+    def search(
+        self,
+        collection: str,
+        query: str | None = None,
+        *,
+        vector: list[float] | None = None,
+        top_k: int = 10,
+        filter: Filter | Mapping[str, Any] | None = None,
+        with_text: bool = True,
+    ) -> SearchResponse:
+        body = SearchRequest(
+            query=query,
+            vector=vector,
+            top_k=top_k,
+            filter=Filter.model_validate(filter) if filter is not None else None,
+            with_text=with_text,
+        )
+        data = self._request(
+            "POST", f"/v1/collections/{collection}/search", json=body.model_dump(exclude_none=True)
+        )
+        return SearchResponse.model_validate(data)
+
+    def search_many(
+        self,
+        collection: str,
+        queries: Mapping[str, str],
+        *,
+        top_k: int = 100,
+        concurrency: int = 4,
+        on_progress: Progress | None = None,
+    ) -> dict[str, dict[str, float]]:
+        """Run many text queries (a few at a time) and return a run: qid -> {doc id: score}."""
+
+        def one(item: tuple[str, str]) -> tuple[str, dict[str, float]]:
+            qid, text = item
+            reply = self.search(collection, text, top_k=top_k, with_text=False)
+            if on_progress is not None:
+                on_progress(1)
+            return qid, {hit.id: hit.score for hit in reply.hits}
+
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            return dict(pool.map(one, queries.items()))

@@ -1,0 +1,91 @@
+"""In-process text embedding with a sentence-transformers bi-encoder.
+
+`TextEmbedder` is the one piece of code that turns texts into vectors: the Serve embed
+deployment, the ingest path and the benchmarks all use it. It sorts texts by length so
+each forward pass pads little, counts tokens for usage reporting, and returns
+L2-normalised float32 vectors (cosine similarity = dot product).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.util import batch_to_device
+
+from counterpoint.models.paths import resolve_model_path
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: np.ndarray  # (n, d) float32, unit length
+    token_counts: list[int]
+
+    @property
+    def total_tokens(self) -> int:
+        return int(sum(self.token_counts))
+
+
+def truncate_and_normalize(vectors: np.ndarray, dimensions: int | None) -> np.ndarray:
+    """Matryoshka truncation: keep the first ``dimensions`` coordinates, then re-normalise."""
+    if dimensions is not None and dimensions < vectors.shape[1]:
+        vectors = vectors[:, :dimensions]
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+
+class TextEmbedder:
+    """A bi-encoder that embeds batches of texts on CPU (or the given device)."""
+
+    def __init__(
+        self,
+        name_or_path: str,
+        *,
+        max_seq_length: int = 256,
+        batch_size: int = 64,
+        device: str = "cpu",
+        torch_threads: int | None = None,
+    ) -> None:
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        self.model = SentenceTransformer(str(resolve_model_path(name_or_path)), device=device)
+        self.model.max_seq_length = max_seq_length
+        self.model.eval()
+        self.batch_size = batch_size
+
+    @property
+    def dimensions(self) -> int:
+        dims = self.model.get_embedding_dimension()
+        assert dims is not None
+        return int(dims)
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.model.max_seq_length)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Tokens each text occupies after truncation (what the model actually reads)."""
+        encoded = self.model.tokenizer(texts, truncation=True, max_length=self.max_seq_length)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    @torch.inference_mode()
+    def embed(self, texts: list[str]) -> Embeddings:
+        """Embed ``texts`` in length-sorted batches; output order matches input order."""
+        if not texts:
+            return Embeddings(np.zeros((0, self.dimensions), dtype=np.float32), [])
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        vectors = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        tokens = [0] * len(texts)
+        for start in range(0, len(texts), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            features = self.model.preprocess([texts[i] for i in idx])
+            mask = features["attention_mask"]
+            features = batch_to_device(features, self.model.device)
+            out = self.model(features)["sentence_embedding"]
+            out = torch.nn.functional.normalize(out.float(), dim=-1)
+            vectors[idx] = out.cpu().numpy()
+            for i, n in zip(idx, mask.sum(dim=1).tolist(), strict=True):
+                tokens[i] = int(n)
+        return Embeddings(vectors, tokens)

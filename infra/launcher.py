@@ -1,0 +1,252 @@
+"""The local stack launcher behind `counterpoint up` / `counterpoint down`.
+
+`up` starts, on one machine: a local Ray head (with its dashboard and job API), the MLflow
+tracking server (SQLite backend, artifacts in the data directory), Ray Serve with the
+gateway and embed deployments, and the Streamlit UI; then it indexes the demo collection in
+the background while search already works. The `up` process owns the Ray head, so stopping
+it (Ctrl-C, SIGTERM, or `counterpoint down` from another shell) stops everything it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+from rich.console import Console
+
+from counterpoint.settings import Settings
+
+console = Console(stderr=True)
+
+PLATFORM_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "RAY_SERVE_LOG_TO_STDERR": "0",
+}
+
+UI_SCRIPT = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+
+
+def pid_file(settings: Settings) -> Path:
+    return settings.resolved_data_dir / "run" / "up.pid"
+
+
+def running_pid(settings: Settings) -> int | None:
+    """PID of a live `counterpoint up` for this data directory, if any."""
+    path = pid_file(settings)
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return None
+    return pid
+
+
+def wait_http(url: str, timeout: float, *, ok: tuple[int, ...] = (200,)) -> bool:
+    """Poll ``url`` until it answers with a status in ``ok`` or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code in ok:
+                return True
+        time.sleep(0.5)
+    return False
+
+
+@dataclass
+class LocalStack:
+    """The processes of one local platform, started and stopped together."""
+
+    settings: Settings
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    # --- parts -------------------------------------------------------------------------
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.settings.logs_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self._logs.append(log)
+        self.processes[name] = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy()
+        )
+
+    def start_mlflow(self) -> None:
+        s = self.settings
+        store = s.resolved_data_dir / "mlflow"
+        store.mkdir(parents=True, exist_ok=True)
+        self._spawn(
+            "mlflow",
+            [
+                sys.executable, "-m", "mlflow", "server",
+                "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+                "--artifacts-destination", str(store / "artifacts"),
+                "--host", s.host, "--port", str(s.mlflow_port), "--workers", "1",
+                "--allowed-hosts", f"{s.host}:{s.mlflow_port},localhost:{s.mlflow_port},127.0.0.1:{s.mlflow_port}",
+            ],
+        )  # fmt: skip
+
+    def start_ui(self) -> None:
+        s = self.settings
+        self._spawn(
+            "ui",
+            [
+                sys.executable, "-m", "streamlit", "run", str(UI_SCRIPT),
+                "--server.address", s.host, "--server.port", str(s.ui_port),
+                "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            ],
+        )  # fmt: skip
+
+    def start_ray(self) -> None:
+        import ray
+
+        s = self.settings
+        ray.init(
+            address=s.ray_address,
+            num_cpus=None if s.ray_address else s.ray_num_cpus,
+            include_dashboard=True,
+            dashboard_host=s.host,
+            dashboard_port=s.ray_dashboard_port,
+            object_store_memory=None if s.ray_address else s.ray_object_store_mb * 1024 * 1024,
+            namespace="counterpoint",
+            log_to_driver=False,
+            configure_logging=False,
+        )
+
+    def start_serve(self) -> None:
+        from counterpoint.services.app import APP_NAME, build_app
+        from ray import serve
+
+        s = self.settings
+        serve.start(http_options={"host": s.host, "port": s.gateway_port})
+        serve.run(build_app(s), name=APP_NAME, route_prefix="/", blocking=False)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        s = self.settings
+        os.environ.update(PLATFORM_ENV)
+        s.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+        pid_file(s).parent.mkdir(parents=True, exist_ok=True)
+        pid_file(s).write_text(str(os.getpid()))
+
+        from counterpoint.infra.db.engine import migrate
+
+        migrate(s.db_url)
+        if s.start_mlflow:
+            with console.status("starting MLflow"):
+                self.start_mlflow()
+        with console.status("starting Ray"):
+            self.start_ray()
+        with console.status("starting Ray Serve: gateway + embed (loading the model)"):
+            self.start_serve()
+            if not wait_http(f"{s.gateway_url}/healthz", timeout=300):
+                raise RuntimeError(f"the gateway did not come up; see {s.logs_dir} and the Ray dashboard")
+        if s.start_mlflow and not wait_http(f"{s.tracking_uri}/health", timeout=60):
+            console.print(f"[yellow]MLflow is not answering yet; see {s.logs_dir / 'mlflow.log'}")
+        if s.start_ui:
+            self.start_ui()
+
+    def print_urls(self) -> None:
+        s = self.settings
+        console.print("[bold green]Counterpoint is up[/]")
+        console.print(f"  gateway + API   {s.gateway_url}   (docs: {s.gateway_url}/docs)")
+        if s.start_ui:
+            console.print(f"  dashboard (UI)  http://{s.host}:{s.ui_port}")
+        if s.start_mlflow:
+            console.print(f"  MLflow          {s.tracking_uri}")
+        console.print(f"  Ray dashboard   http://{s.host}:{s.ray_dashboard_port}")
+        console.print(f"  data directory  {s.resolved_data_dir}")
+        console.print("Stop with Ctrl-C or `counterpoint down`.")
+
+    def stop(self) -> None:
+        """Stop everything this process started; safe to call twice."""
+        self._stop.set()
+        with contextlib.suppress(Exception):
+            from ray import serve
+
+            serve.shutdown()
+        with contextlib.suppress(Exception):
+            import ray
+
+            ray.shutdown()
+        for proc in self.processes.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        for log in self._logs:
+            log.close()
+        with contextlib.suppress(FileNotFoundError):
+            pid_file(self.settings).unlink()
+
+    def wait(self) -> None:
+        """Block until Ctrl-C / SIGTERM, watching the child processes."""
+        while not self._stop.wait(1.0):
+            for name, proc in self.processes.items():
+                if proc.poll() is not None:
+                    console.print(f"[red]{name} exited with {proc.returncode}; see {self.settings.logs_dir}")
+                    return
+
+
+def up(settings: Settings, *, wait: bool = True) -> None:
+    """Start the local platform (or report the one already running) and block until stopped."""
+    pid = running_pid(settings)
+    if pid is not None:
+        console.print(f"Counterpoint is already running (pid {pid}) for {settings.resolved_data_dir}.")
+        console.print(f"  gateway {settings.gateway_url}; stop it with `counterpoint down`.")
+        return
+    stack = LocalStack(settings)
+
+    def _terminate(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        stack.start()
+        stack.print_urls()
+        if settings.demo:
+            from counterpoint.infra.demo import start_demo_indexing
+
+            start_demo_indexing(settings, stack._stop)
+        if wait:
+            stack.wait()
+    except KeyboardInterrupt:
+        console.print("stopping Counterpoint ...")
+    finally:
+        stack.stop()
+        console.print("stopped.")
+
+
+def down(settings: Settings, timeout: float = 60) -> bool:
+    """Stop the `counterpoint up` running for this data directory; False if none was."""
+    pid = running_pid(settings)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.5)
+    os.kill(pid, signal.SIGKILL)
+    return True

@@ -1,0 +1,67 @@
+"""The vector-store protocol: the one interface the gateway uses, with two backends.
+
+Backends store *physical* collections; the registry database maps a user-facing collection
+name (and later, an alias) onto one. Document ids are arbitrary strings: backends map them
+to Qdrant point ids with ``point_id`` and keep the original in the payload under ``id``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from counterpoint.schemas import Distance, FieldType, Filter
+
+_NAMESPACE = uuid.UUID("6f1f6a52-4c1e-4a59-9b7c-2f0d3f4e5a61")
+
+
+def point_id(doc_id: str) -> str:
+    """Stable Qdrant point id (a UUID) for a document id."""
+    return str(uuid.uuid5(_NAMESPACE, doc_id))
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    name: str
+    dimensions: int
+    distance: Distance = "cosine"
+    payload_indexes: dict[str, FieldType] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VectorRecord:
+    id: str
+    vector: Sequence[float]
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ScoredRecord:
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """What Counterpoint needs from a vector database."""
+
+    def create_collection(self, spec: CollectionSpec) -> None: ...
+
+    def delete_collection(self, name: str) -> None: ...
+
+    def collection_exists(self, name: str) -> bool: ...
+
+    def count(self, name: str) -> int: ...
+
+    def upsert(self, name: str, records: Sequence[VectorRecord]) -> None: ...
+
+    def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]: ...
+
+    def search(
+        self, name: str, vector: Sequence[float], top_k: int, filter: Filter | None = None
+    ) -> list[ScoredRecord]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,215 @@
+"""The FastAPI application: routes, error bodies and the OpenAPI schema.
+
+Routes only parse HTTP and delegate to `GatewayCore`. Every error leaves as
+``{"error": {"type": ..., "message": ...}}`` with a 4xx status for bad input; an
+unexpected failure is logged and answered with a 500 that carries no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from counterpoint.services.gateway.core import GatewayCore
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from counterpoint import __version__
+from counterpoint.errors import CounterpointError, InvalidInput
+from counterpoint.schemas import (
+    CollectionCreate,
+    CollectionInfo,
+    CollectionList,
+    ComponentHealth,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    Health,
+    IngestRequest,
+    IngestResponse,
+    ModelList,
+    SearchRequest,
+    SearchResponse,
+)
+
+logger = logging.getLogger("counterpoint.gateway")
+
+HealthCheck = Callable[[], Awaitable[dict[str, ComponentHealth]]]
+
+_JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines", "text/plain")
+
+
+def error_response(status: int, kind: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"type": kind, "message": message}})
+
+
+def _describe_validation(errors: list[Any]) -> str:
+    parts = []
+    for err in errors[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CounterpointError)
+    async def _counterpoint(_: Request, exc: CounterpointError) -> JSONResponse:
+        return error_response(exc.status_code, exc.type, getattr(exc, "message", str(exc)))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_request", _describe_validation(list(exc.errors())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = "not_found" if exc.status_code == 404 else "http_error"
+        return error_response(exc.status_code, kind, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        cause = getattr(exc, "cause", None)  # Ray wraps errors raised in other replicas
+        if isinstance(cause, CounterpointError):
+            return error_response(cause.status_code, cause.type, cause.message)
+        logger.exception("unhandled error")
+        return error_response(500, "internal_error", f"internal error ({type(exc).__name__}); see the logs")
+
+
+def parse_jsonl(raw: bytes) -> list[dict[str, Any]]:
+    """Parse JSON Lines, naming the first bad line."""
+    docs = []
+    for number, line in enumerate(raw.decode("utf-8", errors="strict").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"line {number} is not valid JSON: {exc.msg}") from None
+        if not isinstance(item, dict):
+            raise InvalidInput(f"line {number} must be a JSON object, got {type(item).__name__}")
+        docs.append(item)
+    if not docs:
+        raise InvalidInput("the upload contains no documents")
+    return docs
+
+
+async def read_ingest_body(request: Request) -> IngestRequest:
+    """Accept a JSON body, a raw JSONL body, or a multipart upload with a ``file`` field."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    skip = request.query_params.get("skip_existing", "false").lower() in ("1", "true", "yes")
+    try:
+        if ctype == "multipart/form-data":
+            form = await request.form()
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise InvalidInput("multipart upload needs a 'file' field holding JSONL")
+            return IngestRequest(documents=parse_jsonl(await upload.read()), skip_existing=skip)
+        raw = await request.body()
+        if ctype in _JSONL_TYPES:
+            return IngestRequest(documents=parse_jsonl(raw), skip_existing=skip)
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InvalidInput("body is not valid JSON (send JSONL as application/x-ndjson)") from None
+        if isinstance(body, list):
+            body = {"documents": body}
+        if skip and isinstance(body, dict):
+            body.setdefault("skip_existing", True)
+        return IngestRequest.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidInput(_describe_validation(list(exc.errors()))) from None
+    except UnicodeDecodeError:
+        raise InvalidInput("upload is not UTF-8 text") from None
+
+
+_INGEST_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/IngestRequest"}},
+            "application/x-ndjson": {"schema": {"type": "string", "description": "one Document per line"}},
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+            },
+        },
+    }
+}
+
+
+def create_app(core: GatewayCore, extra_health: HealthCheck | None = None) -> FastAPI:
+    """Build the gateway's FastAPI app around a `GatewayCore`."""
+    app = FastAPI(
+        title="Counterpoint",
+        version=__version__,
+        description="Train, serve and search contrastive embedding models.",
+    )
+    install_error_handlers(app)
+
+    def openapi() -> dict[str, Any]:
+        """Standard schema plus the ingest body, which the route parses by hand."""
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            ingest = IngestRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(ingest.pop("$defs", {}))
+            components["IngestRequest"] = ingest
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.get("/healthz", response_model=Health, tags=["health"])
+    async def healthz() -> Health:
+        parts = await core.health()
+        if extra_health is not None:
+            parts.update(await extra_health())
+        states = {p.status for p in parts.values()}
+        overall = "ok" if states <= {"ok"} else ("down" if states == {"down"} else "degraded")
+        return Health(status=overall, components=parts)
+
+    @app.get("/v1/models", response_model=ModelList, tags=["models"])
+    async def models() -> ModelList:
+        return ModelList(data=await core.models())
+
+    @app.post("/v1/embeddings", response_model=EmbeddingResponse, tags=["embeddings"])
+    async def embeddings(body: EmbeddingRequest) -> EmbeddingResponse:
+        return await core.embed(body)
+
+    @app.get("/v1/collections", response_model=CollectionList, tags=["collections"])
+    async def list_collections() -> CollectionList:
+        return CollectionList(collections=await core.list_collections())
+
+    @app.post("/v1/collections", response_model=CollectionInfo, status_code=201, tags=["collections"])
+    async def create_collection(body: CollectionCreate) -> CollectionInfo:
+        return await core.create_collection(body)
+
+    @app.get("/v1/collections/{name}", response_model=CollectionInfo, tags=["collections"])
+    async def describe_collection(name: str) -> CollectionInfo:
+        return await core.describe(name)
+
+    @app.delete("/v1/collections/{name}", tags=["collections"])
+    async def delete_collection(name: str) -> dict[str, Any]:
+        await core.delete_collection(name)
+        return {"deleted": name}
+
+    @app.post(
+        "/v1/collections/{name}/documents",
+        response_model=IngestResponse,
+        tags=["collections"],
+        openapi_extra=_INGEST_OPENAPI,
+    )
+    async def ingest(name: str, request: Request) -> IngestResponse:
+        return await core.ingest(name, await read_ingest_body(request))
+
+    @app.post("/v1/collections/{name}/search", response_model=SearchResponse, tags=["collections"])
+    async def search(name: str, body: SearchRequest) -> SearchResponse:
+        return await core.search(name, body)
+
+    return app

@@ -1,0 +1,271 @@
+"""What the gateway does, independent of HTTP and of Ray.
+
+`GatewayCore` validates requests against the configured limits, resolves collections in
+the registry, embeds through an `EmbedderBackend` and reads/writes the `VectorStore`.
+The FastAPI routes are thin wrappers around these methods, and unit tests drive the same
+methods with an in-process embedder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from counterpoint.infra.db.registry import Registry
+from counterpoint.infra.vectors.base import CollectionSpec, VectorRecord, VectorStore
+from counterpoint.services.embed.backends import EmbedderBackend
+
+from counterpoint.errors import InvalidInput, LimitExceeded, NotFound
+from counterpoint.models.embedder import Embeddings, truncate_and_normalize
+from counterpoint.schemas import (
+    CollectionCreate,
+    CollectionInfo,
+    ComponentHealth,
+    Document,
+    EmbeddingItem,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    FieldType,
+    IngestRequest,
+    IngestResponse,
+    ModelCard,
+    SearchHit,
+    SearchRequest,
+    SearchResponse,
+    Usage,
+)
+from counterpoint.settings import Settings
+
+_FIELD_CHECKS: dict[FieldType, tuple[type, ...]] = {
+    "keyword": (str,),
+    "integer": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+}
+
+
+def _matches_type(value: Any, kind: FieldType) -> bool:
+    if kind in ("integer", "float") and isinstance(value, bool):
+        return False
+    values = value if isinstance(value, list) else [value]
+    return all(isinstance(v, _FIELD_CHECKS[kind]) for v in values)
+
+
+class GatewayCore:
+    """Embeddings, collections, ingest and search, with the platform's validation rules."""
+
+    def __init__(
+        self, settings: Settings, registry: Registry, store: VectorStore, embedder: EmbedderBackend
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.store = store
+        self.embedder = embedder
+
+    # --- models and embeddings ----------------------------------------------------------
+
+    async def models(self) -> list[ModelCard]:
+        return await self.embedder.models()
+
+    async def model_card(self, name: str | None) -> ModelCard:
+        cards = await self.models()
+        if name is None:
+            return cards[0]
+        for card in cards:
+            if card.id == name:
+                return card
+        raise NotFound(f"model '{name}' is not served; available: {[c.id for c in cards]}")
+
+    def check_texts(self, texts: Sequence[object], what: str = "input") -> list[str]:
+        if not texts:
+            raise InvalidInput(f"'{what}' must contain at least one text")
+        if len(texts) > self.settings.max_texts_per_request:
+            raise LimitExceeded(
+                f"'{what}' has {len(texts)} texts; the limit is {self.settings.max_texts_per_request} "
+                "per request (setting max_texts_per_request)"
+            )
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise InvalidInput(f"'{what}[{i}]' must be a string, got {type(text).__name__}")
+            if not text.strip():
+                raise InvalidInput(f"'{what}[{i}]' is empty")
+            if len(text) > self.settings.max_text_chars:
+                raise LimitExceeded(
+                    f"'{what}[{i}]' has {len(text)} characters; the limit is {self.settings.max_text_chars}"
+                )
+        return list(texts)  # type: ignore[arg-type]
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        texts = self.check_texts(request.texts())
+        card = await self.model_card(request.model)
+        if request.dimensions is not None and card.dimensions and request.dimensions > card.dimensions:
+            raise InvalidInput(
+                f"dimensions={request.dimensions} exceeds the model's {card.dimensions} dimensions"
+            )
+        result = await self.embedder.embed(texts, card.id)
+        vectors = truncate_and_normalize(result.vectors, request.dimensions)
+        items = [
+            EmbeddingItem(
+                index=i,
+                embedding=base64.b64encode(v.astype("<f4").tobytes()).decode()
+                if request.encoding_format == "base64"
+                else v.tolist(),
+            )
+            for i, v in enumerate(vectors)
+        ]
+        usage = Usage(prompt_tokens=result.total_tokens, total_tokens=result.total_tokens)
+        return EmbeddingResponse(data=items, model=card.id, usage=usage)
+
+    # --- collections ---------------------------------------------------------------------
+
+    async def create_collection(self, request: CollectionCreate) -> CollectionInfo:
+        card = await self.model_card(request.model or self.settings.embed_model)
+        assert card.dimensions is not None
+        physical = f"{request.name}-{uuid.uuid4().hex[:8]}"
+        self.registry.create_collection(
+            name=request.name,
+            physical_name=physical,
+            model=card.id,
+            dimensions=card.dimensions,
+            distance=request.distance,
+            payload_indexes=dict(request.payload_indexes),
+        )
+        spec = CollectionSpec(physical, card.dimensions, request.distance, dict(request.payload_indexes))
+        try:
+            await asyncio.to_thread(self.store.create_collection, spec)
+        except Exception:
+            self.registry.delete_collection(request.name)
+            raise
+        return await self.describe(request.name)
+
+    async def describe(self, name: str) -> CollectionInfo:
+        row = self.registry.get_collection(name)
+        count = await asyncio.to_thread(self.store.count, row.physical_name)
+        return CollectionInfo(
+            name=row.name,
+            model=row.model,
+            dimensions=row.dimensions,
+            distance=row.distance,
+            payload_indexes=row.payload_indexes,
+            count=count,
+            status=row.status,
+            created_at=row.created_at,
+        )
+
+    async def list_collections(self) -> list[CollectionInfo]:
+        return [await self.describe(row.name) for row in self.registry.list_collections()]
+
+    async def delete_collection(self, name: str) -> None:
+        row = self.registry.get_collection(name)
+        self.registry.delete_collection(name)
+        await asyncio.to_thread(self.store.delete_collection, row.physical_name)
+
+    # --- ingest --------------------------------------------------------------------------
+
+    def _check_metadata(self, docs: Sequence[Document], indexes: dict[str, FieldType]) -> None:
+        for doc in docs:
+            for key, kind in indexes.items():
+                value = doc.metadata.get(key)
+                if value is not None and not _matches_type(value, kind):
+                    raise InvalidInput(f"document '{doc.id}': metadata '{key}' must be {kind}, got {value!r}")
+
+    async def _embed_chunks(self, texts: list[str], model: str) -> np.ndarray:
+        step = self.settings.ingest_embed_batch
+        chunks = [texts[i : i + step] for i in range(0, len(texts), step)]
+        parts: list[Embeddings] = await asyncio.gather(*(self.embedder.embed(c, model) for c in chunks))
+        return np.concatenate([p.vectors for p in parts]) if parts else np.zeros((0, 0), np.float32)
+
+    async def ingest(self, name: str, request: IngestRequest) -> IngestResponse:
+        """Embed then upsert; nothing is written unless every document embedded (all or nothing)."""
+        docs = request.documents
+        if len(docs) > self.settings.max_documents_per_ingest:
+            raise LimitExceeded(
+                f"{len(docs)} documents in one call; the limit is {self.settings.max_documents_per_ingest} "
+                "(setting max_documents_per_ingest): send them in batches"
+            )
+        row = self.registry.get_collection(name)
+        self._check_metadata(docs, row.payload_indexes)
+        unique = list({doc.id: doc for doc in docs}.values())  # last one wins, like an upsert
+        skipped = 0
+        if request.skip_existing:
+            have = await asyncio.to_thread(self.store.existing_ids, row.physical_name, [d.id for d in unique])
+            skipped = len(have)
+            unique = [d for d in unique if d.id not in have]
+        if unique:
+            vectors = await self._embed_chunks([d.embed_text() for d in unique], row.model)
+            records = [VectorRecord(d.id, v, d.payload()) for d, v in zip(unique, vectors, strict=True)]
+            await asyncio.to_thread(self.store.upsert, row.physical_name, records)
+        count = await asyncio.to_thread(self.store.count, row.physical_name)
+        return IngestResponse(
+            collection=name, received=len(docs), indexed=len(unique), skipped=skipped, count=count
+        )
+
+    # --- search --------------------------------------------------------------------------
+
+    async def search(self, name: str, request: SearchRequest) -> SearchResponse:
+        started = time.perf_counter()
+        if request.top_k > self.settings.max_top_k:
+            raise LimitExceeded(f"top_k={request.top_k} exceeds the limit {self.settings.max_top_k}")
+        row = self.registry.get_collection(name)
+        if request.filter is not None:
+            unknown = request.filter.keys() - set(row.payload_indexes) - {"id"}
+            if unknown:
+                raise InvalidInput(
+                    f"filter on unknown field(s) {sorted(unknown)}; collection '{name}' indexes "
+                    f"{sorted(row.payload_indexes)} (declare fields in payload_indexes at creation)"
+                )
+        if request.vector is not None:
+            if len(request.vector) != row.dimensions:
+                raise InvalidInput(
+                    f"vector has {len(request.vector)} dimensions; collection '{name}' expects {row.dimensions}"
+                )
+            vector = np.asarray(request.vector, dtype=np.float32)
+        else:
+            assert request.query is not None
+            self.check_texts([request.query], "query")
+            vector = (await self.embedder.embed([request.query], row.model)).vectors[0]
+        found = await asyncio.to_thread(
+            self.store.search, row.physical_name, vector, request.top_k, request.filter
+        )
+        hits = []
+        for rec in found:
+            payload = dict(rec.payload)
+            payload.pop("id", None)
+            text, title = payload.pop("text", None), payload.pop("title", None)
+            hits.append(
+                SearchHit(
+                    id=rec.id,
+                    score=rec.score,
+                    title=title if request.with_text else None,
+                    text=text if request.with_text else None,
+                    metadata=payload,
+                )
+            )
+        took = (time.perf_counter() - started) * 1000
+        return SearchResponse(collection=name, hits=hits, took_ms=round(took, 3))
+
+    # --- health --------------------------------------------------------------------------
+
+    async def health(self) -> dict[str, ComponentHealth]:
+        parts: dict[str, ComponentHealth] = {}
+        try:
+            self.registry.list_collections()
+            parts["database"] = ComponentHealth(status="ok")
+        except Exception as exc:  # noqa: BLE001 - health reports any failure
+            parts["database"] = ComponentHealth(status="down", detail=str(exc)[:200])
+        try:
+            cards = await asyncio.wait_for(self.models(), timeout=5)
+            parts["embed"] = ComponentHealth(status="ok", detail=", ".join(c.id for c in cards))
+        except Exception as exc:  # noqa: BLE001
+            parts["embed"] = ComponentHealth(status="down", detail=str(exc)[:200])
+        try:
+            await asyncio.to_thread(self.store.collection_exists, "__health__")
+            parts["vectors"] = ComponentHealth(status="ok", detail=self.settings.vector_backend)
+        except Exception as exc:  # noqa: BLE001
+            parts["vectors"] = ComponentHealth(status="down", detail=str(exc)[:200])
+        return parts

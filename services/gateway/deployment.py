@@ -1,0 +1,54 @@
+"""The gateway as a Ray Serve ingress deployment.
+
+It owns the registry database connection and the vector store (the embedded Qdrant engine
+allows one process per collection directory, so there is one gateway replica locally; with
+a Qdrant server the gateway can scale out) and reaches the embedder through its handle.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from counterpoint.infra.db.registry import Registry
+from counterpoint.infra.vectors.factory import make_vector_store
+from counterpoint.services.embed.backends import ServeEmbedder
+from counterpoint.services.gateway.app import create_app
+from counterpoint.services.gateway.core import GatewayCore
+from fastapi import FastAPI
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from counterpoint.schemas import ComponentHealth
+from counterpoint.settings import Settings
+
+
+@serve.deployment(name="gateway", max_ongoing_requests=512)
+@serve.ingress()
+class GatewayDeployment:
+    def __init__(self, settings: dict[str, Any], embedder: DeploymentHandle) -> None:
+        self.settings = Settings(**settings)
+        self.settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+        registry = Registry.from_url(self.settings.db_url)
+        store = make_vector_store(self.settings)
+        self.core = GatewayCore(self.settings, registry, store, ServeEmbedder(embedder))
+
+    async def _platform_health(self) -> dict[str, ComponentHealth]:
+        """Parts outside the gateway: Ray Serve (we answer, so it is up) and MLflow."""
+        parts = {"serve": ComponentHealth(status="ok", detail="gateway replica answering")}
+        if self.settings.start_mlflow or self.settings.mlflow_tracking_uri:
+            try:
+                async with httpx.AsyncClient(timeout=2) as client:
+                    reply = await client.get(f"{self.settings.tracking_uri}/health")
+                ok = reply.status_code == 200
+                parts["mlflow"] = ComponentHealth(
+                    status="ok" if ok else "down", detail=self.settings.tracking_uri
+                )
+            except httpx.HTTPError as exc:
+                parts["mlflow"] = ComponentHealth(
+                    status="down", detail=f"{self.settings.tracking_uri}: {exc}"
+                )
+        return parts
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_app(self.core, extra_health=self._platform_health)
