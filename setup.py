@@ -24,6 +24,9 @@ for package, folder in ROOTS.items():
 setup(
     packages=packages,
     package_dir=ROOTS,
-    package_data={"": ["*.ini", "*.mako", "*.jsonl.gz", "*.tsv.gz", "*.md", "*.toml", "*.yaml", "*.json"]},
+    package_data={
+        "counterpoint": ["data/**/*.jsonl.gz", "data/**/*.tsv.gz"],
+        "": ["*.ini", "*.mako", "*.md", "*.toml", "*.yaml", "*.json"],
+    },
     include_package_data=True,
 )

@@ -4,6 +4,7 @@ Reference: the published figure for all-MiniLM-L6-v2 on SciFact (BEIR / MTEB) is
 Everything runs in-process: sentence-transformers encodes the corpus (title + " " + text, as BEIR
 does) and the test queries, numpy does exact cosine search, ``counterpoint.evaluation`` scores it.
 The full corpus takes about 6 minutes on 2 CPU cores; ``--limit-docs`` gives a quick smoke run.
+Measured here (2 CPU cores, 306 s to encode): nDCG@10 64.51, Recall@100 92.50, MRR@10 60.47.
 
     .venv/bin/python bench/eval_base_model.py                   # full, comparable to 64.5
     .venv/bin/python bench/eval_base_model.py --limit-docs 500  # about 40 s, not comparable

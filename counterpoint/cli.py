@@ -241,7 +241,7 @@ def eval_retrieval(
     from counterpoint.datasets import default_scifact, load_qrels, load_queries
     from counterpoint.evaluation import evaluate_run
 
-    base = default_scifact()
+    base = default_scifact_dir()
     query_file = queries or base / "queries.jsonl.gz"
     qrel_file = qrels or base / "qrels" / "test.tsv.gz"
     for p in (query_file, qrel_file):
@@ -258,7 +258,7 @@ def eval_retrieval(
         )
     metrics = evaluate_run(run, judged)
     if as_json:
-        out.print_json(json.dumps(metrics.summary()))
+        out.print_json(json.dumps(metrics.as_dict()))
         return
     table = Table(title=f"{collection}: {metrics.n_queries} queries")
     for name in ("nDCG@10", "Recall@100", "MRR@10"):

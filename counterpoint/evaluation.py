@@ -84,7 +84,7 @@ class RetrievalMetrics:
         }
 
     def summary(self) -> str:
-        """One line for logs: ``nDCG@10 64.51  Recall@100 92.50  MRR@10 60.33  (300 queries)``."""
+        """One line for logs: ``nDCG@10 64.51  Recall@100 92.50  MRR@10 60.47  (300 queries)``."""
         return (
             f"nDCG@{self.k_ndcg} {self.ndcg:.2f}  Recall@{self.k_recall} {self.recall:.2f}  "
             f"MRR@{self.k_mrr} {self.mrr:.2f}  ({self.n_queries} queries)"

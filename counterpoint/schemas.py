@@ -143,8 +143,10 @@ class Document(StrictModel):
         return value
 
     def embed_text(self) -> str:
-        """What the embedder sees: title and body, as BEIR evaluations do."""
-        return f"{self.title} {self.text}" if self.title else self.text
+        """What the embedder sees: title and body joined as BEIR evaluations do."""
+        from counterpoint.datasets import passage_text
+
+        return passage_text(self.title or "", self.text)
 
     def payload(self) -> dict[str, Any]:
         return {"id": self.id, "text": self.text, "title": self.title, **self.metadata}

@@ -11,8 +11,8 @@ import threading
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from counterpoint.client import Client, read_jsonl
-from counterpoint.datasets import default_scifact
+from counterpoint.client import Client
+from counterpoint.datasets import default_scifact_dir, iter_corpus, to_ingest_document
 from counterpoint.errors import CounterpointError, NotFound
 from counterpoint.settings import Settings
 
@@ -21,8 +21,7 @@ DEMO_BATCH = 32
 
 def index_demo(settings: Settings, stop: threading.Event | None = None, *, show_progress: bool = True) -> int:
     """Create the demo collection if needed and ingest what is missing; returns its final count."""
-    corpus = default_scifact() / "corpus.jsonl.gz"
-    docs = list(read_jsonl(corpus))
+    docs = [to_ingest_document(doc) for doc in iter_corpus(default_scifact_dir())]
     with Client(settings.gateway_url) as client:
         try:
             info = client.get_collection(settings.demo_collection)

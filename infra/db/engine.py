@@ -9,6 +9,8 @@ so every service can call it at start-up.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,26 @@ def is_sqlite_memory(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
+def _enable_wal(cursor: Any) -> None:
+    """Switch the file to WAL journaling (persistent; a no-op once done).
+
+    The switch needs an exclusive lock and SQLite answers "database is locked" at once instead
+    of waiting on the busy timeout, which happens when several processes open a new database
+    together; so retry until the timeout.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
 def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     """An engine for ``url`` with the settings the registry relies on.
 
@@ -76,10 +98,10 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
         dbapi_connection.isolation_level = None  # sqlite3 module: stop emitting BEGIN itself
         cursor = dbapi_connection.cursor()
         try:
-            if not memory:
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL, far fewer fsyncs
             cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+            if not memory:
+                _enable_wal(cursor)
+                cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL, far fewer fsyncs
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
             cursor.close()

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
@@ -33,6 +33,9 @@ from .models import (
     ModelRow,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    from counterpoint.settings import Settings
 
 # --- records: what callers get back ---------------------------------------------------------
 
@@ -177,7 +180,7 @@ class Registry:
         return cls(make_session_factory(engine))
 
     @classmethod
-    def from_settings(cls, settings: Any | None = None) -> Self:
+    def from_settings(cls, settings: Settings | None = None) -> Self:
         """The registry at ``settings.db_url`` (default: the process-wide settings)."""
         if settings is None:
             from counterpoint.settings import get_settings

@@ -8,6 +8,7 @@ gathers the calls that arrive within a few milliseconds, the texts are embedded 
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from counterpoint.services.embed.backends import model_card
@@ -28,7 +29,8 @@ class EmbedDeployment:
             config.embed_model_path or config.embed_model,
             max_seq_length=config.max_seq_length,
             batch_size=config.embed_max_batch_size,
-            torch_threads=config.torch_threads,
+            # Ray sets OMP_NUM_THREADS to the actor's CPU share (1 here); use the cores we have.
+            torch_threads=config.torch_threads or os.cpu_count(),
         )
         self._embed_many.set_max_batch_size(256)
         self._embed_many.set_batch_wait_timeout_s(config.embed_batch_wait_s)

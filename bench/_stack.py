@@ -1,0 +1,43 @@
+"""Shared by the benchmarks: use a running gateway (``--url``) or start a private local stack."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+
+import httpx
+
+PRIVATE_PORT = 18100
+
+
+@contextlib.contextmanager
+def gateway(url: str | None) -> Iterator[str]:
+    """Yield a gateway URL; without ``url``, run `counterpoint up` (no demo/UI/MLflow) meanwhile."""
+    if url:
+        yield url
+        return
+    data_dir = tempfile.mkdtemp(prefix="cp-bench-")
+    env = {**os.environ, "COUNTERPOINT_DATA_DIR": data_dir, "COUNTERPOINT_GATEWAY_PORT": str(PRIVATE_PORT),
+           "COUNTERPOINT_RAY_DASHBOARD_PORT": "18365", "HF_HUB_OFFLINE": "1"}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "counterpoint", "up", "--no-demo", "--no-ui", "--no-mlflow"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{PRIVATE_PORT}"
+    try:
+        for _ in range(300):
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                if httpx.get(f"{url}/healthz", timeout=2).json()["status"] == "ok":
+                    break
+            time.sleep(1)
+        else:
+            raise SystemExit("the private stack did not start; see its logs in " + data_dir)
+        yield url
+    finally:
+        subprocess.run([sys.executable, "-m", "counterpoint", "down"], env=env, timeout=120)
+        proc.wait(timeout=60)

@@ -1,0 +1,7 @@
+"""`python -m counterpoint` is the `counterpoint` command."""
+
+from __future__ import annotations
+
+from counterpoint.cli import main
+
+main()

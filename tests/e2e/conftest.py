@@ -1,0 +1,96 @@
+"""Starts the real local platform (`counterpoint up`) on spare ports in a temporary data dir."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+PORTS = {"GATEWAY_PORT": 18000, "MLFLOW_PORT": 15000, "RAY_DASHBOARD_PORT": 18265, "UI_PORT": 18501}
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    env: dict[str, str]
+    url: str
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run the real `counterpoint` CLI against this stack."""
+        result = subprocess.run(
+            [sys.executable, "-m", "counterpoint", *args],
+            env=self.env, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(f"counterpoint {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+
+def stack_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COUNTERPOINT_")}
+    env.update({f"COUNTERPOINT_{k}": str(v) for k, v in PORTS.items()})
+    env.update(
+        COUNTERPOINT_DATA_DIR=str(data_dir),
+        COUNTERPOINT_MAX_SEQ_LENGTH="128",
+        HF_HUB_OFFLINE="1",
+        RAY_USAGE_STATS_ENABLED="0",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def start(stack: Stack, *extra: str, timeout: float = 240) -> subprocess.Popen[str]:
+    """Launch `counterpoint up` and wait until its health check says every part is ok."""
+    log = open(stack.data_dir.parent / "up.log", "a")  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "counterpoint", "up", "--no-ui", *extra],
+        env=stack.env, stdout=log, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"`counterpoint up` exited early:\n{(stack.data_dir.parent / 'up.log').read_text()}"
+            )
+        try:
+            if httpx.get(f"{stack.url}/healthz", timeout=3).json().get("status") == "ok":
+                return proc
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(1)
+    proc.kill()
+    raise AssertionError(
+        f"stack not healthy in {timeout}s:\n{(stack.data_dir.parent / 'up.log').read_text()}"
+    )
+
+
+def stop(stack: Stack, proc: subprocess.Popen[str]) -> None:
+    stack.cli("down", timeout=120)
+    proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("stack")
+    data_dir = root / "data"
+    env = stack_env(data_dir)
+    s = Stack(data_dir, env, f"http://127.0.0.1:{PORTS['GATEWAY_PORT']}")
+    proc = start(s, "--no-demo")
+    s.proc = proc  # type: ignore[attr-defined]
+    try:
+        yield s
+    finally:
+        if proc.poll() is None:
+            subprocess.run([sys.executable, "-m", "counterpoint", "down"], env=env, timeout=120)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()

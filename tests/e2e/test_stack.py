@@ -1,0 +1,170 @@
+"""End to end on the real platform: Ray Serve + MLflow + embedded Qdrant + SQLite, driven by the CLI/SDK.
+
+A slice of SciFact (40 test queries, their relevant abstracts and other abstracts) is ingested
+through the CLI, searched, and evaluated; the platform's metrics must equal an in-process
+exact search with the same model, and its embeddings must equal sentence-transformers'.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from sentence_transformers import SentenceTransformer
+
+from counterpoint.client import Client
+from counterpoint.datasets import default_scifact, passage_text
+from counterpoint.errors import InvalidInput, NotFound
+from counterpoint.evaluation import evaluate_run, exact_search
+from counterpoint.models.paths import packaged_minilm_path
+from tests.e2e.conftest import PORTS, Stack, start, stop
+
+pytestmark = pytest.mark.e2e
+
+N_QUERIES, N_DOCS = 40, 200
+
+
+@pytest.fixture(scope="module")
+def scifact_slice(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | dict]:
+    data = default_scifact()
+    qrels = data.qrels("test")
+    qids = sorted(qrels)[:N_QUERIES]
+    wanted = {doc for qid in qids for doc in qrels[qid]}
+    others = [doc for doc in sorted(data.corpus) if doc not in wanted]
+    doc_ids = sorted(wanted) + others[: N_DOCS - len(wanted)]
+    root = tmp_path_factory.mktemp("slice")
+    with (root / "docs.jsonl").open("w") as handle:
+        for i, doc_id in enumerate(doc_ids):
+            doc = data.corpus[doc_id]
+            meta = {"bucket": i % 3}
+            handle.write(
+                json.dumps({"id": doc_id, "title": doc["title"], "text": doc["text"], "metadata": meta})
+                + "\n"
+            )
+    with (root / "queries.jsonl").open("w") as handle:
+        for qid in qids:
+            handle.write(json.dumps({"_id": qid, "text": data.queries[qid]}) + "\n")
+    with (root / "qrels.tsv").open("w") as handle:
+        handle.write("query-id\tcorpus-id\tscore\n")
+        for qid in qids:
+            for doc_id, grade in qrels[qid].items():
+                handle.write(f"{qid}\t{doc_id}\t{grade}\n")
+    corpus = {d: passage_text(data.corpus[d]["title"], data.corpus[d]["text"]) for d in doc_ids}
+    return {"docs": root / "docs.jsonl", "queries": root / "queries.jsonl", "qrels": root / "qrels.tsv",
+            "corpus": corpus, "query_texts": {q: data.queries[q] for q in qids}, "judged": {q: qrels[q] for q in qids}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def reference_model() -> SentenceTransformer:
+    model = SentenceTransformer(str(packaged_minilm_path()), device="cpu")
+    model.max_seq_length = 128
+    return model
+
+
+def test_health_and_parts(stack: Stack) -> None:
+    health = Client(stack.url).health()
+    assert health.status == "ok"
+    assert {"database", "embed", "vectors", "serve", "mlflow"} <= set(health.components)
+    assert httpx.get(f"http://127.0.0.1:{PORTS['MLFLOW_PORT']}/health").status_code == 200
+    assert httpx.get(f"{stack.url}/docs").status_code == 200
+    assert "ok" in stack.cli("status").stdout
+
+
+def test_embeddings_over_http_equal_sentence_transformers(
+    stack: Stack, reference_model: SentenceTransformer
+) -> None:
+    texts = ["Contrastive learning pulls positives together.", "Vitamin D deficiency and bone density."]
+    reply = httpx.post(
+        f"{stack.url}/v1/embeddings", json={"input": texts, "model": "all-MiniLM-L6-v2"}, timeout=60
+    )
+    assert reply.status_code == 200
+    got = np.array([item["embedding"] for item in reply.json()["data"]])
+    expected = reference_model.encode(texts, normalize_embeddings=True)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert len(Client(stack.url).models()) == 1
+
+
+def test_ingest_search_and_evaluate_through_the_cli(
+    stack: Stack, scifact_slice: dict, reference_model: SentenceTransformer
+) -> None:
+    stack.cli("collections", "create", "sci", "--index", "bucket:integer")
+    result = stack.cli("ingest", "sci", str(scifact_slice["docs"]), "--batch-size", "50")
+    assert f"now holds {N_DOCS} documents" in result.stdout
+    again = stack.cli("ingest", "sci", str(scifact_slice["docs"]), "--skip-existing")
+    assert f"skipped {N_DOCS}" in again.stdout
+
+    client = Client(stack.url)
+    first_qid, query = next(iter(scifact_slice["query_texts"].items()))
+    hits = client.search("sci", query, top_k=10).hits
+    relevant = set(scifact_slice["judged"][first_qid])
+    assert relevant & {h.id for h in hits}, "a relevant abstract should be in the top 10"
+    table = stack.cli("search", "sci", query, "-k", "3").stdout
+    assert hits[0].id in table
+
+    bucket = client.search("sci", query, top_k=20, filter={"must": [{"key": "bucket", "match": 1}]}).hits
+    assert bucket and all(h.metadata["bucket"] == 1 for h in bucket)
+
+    # the platform's retrieval metrics equal an exact in-process search with the same model
+    evaluated = stack.cli(
+        "eval-retrieval", "--collection", "sci", "--queries", str(scifact_slice["queries"]),
+        "--qrels", str(scifact_slice["qrels"]), "--json",
+    )  # fmt: skip
+    platform = json.loads(evaluated.stdout)
+    corpus = scifact_slice["corpus"]
+    doc_ids = list(corpus)
+    doc_vecs = reference_model.encode([corpus[d] for d in doc_ids], normalize_embeddings=True, batch_size=32)
+    qids = list(scifact_slice["query_texts"])
+    query_vecs = reference_model.encode(
+        [scifact_slice["query_texts"][q] for q in qids], normalize_embeddings=True
+    )
+    reference = evaluate_run(
+        exact_search(query_vecs, doc_vecs, qids, doc_ids, top_k=100), scifact_slice["judged"]
+    )
+    assert platform["ndcg_at_10"] == pytest.approx(reference.ndcg_at_10, abs=0.5)
+    assert platform["recall_at_100"] == pytest.approx(reference.recall_at_100, abs=0.5)
+    assert platform["ndcg_at_10"] > 50
+
+
+def test_bad_input_is_a_clear_error_everywhere(stack: Stack) -> None:
+    client = Client(stack.url)
+    with pytest.raises(NotFound, match="ghost"):
+        client.search("ghost", "anything")
+    with pytest.raises(InvalidInput, match="dimensions"):
+        client.search("sci", vector=[0.1, 0.2, 0.3])
+    reply = httpx.post(f"{stack.url}/v1/embeddings", json={"input": []})
+    assert reply.status_code == 422 and reply.json()["error"]["message"]
+    failed = stack.cli("search", "ghost", "x", check=False)
+    assert failed.returncode == 1
+    assert "ghost" in failed.stderr and "Traceback" not in failed.stderr
+    missing = stack.cli("ingest", "sci", "/no/such/file.jsonl", check=False)
+    assert missing.returncode == 1 and "no such file" in missing.stderr
+
+
+def test_restart_keeps_data_and_demo_is_searchable_while_indexing(stack: Stack) -> None:
+    """Stop the stack, start it again with the demo on: old data is there, the demo answers early."""
+    stop(stack, stack.proc)  # type: ignore[attr-defined]
+    assert stack.cli("down").stdout.strip() == "Counterpoint is not running."
+    proc = start(stack)
+    stack.proc = proc  # type: ignore[attr-defined]
+    client = Client(stack.url)
+    assert client.get_collection("sci").count == N_DOCS
+    deadline = time.monotonic() + 120
+    count = 0
+    while time.monotonic() < deadline:
+        try:
+            count = client.get_collection("scifact").count
+        except NotFound:
+            count = 0
+        if count >= 64:
+            break
+        time.sleep(2)
+    assert count >= 64, "the demo collection should fill in the background"
+    hits = client.search("scifact", "vitamin D and bone health", top_k=5).hits
+    assert len(hits) == 5
+    later = client.get_collection("scifact").count
+    assert later < 5183, "the demo is still indexing while we search"
+    stop(stack, proc)
