@@ -14,13 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx  # noqa: E402
-
 from _stack import gateway  # noqa: E402
+
 from counterpoint.datasets import default_scifact_dir, iter_corpus, passage_text  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", help="gateway of a running stack (default: start a private one)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--batch", type=int, default=32, help="texts per request")
@@ -57,7 +59,9 @@ def main() -> None:
             done = sum(pool.map(send, requests))
         over_http = done / (time.perf_counter() - started)
 
-    print(f"texts: {n} SciFact abstracts, max_seq_length {args.max_seq_length}, {args.clients} clients x {args.batch}")
+    print(
+        f"texts: {n} SciFact abstracts, max_seq_length {args.max_seq_length}, {args.clients} clients x {args.batch}"
+    )
     print(f"in-process SentenceTransformer.encode : {in_process:8.1f} sentences/s")
     print(f"HTTP /v1/embeddings (Ray Serve)       : {over_http:8.1f} sentences/s")
     print(f"ratio HTTP / in-process               : {over_http / in_process:8.2f}  (target >= 0.80)")

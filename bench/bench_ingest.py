@@ -19,7 +19,9 @@ from counterpoint.datasets import default_scifact_dir, iter_corpus, passage_text
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", help="gateway of a running stack (default: start a private one)")
     parser.add_argument("--limit", type=int, default=5183, help="documents to ingest (full corpus: 5183)")
     parser.add_argument("--batch", type=int, default=64, help="documents per ingest request")

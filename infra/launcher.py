@@ -127,8 +127,9 @@ class LocalStack:
         )
 
     def start_serve(self) -> None:
-        from counterpoint.services.app import APP_NAME, build_app
         from ray import serve
+
+        from counterpoint.services.app import APP_NAME, build_app
 
         s = self.settings
         serve.start(http_options={"host": s.host, "port": s.gateway_port})

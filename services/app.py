@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from counterpoint.services.embed.deployment import EmbedDeployment
-from counterpoint.services.gateway.deployment import GatewayDeployment
 from ray.serve import Application
 
+from counterpoint.services.embed.deployment import EmbedDeployment
+from counterpoint.services.gateway.deployment import GatewayDeployment
 from counterpoint.settings import Settings
 
 APP_NAME = "counterpoint"

@@ -11,12 +11,12 @@ import asyncio
 import os
 from typing import Any
 
-from counterpoint.services.embed.backends import model_card
 from ray import serve
 
 from counterpoint.errors import NotFound
 from counterpoint.models.embedder import Embeddings, TextEmbedder
 from counterpoint.schemas import ModelCard
+from counterpoint.services.embed.backends import model_card
 from counterpoint.settings import Settings
 
 

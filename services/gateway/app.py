@@ -12,7 +12,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from counterpoint.services.gateway.core import GatewayCore
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -36,6 +35,7 @@ from counterpoint.schemas import (
     SearchRequest,
     SearchResponse,
 )
+from counterpoint.services.gateway.core import GatewayCore
 
 logger = logging.getLogger("counterpoint.gateway")
 

@@ -16,11 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from counterpoint.infra.db.registry import Registry
-from counterpoint.infra.vectors.base import CollectionSpec, VectorRecord, VectorStore
-from counterpoint.services.embed.backends import EmbedderBackend
 
 from counterpoint.errors import InvalidInput, LimitExceeded, NotFound
+from counterpoint.infra.db.registry import Registry
+from counterpoint.infra.vectors.base import CollectionSpec, VectorRecord, VectorStore
 from counterpoint.models.embedder import Embeddings, truncate_and_normalize
 from counterpoint.schemas import (
     CollectionCreate,
@@ -39,6 +38,7 @@ from counterpoint.schemas import (
     SearchResponse,
     Usage,
 )
+from counterpoint.services.embed.backends import EmbedderBackend
 from counterpoint.settings import Settings
 
 _FIELD_CHECKS: dict[FieldType, tuple[type, ...]] = {

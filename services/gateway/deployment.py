@@ -10,16 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from counterpoint.infra.db.registry import Registry
-from counterpoint.infra.vectors.factory import make_vector_store
-from counterpoint.services.embed.backends import ServeEmbedder
-from counterpoint.services.gateway.app import create_app
-from counterpoint.services.gateway.core import GatewayCore
 from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from counterpoint.infra.db.registry import Registry
+from counterpoint.infra.vectors.factory import make_vector_store
 from counterpoint.schemas import ComponentHealth
+from counterpoint.services.embed.backends import ServeEmbedder
+from counterpoint.services.gateway.app import create_app
+from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.settings import Settings
 
 

@@ -19,12 +19,12 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from counterpoint.infra.db import Registry, make_engine, migrate, normalize_url
-from counterpoint.infra.db.engine import MIGRATIONS_DIR, alembic_config
-from counterpoint.infra.db.models import Base, UTCDateTime
 from sqlalchemy import create_engine, inspect, make_url, text
 
 from counterpoint.errors import Conflict, InvalidInput, NotFound
+from counterpoint.infra.db import Registry, make_engine, migrate, normalize_url
+from counterpoint.infra.db.engine import MIGRATIONS_DIR, alembic_config
+from counterpoint.infra.db.models import Base, UTCDateTime
 
 TABLES = {"collections", "jobs", "models", "api_keys"}
 

@@ -12,9 +12,10 @@ from typing import Any
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
+from sqlalchemy import Connection
+
 from counterpoint.infra.db.engine import make_engine, normalize_url
 from counterpoint.infra.db.models import Base, UTCDateTime
-from sqlalchemy import Connection
 
 config = context.config
 target_metadata = Base.metadata
