@@ -31,7 +31,10 @@ def main() -> None:
     args = parser.parse_args()
 
     n = args.clients * args.batch * args.rounds
-    docs = [passage_text(d["title"], d["text"]) for _, d in zip(range(n), iter_corpus(default_scifact_dir()))]
+    docs = [
+        passage_text(d["title"], d["text"])
+        for _, d in zip(range(n), iter_corpus(default_scifact_dir()), strict=False)
+    ]
     requests = [docs[i : i + args.batch] for i in range(0, n, args.batch)]
 
     from sentence_transformers import SentenceTransformer

@@ -27,7 +27,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="documents per ingest request")
     args = parser.parse_args()
 
-    docs = [to_ingest_document(d) for _, d in zip(range(args.limit), iter_corpus(default_scifact_dir()))]
+    docs = [
+        to_ingest_document(d)
+        for _, d in zip(range(args.limit), iter_corpus(default_scifact_dir()), strict=False)
+    ]
     texts = [passage_text(d["title"], d["text"]) for d in docs]
 
     from sentence_transformers import SentenceTransformer

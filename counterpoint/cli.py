@@ -238,7 +238,7 @@ def eval_retrieval(
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
 ) -> None:
     """nDCG@10, Recall@100 and MRR@10 of a collection against relevance judgements."""
-    from counterpoint.datasets import load_qrels, load_queries
+    from counterpoint.datasets import default_scifact_dir, load_qrels, load_queries
     from counterpoint.evaluation import evaluate_run
 
     base = default_scifact_dir()

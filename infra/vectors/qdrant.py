@@ -1,0 +1,204 @@
+"""Qdrant server (or qdrant-client local mode) vector store through ``qdrant-client``.
+
+The spec is kept in the collection's own metadata, so it survives restarts and is the same
+for every gateway replica. The server builds HNSW graphs in the background by itself.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+from qdrant_client.http.exceptions import UnexpectedResponse
+
+from counterpoint.errors import Conflict, InvalidInput, NotFound
+from counterpoint.infra.vectors.base import CollectionSpec, ScoredRecord, VectorRecord, point_id
+from counterpoint.infra.vectors.common import (
+    ID_KEY,
+    as_floats,
+    check_dimensions,
+    check_name,
+    check_spec,
+    record_payload,
+    spec_from_dict,
+    spec_to_dict,
+    valid_name,
+)
+from counterpoint.infra.vectors.filters import to_qdrant_filter
+from counterpoint.schemas import Filter
+
+METADATA_KEY = "counterpoint_spec"
+_RETRIEVE_CHUNK = 1024
+
+_DISTANCE = {"cosine": qm.Distance.COSINE, "dot": qm.Distance.DOT, "euclid": qm.Distance.EUCLID}
+_DISTANCE_BACK = {v: k for k, v in _DISTANCE.items()}
+_SCHEMA = {
+    "keyword": qm.PayloadSchemaType.KEYWORD,
+    "integer": qm.PayloadSchemaType.INTEGER,
+    "float": qm.PayloadSchemaType.FLOAT,
+    "bool": qm.PayloadSchemaType.BOOL,
+}
+_SCHEMA_BACK = {v: k for k, v in _SCHEMA.items()}
+
+
+class QdrantVectorStore:
+    """``VectorStore`` on a ``QdrantClient`` (a server URL, or ``":memory:"`` for tests)."""
+
+    def __init__(self, client: QdrantClient) -> None:
+        self.client = client
+        self._lock = threading.Lock()
+        self._specs: dict[str, CollectionSpec] = {}  # cache: dimension checks without a round trip
+
+    # --- collections ---------------------------------------------------------------------
+
+    def create_collection(self, spec: CollectionSpec) -> None:
+        check_spec(spec)
+        if self.client.collection_exists(spec.name):
+            raise Conflict(f"collection '{spec.name}' already exists")
+        with _translated(spec.name):
+            self.client.create_collection(
+                spec.name,
+                vectors_config=qm.VectorParams(size=spec.dimensions, distance=_DISTANCE[spec.distance]),
+                metadata={METADATA_KEY: spec_to_dict(spec)},
+            )
+            with warnings.catch_warnings():  # local mode warns that it ignores payload indexes
+                warnings.filterwarnings("ignore", message="Payload indexes have no effect")
+                for key, kind in {**spec.payload_indexes, ID_KEY: "keyword"}.items():
+                    self.client.create_payload_index(spec.name, key, field_schema=_SCHEMA[kind], wait=True)
+        with self._lock:
+            self._specs[spec.name] = spec
+
+    def delete_collection(self, name: str) -> None:
+        check_name(name)
+        with self._lock:
+            self._specs.pop(name, None)
+        if not self.client.collection_exists(name):
+            raise NotFound(f"collection '{name}' does not exist")
+        with _translated(name):
+            self.client.delete_collection(name)
+
+    def collection_exists(self, name: str) -> bool:
+        return valid_name(name) and self.client.collection_exists(name)
+
+    def spec(self, name: str) -> CollectionSpec:
+        """The collection's spec, from its metadata (or its config for foreign collections)."""
+        check_name(name)
+        with self._lock:
+            cached = self._specs.get(name)
+        if cached is not None:
+            return cached
+        with _translated(name):
+            info = self.client.get_collection(name)
+        spec = _spec_of(name, info)
+        with self._lock:
+            self._specs[name] = spec
+        return spec
+
+    # --- points --------------------------------------------------------------------------
+
+    def count(self, name: str) -> int:
+        check_name(name)
+        with _translated(name):
+            return self.client.count(name, exact=True).count
+
+    def upsert(self, name: str, records: Sequence[VectorRecord]) -> None:
+        spec = self.spec(name)
+        check_dimensions(name, spec.dimensions, [r.vector for r in records])
+        if not records:
+            return
+        points = [
+            qm.PointStruct(id=point_id(r.id), vector=as_floats(r.vector), payload=record_payload(r))
+            for r in records
+        ]
+        with _translated(name):
+            self.client.upsert(name, points=points, wait=True)
+
+    def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
+        check_name(name)
+        wanted = {point_id(i): i for i in ids}
+        keys = list(wanted)
+        found: set[str] = set()
+        with _translated(name):
+            if not keys and not self.client.collection_exists(name):
+                raise NotFound(f"collection '{name}' does not exist")
+            for start in range(0, len(keys), _RETRIEVE_CHUNK):
+                chunk = keys[start : start + _RETRIEVE_CHUNK]
+                records = self.client.retrieve(name, ids=chunk, with_payload=False, with_vectors=False)
+                found.update(wanted[str(rec.id)] for rec in records)
+        return found
+
+    def search(
+        self, name: str, vector: Sequence[float], top_k: int, filter: Filter | None = None
+    ) -> list[ScoredRecord]:
+        if top_k < 1:
+            raise InvalidInput(f"top_k must be at least 1, got {top_k}")
+        spec = self.spec(name)
+        check_dimensions(name, spec.dimensions, [vector])
+        with _translated(name):
+            response = self.client.query_points(
+                name,
+                query=as_floats(vector),
+                query_filter=to_qdrant_filter(filter),
+                limit=top_k,
+                with_payload=True,
+                with_vectors=False,
+            )
+        # Qdrant returns best first for every distance (euclid: smallest distance first).
+        return [
+            ScoredRecord(
+                id=str((p.payload or {}).get(ID_KEY, p.id)),
+                score=float(p.score),
+                payload=dict(p.payload or {}),
+            )
+            for p in response.points
+        ]
+
+    # --- maintenance ---------------------------------------------------------------------
+
+    def optimize(self, name: str) -> bool:
+        """Nothing to do: the server optimizes and indexes in the background. Always False."""
+        if not self.collection_exists(name):
+            raise NotFound(f"collection '{name}' does not exist")
+        return False
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _spec_of(name: str, info: qm.CollectionInfo) -> CollectionSpec:
+    stored = (info.config.metadata or {}).get(METADATA_KEY)
+    if isinstance(stored, dict):
+        return spec_from_dict({**stored, "name": name})
+    vectors = info.config.params.vectors
+    if not isinstance(vectors, qm.VectorParams):
+        raise InvalidInput(f"collection '{name}' uses named vectors, which Counterpoint does not support")
+    indexes = {
+        key: _SCHEMA_BACK[schema.data_type]
+        for key, schema in (info.payload_schema or {}).items()
+        if key != ID_KEY and schema.data_type in _SCHEMA_BACK
+    }
+    return CollectionSpec(name, vectors.size, _DISTANCE_BACK.get(vectors.distance, "cosine"), indexes)
+
+
+@contextmanager
+def _translated(name: str) -> Iterator[None]:
+    """Turn the client's "no such collection" / "already exists" errors into ours."""
+    try:
+        yield
+    except UnexpectedResponse as exc:
+        if exc.status_code == 404:
+            raise NotFound(f"collection '{name}' does not exist") from exc
+        if exc.status_code == 409:
+            raise Conflict(f"collection '{name}' already exists") from exc
+        raise
+    except ValueError as exc:  # local mode raises ValueError with these messages
+        message = str(exc)
+        if "not found" in message:
+            raise NotFound(f"collection '{name}' does not exist") from exc
+        if "already exists" in message:
+            raise Conflict(f"collection '{name}' already exists") from exc
+        raise

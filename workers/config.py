@@ -1,0 +1,136 @@
+"""The training-job configuration: one YAML/JSON document, validated before anything runs.
+
+A config names the base model, the loss, the data and the schedule. Validation checks
+values *and* the data (the file exists, the columns the loss needs are there), so a
+mistake is reported with its field name at submit time, not minutes into a Ray job.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from counterpoint.errors import InvalidInput
+from counterpoint.workers.data import DataSource, Kind, check_source
+
+LossName = Literal["mnrl", "simcse", "simcse_supervised", "debiased", "cosent"]
+
+# Which example types each loss can train on.
+LOSS_KINDS: dict[str, tuple[Kind, ...]] = {
+    "mnrl": ("pairs", "triplets"),
+    "simcse": ("sentences", "pairs"),
+    "simcse_supervised": ("triplets",),
+    "debiased": ("pairs", "triplets"),
+    "cosent": ("scored_pairs",),
+}
+
+
+class LossConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: LossName = "mnrl"
+    scale: float = Field(20.0, gt=0, description="1/temperature of the similarity logits.")
+    learnable_temperature: bool = False
+    symmetric: bool = False
+    tau_plus: float = Field(0.1, ge=0, lt=1, description="Class prior of the debiased loss.")
+    false_negative_margin: float | None = Field(
+        None, ge=0, description="Mask in-batch negatives scoring above positive - margin (GTE/GISTEmbed)."
+    )
+    matryoshka_dims: list[int] = Field(default_factory=list, description="Also train truncated dimensions.")
+
+
+class RetrievalEval(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="BEIR directory (corpus.jsonl, queries.jsonl, qrels/).")
+    split: str = "test"
+    max_docs: int | None = Field(None, ge=1, description="Evaluate on a corpus sample (judged docs kept).")
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sts: str | None = Field(None, description="Scored-pair TSV for Spearman correlation.")
+    retrieval: RetrievalEval | None = None
+    every_steps: int = Field(100, ge=1)
+    uniformity_sample: int = Field(512, ge=16, description="Sentences used for alignment/uniformity.")
+
+
+class TrainConfig(BaseModel):
+    """Everything a fine-tuning job needs; see examples/*.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("finetune", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$")
+    model: str = Field("all-MiniLM-L6-v2", description="Base model: packaged name or local directory.")
+    loss: LossConfig = Field(default_factory=LossConfig)
+    data: DataSource
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    batch_size: int = Field(32, ge=2)
+    gradcache_chunk: int | None = Field(None, ge=1, description="GradCache chunk size (large batches).")
+    lr: float = Field(2e-5, gt=0, le=1)
+    epochs: int = Field(1, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    max_seq_length: int = Field(128, ge=8, le=8192)
+    workers: int = Field(1, ge=1)
+    cross_worker_negatives: bool = True
+    seed: int = 42
+    report_every: int = Field(20, ge=1, description="Steps between Ray reports / MLflow metrics.")
+    checkpoint_every: int = Field(200, ge=1)
+    experiment: str = "counterpoint"
+    register_as: str | None = Field(None, description="Register the result under this MLflow model name.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.gradcache_chunk is not None and self.gradcache_chunk > self.batch_size:
+            raise ValueError("gradcache_chunk must not exceed batch_size")
+        return self
+
+
+def parse_config(raw: str | bytes | dict[str, Any], *, check_data: bool = True) -> TrainConfig:
+    """Parse and validate a config (YAML/JSON text or a dict); errors name the field."""
+    if isinstance(raw, str | bytes):
+        try:
+            raw = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise InvalidInput(f"config is not valid YAML/JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise InvalidInput("config must be a mapping of fields")
+    try:
+        config = TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"config field '{field}': {first['msg']}") from None
+    if check_data:
+        kind = check_source(config.data)
+        allowed = LOSS_KINDS[config.loss.name]
+        if kind not in allowed:
+            raise InvalidInput(
+                f"config field 'loss.name': {config.loss.name} trains on {' or '.join(allowed)}, "
+                f"but data.path holds {kind}"
+            )
+        if config.eval.sts:
+            check_source(DataSource(path=config.eval.sts, kind="scored_pairs"))
+        if config.eval.retrieval and not (Path(config.eval.retrieval.path) / "qrels").is_dir():
+            raise InvalidInput(
+                f"config field 'eval.retrieval.path': '{config.eval.retrieval.path}' is not BEIR"
+            )
+    return config
+
+
+def load_config(path: str | Path, **kwargs: Any) -> TrainConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInput(f"no such config file: {path}")
+    return parse_config(path.read_text(), **kwargs)
+
+
+def dump_config(config: TrainConfig) -> str:
+    return json.dumps(config.model_dump(mode="json"), indent=2)
