@@ -28,6 +28,8 @@ app = typer.Typer(
 )
 collections_app = typer.Typer(help="Create, list, describe and delete collections.", no_args_is_help=True)
 app.add_typer(collections_app, name="collections")
+jobs_app = typer.Typer(help="List, inspect, follow and cancel training jobs.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
 
 out = Console()
 err = Console(stderr=True)
@@ -265,6 +267,87 @@ def eval_retrieval(
         table.add_column(name, justify="right")
     table.add_row(f"{metrics.ndcg_at_10:.2f}", f"{metrics.recall_at_100:.2f}", f"{metrics.mrr_at_10:.2f}")
     out.print(table)
+
+
+# --- training jobs ----------------------------------------------------------------------
+
+
+def _job_line(job: Any) -> str:
+    m = job.metrics
+    parts = [
+        f"{k}={m[k]:.4g}"
+        for k in sorted(m)
+        if isinstance(m[k], int | float) and k not in ("step", "total_steps")
+    ]
+    return ", ".join(parts[:8])
+
+
+def follow(job_id: str) -> Any:
+    """Show a progress bar with live metrics until the job finishes; returns the final job."""
+    cp = client()
+    job = cp.get_job(job_id)
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[metrics]}"), console=err,
+    ) as progress:  # fmt: skip
+        task = progress.add_task(f"{job.name} ({job.status})", total=None, metrics="")
+        for job in cp.follow_job(job_id):
+            total = job.metrics.get("total_steps")
+            progress.update(
+                task, description=f"{job.name} ({job.status})", total=total,
+                completed=job.metrics.get("step", 0), metrics=_job_line(job),
+            )  # fmt: skip
+    return job
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Training config, YAML or JSON (see examples/).")],
+    follow_job: Annotated[
+        bool, typer.Option("--follow", "-f", help="Watch progress until it finishes.")
+    ] = False,
+) -> None:
+    """Validate a training config and submit it as a Ray job (tracked in MLflow)."""
+    job = client().submit_job(config)
+    out.print(f"submitted job {job.id} ({job.name}); follow with `counterpoint jobs show {job.id}`")
+    if follow_job:
+        job = follow(job.id)
+        out.print(f"job {job.id} {job.status}" + (f": {job.error}" if job.error else ""))
+        out.print(_job_line(job))
+        if job.status != "succeeded":
+            raise typer.Exit(1)
+
+
+@jobs_app.command("list")
+def jobs_list() -> None:
+    """Jobs, newest first."""
+    table = Table("id", "name", "status", "step", "metrics", "created")
+    for job in client().list_jobs():
+        step = f"{job.metrics.get('step', '')}/{job.metrics.get('total_steps', '')}" if job.metrics else ""
+        table.add_row(
+            job.id[:8], job.name, job.status, step, _job_line(job), f"{job.created_at:%Y-%m-%d %H:%M}"
+        )
+    out.print(table)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: str, follow_job: Annotated[bool, typer.Option("--follow", "-f")] = False) -> None:
+    """A job's state, config, MLflow run and metrics."""
+    job = follow(job_id) if follow_job else client().get_job(job_id)
+    out.print_json(job.model_dump_json())
+
+
+@jobs_app.command("logs")
+def jobs_logs(job_id: str, tail: Annotated[int, typer.Option(help="Lines from the end.")] = 200) -> None:
+    """The tail of a job's driver log."""
+    out.print(client().job_logs(job_id, tail=tail), markup=False, highlight=False)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: str) -> None:
+    """Stop a running job."""
+    job = client().cancel_job(job_id)
+    out.print(f"job {job.id} {job.status}")
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ Errors come back as the same `counterpoint.errors` classes the gateway raised.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from counterpoint.errors import CounterpointError, Unavailable, error_from_body
+from counterpoint.errors import CounterpointError, InvalidInput, Unavailable, error_from_body
 from counterpoint.schemas import (
     CollectionCreate,
     CollectionInfo,
@@ -33,6 +34,10 @@ from counterpoint.schemas import (
     Health,
     IngestRequest,
     IngestResponse,
+    JobCreate,
+    JobInfo,
+    JobList,
+    JobLogs,
     ModelCard,
     ModelList,
     SearchRequest,
@@ -216,3 +221,43 @@ class Client:
 
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             return dict(pool.map(one, queries.items()))
+
+    # --- training jobs -----------------------------------------------------------------
+
+    def submit_job(self, config: Mapping[str, Any] | str | Path) -> JobInfo:
+        """Submit a training job: a config mapping, YAML/JSON text, or the path of a config file."""
+        if isinstance(config, Path) or (
+            isinstance(config, str) and "\n" not in config and config.endswith((".yaml", ".yml", ".json"))
+        ):
+            path = Path(config)
+            if not path.is_file():
+                raise InvalidInput(f"no such config file: {path}")
+            config = path.read_text()
+        body = JobCreate(config=dict(config) if isinstance(config, Mapping) else config)
+        return JobInfo.model_validate(self._request("POST", "/v1/jobs", json=body.model_dump()))
+
+    def list_jobs(self) -> list[JobInfo]:
+        return JobList.model_validate(self._request("GET", "/v1/jobs")).jobs
+
+    def get_job(self, job_id: str) -> JobInfo:
+        return JobInfo.model_validate(self._request("GET", f"/v1/jobs/{job_id}"))
+
+    def job_logs(self, job_id: str, *, tail: int = 200) -> str:
+        return JobLogs.model_validate(
+            self._request("GET", f"/v1/jobs/{job_id}/logs", params={"tail": tail})
+        ).logs
+
+    def cancel_job(self, job_id: str) -> JobInfo:
+        return JobInfo.model_validate(self._request("DELETE", f"/v1/jobs/{job_id}"))
+
+    def follow_job(
+        self, job_id: str, *, interval: float = 2.0, timeout: float | None = None
+    ) -> Iterator[JobInfo]:
+        """Yield the job's state every ``interval`` seconds until it finishes (or ``timeout``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get_job(job_id)
+            yield job
+            if job.finished or (deadline is not None and time.monotonic() > deadline):
+                return
+            time.sleep(interval)

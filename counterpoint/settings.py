@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     api_url: str | None = Field(None, description="Gateway URL used by the SDK and CLI.")
     mlflow_tracking_uri: str | None = Field(None, description="MLflow tracking server URI.")
     ray_address: str | None = Field(None, description="Ray cluster address; None starts/uses local.")
+    ray_job_address: str | None = Field(
+        None, description="Ray job-submission (dashboard) URL; default the local dashboard."
+    )
     ray_num_cpus: int = Field(2, ge=1, description="CPUs given to the local Ray head.")
     ray_object_store_mb: int = Field(512, ge=64, description="Object store size of the local Ray head.")
 
@@ -99,6 +102,14 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.resolved_data_dir / 'registry.db'}"
+
+    @property
+    def job_api_url(self) -> str:
+        return self.ray_job_address or f"http://{self.host}:{self.ray_dashboard_port}"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.resolved_data_dir / "jobs"
 
     @property
     def vectors_dir(self) -> Path:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from counterpoint import __version__
-from counterpoint.errors import CounterpointError, InvalidInput
+from counterpoint.errors import CounterpointError, InvalidInput, Unavailable
 from counterpoint.schemas import (
     CollectionCreate,
     CollectionInfo,
@@ -31,11 +31,16 @@ from counterpoint.schemas import (
     Health,
     IngestRequest,
     IngestResponse,
+    JobCreate,
+    JobInfo,
+    JobList,
+    JobLogs,
     ModelList,
     SearchRequest,
     SearchResponse,
 )
 from counterpoint.services.gateway.core import GatewayCore
+from counterpoint.services.gateway.jobs import JobService, check_tail
 
 logger = logging.getLogger("counterpoint.gateway")
 
@@ -141,8 +146,10 @@ _INGEST_OPENAPI = {
 }
 
 
-def create_app(core: GatewayCore, extra_health: HealthCheck | None = None) -> FastAPI:
-    """Build the gateway's FastAPI app around a `GatewayCore`."""
+def create_app(
+    core: GatewayCore, extra_health: HealthCheck | None = None, jobs: JobService | None = None
+) -> FastAPI:
+    """Build the gateway's FastAPI app around a `GatewayCore` (and a `JobService` for training)."""
     app = FastAPI(
         title="Counterpoint",
         version=__version__,
@@ -211,5 +218,30 @@ def create_app(core: GatewayCore, extra_health: HealthCheck | None = None) -> Fa
     @app.post("/v1/collections/{name}/search", response_model=SearchResponse, tags=["collections"])
     async def search(name: str, body: SearchRequest) -> SearchResponse:
         return await core.search(name, body)
+
+    def job_service() -> JobService:
+        if jobs is None:
+            raise Unavailable("training jobs are not enabled on this gateway (no Ray job API configured)")
+        return jobs
+
+    @app.get("/v1/jobs", response_model=JobList, tags=["jobs"])
+    async def list_jobs() -> JobList:
+        return JobList(jobs=await job_service().list())
+
+    @app.post("/v1/jobs", response_model=JobInfo, status_code=201, tags=["jobs"])
+    async def submit_job(body: JobCreate) -> JobInfo:
+        return await job_service().submit(body)
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobInfo, tags=["jobs"])
+    async def get_job(job_id: str) -> JobInfo:
+        return await job_service().get(job_id)
+
+    @app.get("/v1/jobs/{job_id}/logs", response_model=JobLogs, tags=["jobs"])
+    async def job_logs(job_id: str, tail: int = 200) -> JobLogs:
+        return await job_service().logs(job_id, check_tail(tail))
+
+    @app.delete("/v1/jobs/{job_id}", response_model=JobInfo, tags=["jobs"])
+    async def cancel_job(job_id: str) -> JobInfo:
+        return await job_service().cancel(job_id)
 
     return app

@@ -20,6 +20,7 @@ from counterpoint.schemas import ComponentHealth
 from counterpoint.services.embed.backends import ServeEmbedder
 from counterpoint.services.gateway.app import create_app
 from counterpoint.services.gateway.core import GatewayCore
+from counterpoint.services.gateway.jobs import JobService, RayJobSubmitter
 from counterpoint.settings import Settings
 
 
@@ -32,6 +33,7 @@ class GatewayDeployment:
         registry = Registry.from_url(self.settings.db_url)
         store = make_vector_store(self.settings)
         self.core = GatewayCore(self.settings, registry, store, ServeEmbedder(embedder))
+        self.jobs = JobService(self.settings, registry, RayJobSubmitter(self.settings.job_api_url))
 
     async def _platform_health(self) -> dict[str, ComponentHealth]:
         """Parts outside the gateway: Ray Serve (we answer, so it is up) and MLflow."""
@@ -51,4 +53,4 @@ class GatewayDeployment:
         return parts
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self.core, extra_health=self._platform_health)
+        return create_app(self.core, extra_health=self._platform_health, jobs=self.jobs)
