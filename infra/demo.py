@@ -41,8 +41,14 @@ def index_demo(settings: Settings, stop: threading.Event | None = None, *, show_
                 if stop is not None and stop.is_set():
                     break
                 batch = docs[start : start + DEMO_BATCH]
-                client.ingest(settings.demo_collection, batch, batch_size=DEMO_BATCH, skip_existing=True)
+                reply = client.ingest(
+                    settings.demo_collection, batch, batch_size=DEMO_BATCH, skip_existing=True
+                )
                 progress.advance(task, len(batch))
+                if not progress.console.is_terminal and (start // DEMO_BATCH) % 20 == 0:
+                    print(
+                        f"indexing demo '{settings.demo_collection}': {reply.count}/{len(docs)}", flush=True
+                    )
         return client.get_collection(settings.demo_collection).count
 
 

@@ -34,6 +34,8 @@ PLATFORM_ENV = {
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "RAY_SERVE_LOG_TO_STDERR": "0",
+    # MLflow's server-side job runner (huey consumers) is not used: it would cost a process per core.
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
 }
 
 UI_SCRIPT = Path(__file__).resolve().parent.parent / "ui" / "app.py"
@@ -152,6 +154,7 @@ class LocalStack:
                 self.start_mlflow()
         with console.status("starting Ray"):
             self.start_ray()
+        signal.signal(signal.SIGTERM, _raise_interrupt)  # ray.init replaced it with one that aborts
         with console.status("starting Ray Serve: gateway + embed (loading the model)"):
             self.start_serve()
             if not wait_http(f"{s.gateway_url}/healthz", timeout=300):
@@ -207,6 +210,11 @@ class LocalStack:
                     return
 
 
+def _raise_interrupt(_signum: int, _frame: object) -> None:
+    """SIGTERM stops the stack the same way as Ctrl-C: through `LocalStack.stop`."""
+    raise KeyboardInterrupt
+
+
 def up(settings: Settings, *, wait: bool = True) -> None:
     """Start the local platform (or report the one already running) and block until stopped."""
     pid = running_pid(settings)
@@ -215,11 +223,7 @@ def up(settings: Settings, *, wait: bool = True) -> None:
         console.print(f"  gateway {settings.gateway_url}; stop it with `counterpoint down`.")
         return
     stack = LocalStack(settings)
-
-    def _terminate(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         stack.start()
         stack.print_urls()
@@ -241,7 +245,7 @@ def down(settings: Settings, timeout: float = 60) -> bool:
     pid = running_pid(settings)
     if pid is None:
         return False
-    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGINT)  # like Ctrl-C in the `up` shell: a clean, complete stop
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

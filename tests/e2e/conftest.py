@@ -72,9 +72,21 @@ def start(stack: Stack, *extra: str, timeout: float = 240) -> subprocess.Popen[s
     )
 
 
+def port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def stop(stack: Stack, proc: subprocess.Popen[str]) -> None:
+    """`counterpoint down` must stop every part: no server is left listening afterwards."""
     stack.cli("down", timeout=120)
     proc.wait(timeout=60)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(port_open(p) for p in PORTS.values()):
+        time.sleep(0.5)
+    assert not [name for name, p in PORTS.items() if port_open(p)], "parts still running after `down`"
 
 
 @pytest.fixture(scope="module")
