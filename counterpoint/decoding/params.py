@@ -15,6 +15,7 @@ DECODING_METHODS: tuple[str, ...] = ("greedy", "sampling", "contrastive_search",
 
 DEFAULT_MAX_TOKENS = 128
 DEFAULT_CS_TOP_K = 4
+MAX_CS_TOP_K = 64  # contrastive search runs a batch of k per token: bound the cost of one request
 DEFAULT_PENALTY_ALPHA = 0.6
 DEFAULT_CD_ALPHA = 0.1
 MAX_STOP_STRINGS = 4
@@ -33,8 +34,9 @@ class GenerationParams(BaseModel):
     top_k: int | None = Field(
         None,
         ge=1,
+        le=1000,
         description="sampling: keep the k most likely tokens (None: all). "
-        f"contrastive_search: number of candidates k (None: {DEFAULT_CS_TOP_K}).",
+        f"contrastive_search: number of candidates k (None: {DEFAULT_CS_TOP_K}; at most {MAX_CS_TOP_K}).",
     )
     top_p: float = Field(1.0, gt=0, le=1, description="sampling: nucleus mass kept.")
     penalty_alpha: float = Field(
@@ -46,8 +48,7 @@ class GenerationParams(BaseModel):
     amateur_layers: int | None = Field(
         None,
         ge=1,
-        description="contrastive_decoding: layers of the expert kept as the amateur "
-        "(None: a quarter of them).",
+        description="contrastive_decoding: layers of the expert kept as the amateur (None: half of them).",
     )
     amateur_temperature: float = Field(
         1.0, gt=0, description="contrastive_decoding: temperature applied to the amateur's logits."
