@@ -172,7 +172,6 @@ def bench_edge(args: argparse.Namespace, x, cats, years, queries) -> Result:
         m=args.m,
         ef_construct=args.ef_construct,
         full_scan_threshold_kb=args.full_scan_kb,
-        segments=args.segments,
         hnsw_ef=args.hnsw_ef,
         quantization=args.quantization,
         oversampling=args.oversampling,
@@ -216,7 +215,7 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     )
     print(
         f"edge tuning: m={args.m} ef_construct={args.ef_construct} hnsw_ef={args.hnsw_ef or 'default'}"
-        f" full_scan_kb={args.full_scan_kb} segments={args.segments} quantization={args.quantization}"
+        f" full_scan_kb={args.full_scan_kb} quantization={args.quantization}"
     )
     p50s = {}
     for r in results:
@@ -249,7 +248,6 @@ def main() -> None:
     edge.add_argument("--ef-construct", type=int, default=EdgeTuning.ef_construct)
     edge.add_argument("--hnsw-ef", type=int, default=EdgeTuning.hnsw_ef)
     edge.add_argument("--full-scan-kb", type=int, default=EdgeTuning.full_scan_threshold_kb)
-    edge.add_argument("--segments", type=int, default=EdgeTuning.segments)
     edge.add_argument(
         "--quantization", action=argparse.BooleanOptionalAction, default=EdgeTuning.quantization
     )

@@ -78,18 +78,17 @@ class EdgeTuning:
     ``full_scan_threshold_kb``: a filtered search whose matching points take less than this
     much vector storage in a segment is answered exactly through the payload index instead
     of the graph (10 MB = ~6.6k 384-d float vectors). ``indexing_threshold_kb``: segments
-    smaller than this get no HNSW graph (None: engine default). ``segments``: target number
-    of segments after optimizing; they are searched in parallel. ``indexing_threads`` 0 means
+    smaller than this get no HNSW graph (None: engine default). ``indexing_threads`` 0 means
     all CPUs. ``hnsw_ef`` None means the engine default (``ef_construct``). ``quantization``
     keeps an int8 copy of the vectors in RAM, scores with it and rescores the best
-    ``oversampling`` x top_k candidates with the full vectors.
+    ``oversampling`` x top_k candidates with the full vectors: exact scans get ~2x faster,
+    but filtered graph searches lost recall in bench/bench_vector_search.py, so it is off.
     """
 
     m: int = 16
     ef_construct: int = 100
     full_scan_threshold_kb: int = 10_000
     indexing_threshold_kb: int | None = None
-    segments: int = 2
     indexing_threads: int = 0
     hnsw_ef: int | None = None
     quantization: bool = False
@@ -334,9 +333,9 @@ class EdgeVectorStore:
                 # The engine's own "auto" (0) builds with one thread.
                 max_indexing_threads=t.indexing_threads or os.cpu_count() or 1,
             ),
-            optimizers=qe.EdgeOptimizersConfig(
-                default_segment_number=t.segments, indexing_threshold=t.indexing_threshold_kb
-            ),
+            # The engine keeps one appendable segment and optimizes it into one indexed segment
+            # (default_segment_number does not split it in 0.9), so there is no segment knob here.
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=t.indexing_threshold_kb),
             quantization_config=quantization,
         )
 

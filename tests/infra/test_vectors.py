@@ -67,12 +67,26 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStor
     vs.close()
 
 
-@pytest.fixture
-def docs(store: VectorStore) -> VectorStore:
-    """``store`` with collection ``docs`` holding the 500 random points."""
+def _fill(store: VectorStore) -> VectorStore:
     store.create_collection(CollectionSpec("docs", DIM, "cosine", INDEXES))
     store.upsert("docs", _records(range(N)))
     return store
+
+
+@pytest.fixture
+def docs(store: VectorStore) -> VectorStore:
+    """``store`` with collection ``docs`` holding the 500 random points (tests may change it)."""
+    return _fill(store)
+
+
+@pytest.fixture(scope="module", params=["edge", "qdrant"])
+def shared_docs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VectorStore]:
+    """Like ``docs`` but built once per backend: only for tests that do not write."""
+    vs = _fill(_make(request.param, tmp_path_factory.mktemp(request.param)))
+    yield vs
+    vs.close()
 
 
 def _brute_force(
@@ -121,15 +135,15 @@ def test_upsert_count_and_idempotent_by_id(docs: VectorStore) -> None:
     assert top.payload["id"] == IDS[3]
 
 
-def test_existing_ids(docs: VectorStore) -> None:
+def test_existing_ids(shared_docs: VectorStore) -> None:
     asked = [IDS[0], "missing-1", IDS[42], "missing-2", IDS[499]]
-    assert docs.existing_ids("docs", asked) == {IDS[0], IDS[42], IDS[499]}
-    assert docs.existing_ids("docs", []) == set()
+    assert shared_docs.existing_ids("docs", asked) == {IDS[0], IDS[42], IDS[499]}
+    assert shared_docs.existing_ids("docs", []) == set()
 
 
-def test_search_matches_brute_force(docs: VectorStore) -> None:
+def test_search_matches_brute_force(shared_docs: VectorStore) -> None:
     for query in QUERIES:
-        hits = docs.search("docs", query.tolist(), top_k=10)
+        hits = shared_docs.search("docs", query.tolist(), top_k=10)
         want_ids, want_scores = _brute_force(query)
         assert [h.id for h in hits] == want_ids
         np.testing.assert_allclose([h.score for h in hits], want_scores, atol=1e-4)
@@ -190,12 +204,14 @@ FILTERS: list[tuple[str, Filter, Callable[[dict[str, Any]], bool]]] = [
 
 
 @pytest.mark.parametrize("case", FILTERS, ids=[c[0] for c in FILTERS])
-def test_filters_match_brute_force(docs: VectorStore, case: tuple[str, Filter, Callable[..., bool]]) -> None:
+def test_filters_match_brute_force(
+    shared_docs: VectorStore, case: tuple[str, Filter, Callable[..., bool]]
+) -> None:
     _, flt, pred = case
     mask = _mask(pred)
     assert mask.sum() >= 10, "test data should leave at least top_k matches"
     for query in QUERIES[:3]:
-        hits = docs.search("docs", query.tolist(), top_k=10, filter=flt)
+        hits = shared_docs.search("docs", query.tolist(), top_k=10, filter=flt)
         assert [h.id for h in hits] == _brute_force(query, mask)[0]
         assert all(pred(h.payload) for h in hits)
 
@@ -295,7 +311,7 @@ def test_edge_persists_across_restarts(tmp_path: Path) -> None:
 
 def test_edge_optimize_builds_hnsw_and_stays_searchable(tmp_path: Path) -> None:
     # Tiny thresholds so that 500 x 32-d points get an HNSW graph that searches actually use.
-    vs = EdgeVectorStore(tmp_path, EdgeTuning(indexing_threshold_kb=1, full_scan_threshold_kb=1, segments=1))
+    vs = EdgeVectorStore(tmp_path, EdgeTuning(indexing_threshold_kb=1, full_scan_threshold_kb=1))
     vs.create_collection(CollectionSpec("docs", DIM, "cosine", INDEXES))
     vs.upsert("docs", _records(range(400)))
     assert vs.index_status("docs")["indexed_vectors"] == 0
@@ -346,6 +362,14 @@ def test_edge_is_safe_across_threads(tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         vs.search("docs", QUERIES[0].tolist(), top_k=1)
     vs.close()
+
+
+def test_qdrant_spec_lives_in_collection_metadata() -> None:
+    client = QdrantClient(":memory:")
+    spec = CollectionSpec("docs", DIM, "dot", {"year": "integer"})
+    QdrantVectorStore(client).create_collection(spec)
+    assert QdrantVectorStore(client).spec("docs") == spec  # a fresh store: no cache
+    client.close()
 
 
 def test_point_ids_are_stable_uuids() -> None:
