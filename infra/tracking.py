@@ -1,0 +1,182 @@
+"""MLflow adapter: experiments, params, logging sentence-transformers models, the registry and aliases.
+
+Training logs a model with MLflow's ``sentence_transformers`` flavor (works offline: the model is
+saved from memory, pip requirements are given, nothing is fetched). In MLflow 3 such a model is a
+*logged model* (``models:/m-<id>``) linked to its run; its files hold ``MLmodel`` plus the
+sentence-transformers directory ``model.sentence_transformer/``. :func:`resolve_model_uri` downloads
+any model URI (``models:/NAME@champion``, ``models:/NAME/3``, ``models:/m-...``, ``runs:/...``) into
+a cache and returns the directory ``SentenceTransformer(path)`` loads, which is what the embedding
+service needs. Serving follows an alias (:func:`set_alias`), so promoting a model is one call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import mlflow  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+
+SENTENCE_TRANSFORMER_MARKER = "modules.json"
+"""A directory holding this file is a saved sentence-transformers model."""
+
+_SECRET_KEY = re.compile(r"(password|passwd|secret|token|api_?key|credential)", re.IGNORECASE)
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)[^/@\s]+@", re.IGNORECASE)
+_PARAM_MAX_CHARS = 6000  # MLflow's limit on a param value
+
+
+def client(tracking_uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def local_artifact_root(tracking_uri: str) -> str | None:
+    """Where a local SQLite backend keeps artifacts: ``mlartifacts/`` next to the database file.
+
+    MLflow's default for a database backend without a server is ``./mlruns`` in the *current working
+    directory*, which scatters artifacts wherever a worker happens to run. ``None`` for servers
+    (they decide) and ``file:`` stores (they keep artifacts inside).
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    database = tracking_uri.removeprefix("sqlite:///").split("?", 1)[0]
+    if not database or database == ":memory:":
+        return None
+    return (Path(database).expanduser().resolve().parent / "mlartifacts").as_uri()
+
+
+def get_or_create_experiment(name: str, tracking_uri: str) -> str:
+    """The id of experiment ``name``, created (with a local artifact root where needed) if missing."""
+    mlflow_client = client(tracking_uri)
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return mlflow_client.create_experiment(name, artifact_location=local_artifact_root(tracking_uri))
+    except mlflow.exceptions.MlflowException:  # created concurrently by another job
+        experiment = mlflow_client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def _redact(value: str) -> str:
+    return _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}***@", value)
+
+
+def flatten_params(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"loss": {"scale": 20}}`` -> ``{"loss.scale": "20"}``; secret-looking keys are left out and
+    credentials in URLs masked, so a config can be logged as MLflow params as it is."""
+    flat: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if _SECRET_KEY.search(str(key)):
+            continue
+        if isinstance(value, Mapping):
+            flat.update(flatten_params(value, f"{name}."))
+        else:
+            text = "" if value is None else str(value)
+            flat[name] = _redact(text)[:_PARAM_MAX_CHARS]
+    return flat
+
+
+def log_sentence_transformer(model: Any, *, name: str = "model", **kwargs: Any) -> Any:
+    """Log ``model`` to the active run with the sentence_transformers flavor; returns the ``ModelInfo``."""
+    from importlib.metadata import version
+
+    requirements = [
+        f"sentence-transformers=={version('sentence-transformers')}",
+        f"torch=={version('torch')}",
+    ]
+    return mlflow.sentence_transformers.log_model(model, name=name, pip_requirements=requirements, **kwargs)
+
+
+def register_model(
+    model_uri: str, name: str, tracking_uri: str, *, tags: Mapping[str, str] | None = None
+) -> str:
+    """Register ``model_uri`` as a new version of ``name`` (created if missing); returns the version."""
+    mlflow.set_tracking_uri(tracking_uri)
+    version = mlflow.register_model(model_uri, name, tags=dict(tags or {}))
+    return str(version.version)
+
+
+def set_alias(name: str, alias: str, version: str | int, tracking_uri: str) -> None:
+    """Point ``models:/name@alias`` at ``version`` (e.g. promote a version to ``champion``)."""
+    client(tracking_uri).set_registered_model_alias(name, alias, str(version))
+
+
+def find_sentence_transformer_dir(root: Path) -> Path:
+    """``root`` or the shallowest directory below it holding ``modules.json``."""
+    if (root / SENTENCE_TRANSFORMER_MARKER).is_file():
+        return root
+    found = sorted(root.rglob(SENTENCE_TRANSFORMER_MARKER), key=lambda p: len(p.parts))
+    if not found:
+        raise FileNotFoundError(
+            f"no sentence-transformers model ({SENTENCE_TRANSFORMER_MARKER}) under {root}"
+        )
+    return found[0].parent
+
+
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))?/?$")
+
+
+def _cache_key(uri: str, tracking_uri: str) -> str:
+    """A directory name for ``uri`` that changes when an alias moves to another version."""
+    match = _MODELS_URI.match(uri)
+    if match and (match["alias"] or match["version"]):
+        name, version = match["name"], match["version"]
+        if match["alias"]:
+            version = client(tracking_uri).get_model_version_by_alias(name, match["alias"]).version
+        label = f"{name}-v{version}"
+    else:
+        label = uri.rstrip("/").rsplit("/", 1)[-1] or "model"
+    digest = hashlib.sha256(f"{tracking_uri}|{label}|{uri if not match else ''}".encode()).hexdigest()[:10]
+    return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', label)}-{digest}"
+
+
+def resolve_model_uri(uri: str, tracking_uri: str, cache_dir: str | Path) -> Path:
+    """A local directory ``SentenceTransformer(path)`` loads, for a model URI, a local path or a
+    packaged model name (``all-MiniLM-L6-v2``).
+
+    ``models:/NAME@alias`` is resolved to its current version first, so the cache holds one
+    directory per version and moving the alias downloads the new one. Downloads land in a temporary
+    directory renamed into place, so concurrent replicas never see half a model.
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        local = Path(unquote(parsed.path) if parsed.scheme == "file" else uri).expanduser()
+        if local.is_dir():
+            return find_sentence_transformer_dir(local)
+        if parsed.scheme == "file":
+            raise FileNotFoundError(f"no model directory at {uri}")
+        from counterpoint.models.paths import resolve_model_path
+
+        return find_sentence_transformer_dir(resolve_model_path(uri))  # a packaged name, or NotFound
+    cache = Path(cache_dir).expanduser()
+    cache.mkdir(parents=True, exist_ok=True)
+    target = cache / _cache_key(uri, tracking_uri)
+    if target.is_dir():
+        return find_sentence_transformer_dir(target)
+    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=cache))
+    try:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=str(staging), tracking_uri=tracking_uri
+        )
+        find_sentence_transformer_dir(staging)  # refuse to cache something that is not a model
+        try:
+            staging.rename(target)
+        except OSError:  # another process won the race; use its copy
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return find_sentence_transformer_dir(target)

@@ -1,0 +1,445 @@
+"""The training job: the model wrapper and step plan (no Ray), then real Ray Train jobs on a tiny model.
+
+The Ray jobs share one local cluster (2 CPUs), one SQLite MLflow store and one registry database:
+(a) a 1-worker job tracked in MLflow, registered and loadable, which is also (b) resumed across
+processes: its CLI driver is killed with SIGKILL after the first checkpoint and the job is run again
+with the same id; (c) 2 workers with cross-worker negatives and GradCache, which also (b) resume inside
+one ``fit``: rank 0 fails once and FailureConfig restarts the group from the last checkpoint.
+Two jobs in all, since each start of a Ray Train worker group costs seconds on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from counterpoint.workers.config import LossConfig, TrainConfig, parse_config
+from counterpoint.workers.data import Example
+from counterpoint.workers.losses import CoSENTLoss, InfoNCELoss, MatryoshkaLoss, UnsupervisedSimCSELoss
+from counterpoint.workers.model import Batch, BiEncoder, build_loss
+from counterpoint.workers.train import StepPlan, resolve_paths
+from tests.tiny_models import build_tiny_bi_encoder
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WORDS = [
+    "apple",
+    "river",
+    "mountain",
+    "violin",
+    "copper",
+    "galaxy",
+    "tiger",
+    "coffee",
+    "pencil",
+    "harbor",
+    "tulip",
+    "engine",
+    "marble",
+    "falcon",
+    "desert",
+    "lantern",
+]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A tiny model, 64 (query, passage) pairs, an STS file and a toy BEIR dir."""
+    root = tmp_path_factory.mktemp("train")
+    model = build_tiny_bi_encoder(root)
+    pairs = root / "pairs.jsonl"
+    pairs.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "anchor": f"what about {WORDS[i % 16]} {i}",
+                    "positive": f"{WORDS[i % 16]} {WORDS[(i * 7) % 16]} {i}",
+                }
+            )
+            for i in range(64)
+        )
+    )
+    sts = root / "sts.tsv"
+    sts.write_text(
+        "sentence1\tsentence2\tscore\n"
+        + "".join(f"{WORDS[i]} a\t{WORDS[i]} {WORDS[(i + 1) % 16]}\t{i % 5}.0\n" for i in range(16))
+    )
+    beir = root / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text(
+        "\n".join(
+            json.dumps({"_id": f"d{i}", "title": w, "text": f"{w} passage {i}"}) for i, w in enumerate(WORDS)
+        )
+    )
+    (beir / "queries.jsonl").write_text(
+        "\n".join(json.dumps({"_id": f"q{i}", "text": f"about {w}"}) for i, w in enumerate(WORDS[:6]))
+    )
+    (beir / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(6))
+    )
+    return {"root": root, "model": model, "pairs": pairs, "sts": sts, "beir": beir}
+
+
+def make_config(workspace: dict[str, Any], **overrides: Any) -> TrainConfig:
+    raw: dict[str, Any] = {
+        "model": str(workspace["model"]),
+        "data": {"path": str(workspace["pairs"])},
+        "batch_size": 8,
+        "lr": 5e-4,
+        "max_seq_length": 32,
+        "max_steps": 4,
+        "report_every": 2,
+        "checkpoint_every": 4,
+        "experiment": "tests",
+        "eval": {"every_steps": 100, "uniformity_sample": 32},
+    }
+    raw.update(overrides)
+    return parse_config(raw)
+
+
+# --- no Ray: the model wrapper, the loss factory, the step plan -----------------------------------
+
+
+def test_build_loss_follows_the_config() -> None:
+    assert isinstance(build_loss(LossConfig(name="mnrl")), InfoNCELoss)
+    assert not build_loss(LossConfig(name="mnrl"), world_size=1).gather_across_workers
+    assert build_loss(LossConfig(name="mnrl"), world_size=2).gather_across_workers
+    assert not build_loss(
+        LossConfig(name="mnrl"), world_size=2, cross_worker_negatives=False
+    ).gather_across_workers
+    assert isinstance(build_loss(LossConfig(name="simcse")), UnsupervisedSimCSELoss)
+    assert isinstance(build_loss(LossConfig(name="cosent")), CoSENTLoss)
+    wrapped = build_loss(LossConfig(name="mnrl", matryoshka_dims=[32, 16]))
+    assert isinstance(wrapped, MatryoshkaLoss) and wrapped.dims == (32, 16)
+    learnable = build_loss(LossConfig(name="mnrl", learnable_temperature=True))
+    assert isinstance(learnable.log_scale, torch.nn.Parameter)
+    with pytest.raises(ValueError, match="learnable_temperature"):
+        build_loss(LossConfig(name="cosent", learnable_temperature=True))
+
+
+@pytest.fixture(scope="module")
+def bi_encoder_config(workspace: dict[str, Any]) -> TrainConfig:
+    return make_config(workspace)
+
+
+@pytest.mark.parametrize(
+    ("kind", "loss", "examples"),
+    [
+        ("pairs", "mnrl", [Example((f"q {w}", f"p {w}")) for w in WORDS[:6]]),
+        ("triplets", "simcse_supervised", [Example((f"q {w}", f"p {w}", f"n {w}")) for w in WORDS[:6]]),
+        ("sentences", "simcse", [Example((f"s {w}",)) for w in WORDS[:6]]),
+        (
+            "scored_pairs",
+            "cosent",
+            [Example((f"a {w}", f"b {w}"), float(i)) for i, w in enumerate(WORDS[:6])],
+        ),
+    ],
+)
+@pytest.mark.parametrize("chunk", [None, 4])
+def test_compute_loss_dispatches_on_the_example_kind(
+    bi_encoder_config: TrainConfig, kind: str, loss: str, examples: list[Example], chunk: int | None
+) -> None:
+    config = bi_encoder_config.model_copy(update={"loss": LossConfig(name=loss), "gradcache_chunk": chunk})
+    model = BiEncoder.from_config(config)
+    model.train()
+    value = model.compute_loss(Batch.from_examples(kind, examples))  # type: ignore[arg-type]
+    value.backward()
+    assert value.ndim == 0 and math.isfinite(float(value.detach()))
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_gradcache_gives_the_plain_gradients(bi_encoder_config: TrainConfig) -> None:
+    examples = [Example((f"q {w}", f"p {w} text")) for w in WORDS[:8]]
+    grads = []
+    for chunk in (None, 3):
+        model = BiEncoder.from_config(bi_encoder_config.model_copy(update={"gradcache_chunk": chunk}))
+        model.eval()  # no dropout, so both variants compute the same function
+        model.compute_loss(Batch.from_examples("pairs", examples)).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name, plain in grads[0].items():
+        assert torch.allclose(plain, grads[1][name], atol=1e-5), name
+
+
+def test_simcse_refuses_to_train_without_dropout(bi_encoder_config: TrainConfig) -> None:
+    model = BiEncoder.from_config(bi_encoder_config.model_copy(update={"loss": LossConfig(name="simcse")}))
+    model.eval()
+    with pytest.raises(ValueError, match="dropout"):
+        model.compute_loss(Batch.from_examples("sentences", [Example(("a",)), Example(("b",))]))
+
+
+def test_step_plan_shards_batches_and_is_deterministic() -> None:
+    plan = StepPlan(20, 6, world_size=2, seed=3, epochs=2)
+    assert plan.steps_per_epoch == 3 and plan.total_steps == 6
+    again = StepPlan(20, 6, world_size=2, seed=3, epochs=2)
+    for step in range(1, 7):
+        shards = [plan.indices(step, rank) for rank in range(2)]
+        assert [len(s) for s in shards] == [3, 3]
+        assert shards[0] + shards[1] == list(plan.global_batch(step))
+        assert shards == [again.indices(step, rank) for rank in range(2)]  # any step, no replay needed
+    epoch_one = [i for step in (1, 2, 3) for i in plan.global_batch(step)]
+    assert len(set(epoch_one)) == 18  # no example twice within an epoch
+    assert list(plan.global_batch(4)) != list(plan.global_batch(1))  # reshuffled per epoch
+    assert StepPlan(20, 6, max_steps=10).total_steps == 10
+
+
+def test_relative_paths_resolve_against_the_repository_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig.model_validate(
+        {
+            "data": {"path": "counterpoint/data/scifact", "split": "train"},
+            "eval": {"sts": "counterpoint/data/stsb/dev.tsv"},
+        }
+    )
+    resolved = resolve_paths(config)
+    assert resolved.data.path == str(REPO_ROOT / "counterpoint/data/scifact")
+    assert resolved.eval.sts == str(REPO_ROOT / "counterpoint/data/stsb/dev.tsv")
+    assert resolved.model == "all-MiniLM-L6-v2"  # packaged names are left alone
+
+
+@pytest.mark.parametrize("example", sorted((REPO_ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_example_configs_validate(example: Path) -> None:
+    config = resolve_paths(parse_config(example.read_text(), check_data=False), config_dir=example.parent)
+    parse_config(config.model_dump(mode="json"), check_data=True)
+
+
+def test_params_are_flattened_without_secrets_and_local_artifacts_stay_next_to_the_database(
+    tmp_path: Path,
+) -> None:
+    from counterpoint.infra.tracking import flatten_params, local_artifact_root, resolve_model_uri
+
+    params = flatten_params(
+        {
+            "loss": {"name": "mnrl", "matryoshka_dims": [64, 32]},
+            "api_key": "sk-123",
+            "nested": {"password": "hunter2", "db": "postgresql://user:pw@host/db"},
+        }
+    )
+    assert params == {
+        "loss.name": "mnrl",
+        "loss.matryoshka_dims": "[64, 32]",
+        "nested.db": "postgresql://***@host/db",
+    }
+    assert local_artifact_root(f"sqlite:///{tmp_path}/mlflow.db") == (tmp_path / "mlartifacts").as_uri()
+    assert local_artifact_root("http://127.0.0.1:5000") is None
+    packaged = resolve_model_uri("all-MiniLM-L6-v2", "http://unused", tmp_path / "cache")
+    assert (packaged / "modules.json").is_file()
+
+
+# --- Ray Train jobs ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[str]:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Test speed-ups, inherited by every process of the cluster ray.init starts: the Train controller
+    # polls its workers every 0.5 s instead of 2 s (each fit ends sooner, and the checkpoint snapshot
+    # the kill test waits for appears within half a second of the report); no preemption-watcher
+    # actor (one process less per fit; it only matters for spot instances) and no Train metrics.
+    os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.5"
+    os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
+    os.environ["RAY_TRAIN_METRICS_ENABLED"] = "0"
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def stores(workspace: dict[str, Any]) -> dict[str, str]:
+    root = workspace["root"]
+    return {
+        "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+        "registry_url": f"sqlite:///{root / 'registry.db'}",
+    }
+
+
+def run_job(
+    workspace: dict[str, Any], stores: dict[str, str], config: TrainConfig, job_id: str, **kwargs: Any
+):
+    from counterpoint.workers.train import run_training
+
+    return run_training(
+        config,
+        job_id=job_id,
+        storage_dir=workspace["root"] / "storage",
+        tracking_uri=stores["tracking_uri"],
+        registry_url=stores["registry_url"],
+        **kwargs,
+    )
+
+
+def history(tracking_uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    from mlflow import MlflowClient
+
+    return sorted((m.step, m.value) for m in MlflowClient(tracking_uri).get_metric_history(run_id, key))
+
+
+def job_row(stores: dict[str, str], job_id: str):
+    from counterpoint.infra.db.registry import Registry
+
+    with Registry.from_url(stores["registry_url"]) as registry:
+        return registry.get_job(job_id)
+
+
+def kill_driver_after_first_checkpoint(
+    workspace: dict[str, Any], stores: dict[str, str], config: TrainConfig, job_id: str, ray_address: str
+) -> None:
+    """Run the CLI entry point as a Ray job driver would, and SIGKILL it once a checkpoint exists."""
+    storage = workspace["root"] / "storage"
+    config_file = workspace["root"] / f"{job_id}.yaml"
+    config_file.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    command = [
+        sys.executable,
+        "-m",
+        "counterpoint.workers.train",
+        "--config",
+        str(config_file),
+        "--job-id",
+        job_id,
+        "--storage",
+        str(storage),
+        "--tracking-uri",
+        stores["tracking_uri"],
+        "--registry-url",
+        stores["registry_url"],
+    ]
+    env = {**os.environ, "RAY_ADDRESS": ray_address}  # as the Ray job runtime sets it
+    snapshot = (
+        storage / job_id / "checkpoint_manager_snapshot.json"
+    )  # written once a checkpoint is registered
+    log_file = workspace["root"] / f"{job_id}-driver.log"
+    with log_file.open("w") as log:  # a file, not a pipe: a full pipe would stall the driver
+        driver = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 150
+            while not snapshot.exists():
+                assert driver.poll() is None, f"driver exited early:\n{log_file.read_text()[-3000:]}"
+                assert time.monotonic() < deadline, "no checkpoint within 150 s"
+                time.sleep(0.05)
+            driver.send_signal(signal.SIGKILL)
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+            driver.wait(timeout=30)
+    assert driver.returncode == -signal.SIGKILL
+
+
+def test_one_worker_job_killed_then_resumed_is_tracked_registered_and_loadable(
+    ray_cluster: str, workspace: dict[str, Any], stores: dict[str, str]
+) -> None:
+    """(a) + (b): the CLI driver is killed after its first checkpoint; running the same job id again
+    continues from that checkpoint in the same MLflow run, then logs, registers and serves the model."""
+    from mlflow import MlflowClient
+    from sentence_transformers import SentenceTransformer
+
+    from counterpoint.infra.tracking import resolve_model_uri, set_alias
+
+    job_id = "job-killed"
+    config = make_config(
+        workspace,
+        max_steps=6,
+        checkpoint_every=2,
+        report_every=2,
+        register_as="tiny-retriever",
+        eval={
+            "sts": str(workspace["sts"]),
+            "retrieval": {"path": str(workspace["beir"]), "max_docs": 12},
+            "every_steps": 4,
+            "uniformity_sample": 32,
+        },
+    )
+    kill_driver_after_first_checkpoint(workspace, stores, config, job_id, ray_cluster)
+    state = json.loads((workspace["root"] / "storage" / job_id / "counterpoint_job.json").read_text())
+    assert state["status"] == "running"
+    first_run_id = state["mlflow_run_id"]
+    assert job_row(stores, job_id).status == "running"
+    assert job_row(stores, job_id).mlflow_run_id == first_run_id
+
+    result = run_job(workspace, stores, config, job_id)
+    assert result["status"] == "succeeded" and result["step"] == 6
+    assert result["resumed_from_step"] in (2, 4)  # from the killed driver's checkpoint, not from 0
+    assert result["mlflow_run_id"] == first_run_id  # the same run continues
+    assert math.isfinite(result["train/loss"])
+    for key in (
+        "eval/sts_spearman",
+        "eval/ndcg_at_10",
+        "eval/recall_at_100",
+        "eval/alignment",
+        "eval/uniformity",
+    ):
+        assert math.isfinite(result[key]), key
+
+    tracking = stores["tracking_uri"]
+    client = MlflowClient(tracking)
+    run = client.get_run(first_run_id)
+    assert run.info.status == "FINISHED"
+    assert len(client.search_runs([run.info.experiment_id], f"tags.`counterpoint.job_id` = '{job_id}'")) == 1
+    assert run.data.params["loss.name"] == "mnrl" and run.data.params["batch_size"] == "8"
+    assert run.data.params["data.path"] == str(workspace["pairs"])
+    assert run.data.tags["counterpoint.resumed_from_step"] == str(result["resumed_from_step"])
+    # one continuous history: every step once, although the steps after the checkpoint ran twice
+    assert [step for step, _ in history(tracking, first_run_id, "train/loss")] == [2, 4, 6]
+    assert [step for step, _ in history(tracking, first_run_id, "train/lr")] == [2, 4, 6]
+    assert [step for step, _ in history(tracking, first_run_id, "eval/sts_spearman")] == [0, 4, 6]
+    assert [step for step, _ in history(tracking, first_run_id, "eval/uniformity")] == [0, 4, 6]
+    assert all(math.isfinite(v) for _, v in history(tracking, first_run_id, "train/loss"))
+    assert "config.yaml" in [a.path for a in client.list_artifacts(first_run_id)]
+    logged_config = yaml.safe_load(Path(client.download_artifacts(first_run_id, "config.yaml")).read_text())
+    assert logged_config["register_as"] == "tiny-retriever"
+
+    version = client.get_model_version("tiny-retriever", result["registered_version"])
+    assert version.run_id == first_run_id
+    set_alias("tiny-retriever", "champion", version.version, tracking)
+    path = resolve_model_uri("models:/tiny-retriever@champion", tracking, workspace["root"] / "cache")
+    embeddings = SentenceTransformer(str(path), device="cpu").encode(["hello there", "general kenobi"])
+    assert embeddings.shape == (2, 32)
+
+    row = job_row(stores, job_id)
+    assert row.status == "succeeded" and row.mlflow_run_id == first_run_id and row.error is None
+    assert row.metrics["step"] == 6 and "train/loss" in row.metrics
+
+    # the same job id once more: already done, the stored result comes back without training
+    started = time.perf_counter()
+    assert run_job(workspace, stores, config, job_id) == result
+    assert time.perf_counter() - started < 5
+
+
+def test_two_workers_with_cross_worker_negatives_recover_from_a_worker_failure(
+    ray_cluster: str, workspace: dict[str, Any], stores: dict[str, str]
+) -> None:
+    """(b, in-process) + (c): 2 gloo workers, gathered negatives and GradCache; rank 0 raises once at
+    step 3, FailureConfig restarts the worker group, which resumes from the step-2 checkpoint."""
+    config = make_config(
+        workspace,
+        workers=2,
+        cross_worker_negatives=True,
+        gradcache_chunk=2,
+        max_steps=6,
+        checkpoint_every=2,
+        report_every=2,
+    )
+    result = run_job(workspace, stores, config, "job-two-workers", crash_at_step=3)
+    assert (workspace["root"] / "storage" / "job-two-workers" / "crash_injected").exists()  # it did fail
+    assert result["status"] == "succeeded" and result["step"] == 6
+    assert result["resumed_from_step"] == 2
+    assert math.isfinite(result["train/loss"]) and math.isfinite(result["eval/uniformity"])
+    steps = [step for step, _ in history(stores["tracking_uri"], result["mlflow_run_id"], "train/loss")]
+    assert steps == [2, 4, 6]
