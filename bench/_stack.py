@@ -9,21 +9,30 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 
 PRIVATE_PORT = 18100
+DECODE_CACHE = Path(__file__).resolve().parents[1] / ".counterpoint" / "models" / "smollm2-135m-instruct"
 
 
 @contextlib.contextmanager
-def gateway(url: str | None) -> Iterator[str]:
-    """Yield a gateway URL; without ``url``, run `counterpoint up` (no demo/UI/MLflow) meanwhile."""
+def gateway(url: str | None, *, decode: bool = False) -> Iterator[str]:
+    """Yield a gateway URL; without ``url``, run `counterpoint up` (no demo/UI/MLflow) meanwhile.
+
+    The private stack loads the causal LM only with ``decode`` (its converted copy is kept in
+    ``COUNTERPOINT_DECODE_CACHE_DIR``, default the repository's ``.counterpoint/models``).
+    """
     if url:
         yield url
         return
     data_dir = tempfile.mkdtemp(prefix="cp-bench-")
     env = {**os.environ, "COUNTERPOINT_DATA_DIR": data_dir, "COUNTERPOINT_GATEWAY_PORT": str(PRIVATE_PORT),
-           "COUNTERPOINT_RAY_DASHBOARD_PORT": "18365", "HF_HUB_OFFLINE": "1"}  # fmt: skip
+           "COUNTERPOINT_RAY_DASHBOARD_PORT": "18365", "HF_HUB_OFFLINE": "1",
+           "COUNTERPOINT_DECODE_ENABLED": "true" if decode else "false"}  # fmt: skip
+    if decode:
+        env.setdefault("COUNTERPOINT_DECODE_CACHE_DIR", str(DECODE_CACHE))
     proc = subprocess.Popen(
         [sys.executable, "-m", "counterpoint", "up", "--no-demo", "--no-ui", "--no-mlflow"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

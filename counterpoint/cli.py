@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -267,6 +268,138 @@ def eval_retrieval(
         table.add_column(name, justify="right")
     table.add_row(f"{metrics.ndcg_at_10:.2f}", f"{metrics.recall_at_100:.2f}", f"{metrics.mrr_at_10:.2f}")
     out.print(table)
+
+
+# --- text generation --------------------------------------------------------------------
+
+DECODING_HELP = "greedy, sampling, contrastive_search or contrastive_decoding."
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="The prompt (a user message unless --raw).")],
+    decoding: Annotated[str, typer.Option(help=DECODING_HELP)] = "greedy",
+    max_tokens: Annotated[int, typer.Option(help="Most new tokens.")] = 64,
+    stream: Annotated[bool, typer.Option("--stream", help="Print the text as it is generated.")] = False,
+    raw: Annotated[
+        bool,
+        typer.Option("--raw", help="Continue the prompt as raw text (/v1/completions), no chat template."),
+    ] = False,
+    system: Annotated[str | None, typer.Option(help="System message (chat only).")] = None,
+    top_k: Annotated[int | None, typer.Option(help="contrastive_search candidates; sampling top-k.")] = None,
+    penalty_alpha: Annotated[
+        float | None, typer.Option(help="contrastive_search degeneration penalty.")
+    ] = None,
+    cd_alpha: Annotated[
+        float | None, typer.Option(help="contrastive_decoding plausibility threshold.")
+    ] = None,
+    amateur_layers: Annotated[int | None, typer.Option(help="contrastive_decoding amateur depth.")] = None,
+    amateur_temperature: Annotated[float | None, typer.Option(help="contrastive_decoding amateur τ.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="sampling temperature.")] = None,
+    top_p: Annotated[float | None, typer.Option(help="sampling nucleus mass.")] = None,
+    seed: Annotated[int | None, typer.Option(help="sampling seed.")] = None,
+    stop: Annotated[list[str], typer.Option(help="Stop string (repeatable).")] = [],  # noqa: B006
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw response.")] = False,
+) -> None:
+    """Generate text with the served causal LM (chat template unless --raw); usage goes to stderr."""
+    params = {
+        "decoding": decoding, "max_tokens": max_tokens, "top_k": top_k, "penalty_alpha": penalty_alpha,
+        "cd_alpha": cd_alpha, "amateur_layers": amateur_layers, "amateur_temperature": amateur_temperature,
+        "temperature": temperature, "top_p": top_p, "seed": seed, "stop": stop or None,
+    }  # fmt: skip
+    if raw and system:
+        raise InvalidInput("--system applies to chat; drop --raw to use it")
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": prompt}
+    ]
+    cp = client()
+    started = time.perf_counter()
+    if stream and not as_json:
+        with cp.stream_complete(prompt, **params) if raw else cp.stream_chat(messages, **params) as deltas:
+            for delta in deltas:
+                sys.stdout.write(delta)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+            usage, finish = deltas.usage, deltas.finish_detail
+    else:
+        reply = cp.complete(prompt, **params) if raw else cp.chat(messages, **params)
+        if as_json:
+            out.print_json(reply.model_dump_json())
+            return
+        out.print(reply.text, markup=False, highlight=False)
+        usage, finish = reply.usage, reply.choices[0].finish_detail
+    seconds = time.perf_counter() - started
+    if usage is not None:
+        rate = usage.completion_tokens / seconds if seconds > 0 else 0.0
+        err.print(
+            f"[dim]{decoding}: {usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens, "
+            f"finish {finish}, {rate:.1f} tokens/s[/]"
+        )
+
+
+@app.command("eval-generation")
+def eval_generation(
+    prompts: Annotated[
+        Path | None, typer.Option(help="JSONL of {id, prompt}; default: the shipped set")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(help="New tokens per continuation.")] = 64,
+    methods: Annotated[
+        list[str] | None,
+        typer.Option("--methods", "-m", help="Method to compare (repeatable; default: all four)."),
+    ] = None,
+    num_prompts: Annotated[int | None, typer.Option(help="Use only the first N prompts.")] = None,
+    raw: Annotated[bool, typer.Option("--raw", help="Raw completions instead of chat turns.")] = False,
+    coherence: Annotated[bool, typer.Option(help="Score coherence with the platform's embeddings.")] = True,
+    mlflow: Annotated[bool, typer.Option(help="Log to MLflow when a server is reachable.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+) -> None:
+    """Compare decoding methods on a prompt set: rep-2/3/4, diversity, coherence; logged to MLflow."""
+    from counterpoint.generation_eval import (
+        METHOD_PARAMS,
+        evaluate_generation,
+        log_to_mlflow,
+        read_prompts,
+        tracking_reachable,
+    )  # fmt: skip
+
+    chosen = [m.strip() for item in (methods or list(METHOD_PARAMS)) for m in item.split(",") if m.strip()]
+    if num_prompts is not None and num_prompts < 1:
+        raise InvalidInput("--num-prompts must be at least 1")
+    items = read_prompts(prompts)[:num_prompts]
+    cp = client()
+    with _progress(f"{len(chosen)} methods x {len(items)} prompts") as progress:
+        task = progress.add_task("generate", total=len(chosen) * len(items))
+        results = evaluate_generation(
+            cp, items, chosen, max_tokens=max_tokens, chat=not raw, coherence=coherence,
+            on_progress=lambda n: progress.advance(task, n),
+        )  # fmt: skip
+    if as_json:
+        out.print_json(json.dumps([r.row() for r in results]))
+    else:
+        table = Table(title=f"generation quality: {len(items)} prompts, {max_tokens} tokens")
+        for name in ("method", "rep-2", "rep-3", "rep-4", "diversity", "coherence", "tokens", "tokens/s"):
+            table.add_column(name, justify="left" if name == "method" else "right")
+        for r in results:
+            m = r.metrics
+            table.add_row(
+                r.method, f"{m.rep_2:.2f}", f"{m.rep_3:.2f}", f"{m.rep_4:.2f}", f"{m.diversity:.3f}",
+                "n/a" if m.coherence is None else f"{m.coherence:.3f}", f"{m.mean_tokens:.1f}",
+                f"{r.tokens_per_second:.1f}",
+            )  # fmt: skip
+        out.print(table)
+    settings = get_settings()
+    if not mlflow:
+        return
+    if not tracking_reachable(settings.tracking_uri):
+        err.print(f"[yellow]MLflow is not reachable at {settings.tracking_uri}; results not logged[/]")
+        return
+    models = [m.id for m in cp.models() if m.kind == "causal-lm"]
+    run_params = {
+        "model": models[0] if models else "unknown", "num_prompts": len(items), "max_tokens": max_tokens,
+        "endpoint": "completions" if raw else "chat", "prompts": str(prompts or "shipped"),
+    }  # fmt: skip
+    run_id = log_to_mlflow(settings.tracking_uri, results, items, run_params)
+    err.print(f"logged to MLflow experiment 'generation-eval' at {settings.tracking_uri} (run {run_id})")
 
 
 # --- training jobs ----------------------------------------------------------------------

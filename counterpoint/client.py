@@ -5,6 +5,8 @@
     cp.create_collection("papers", payload_indexes={"year": "integer"})
     cp.ingest("papers", [{"id": "1", "text": "Contrastive learning ...", "metadata": {"year": 2020}}])
     cp.search("papers", "what is contrastive learning?", top_k=5).hits
+    cp.chat("Tell me about lighthouses.", decoding="contrastive_search", max_tokens=64).text
+    for delta in cp.stream_complete("Once upon a time", max_tokens=32): print(delta, end="")
 
 Errors come back as the same `counterpoint.errors` classes the gateway raised.
 """
@@ -12,6 +14,7 @@ Errors come back as the same `counterpoint.errors` classes the gateway raised.
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -20,11 +23,15 @@ from typing import Any
 
 import httpx
 
-from counterpoint.errors import CounterpointError, InvalidInput, Unavailable, error_from_body
+from counterpoint.errors import ERROR_TYPES, CounterpointError, InvalidInput, Unavailable, error_from_body
 from counterpoint.schemas import (
+    ChatCompletionResponse,
+    ChatMessage,
     CollectionCreate,
     CollectionInfo,
     CollectionList,
+    CompletionResponse,
+    CompletionUsage,
     Distance,
     Document,
     EmbeddingRequest,
@@ -46,6 +53,7 @@ from counterpoint.schemas import (
 from counterpoint.settings import get_settings
 
 Progress = Callable[[int], None]
+Messages = str | Iterable[ChatMessage | Mapping[str, str]]
 
 
 def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -72,6 +80,94 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
             if "_id" in item and "id" not in item:
                 item["id"] = item.pop("_id")
             yield item
+
+
+def _messages(messages: Messages) -> list[dict[str, str]]:
+    """A string is one user turn; otherwise ``{"role", "content"}`` mappings or `ChatMessage`s."""
+    if isinstance(messages, str):
+        return [{"role": "user", "content": messages}]
+    return [m.model_dump() if isinstance(m, ChatMessage) else dict(m) for m in messages]
+
+
+def _generation_body(params: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
+    body = {key: value for key, value in params.items() if value is not None}
+    body.pop("stream", None)
+    return {**body, **fields}
+
+
+class GenerationStream(Iterator[str]):
+    """Text deltas of a streamed completion, read from the gateway's server-sent events.
+
+    Once exhausted, ``finish_reason`` (OpenAI's "stop" | "length"), ``finish_detail``
+    ("eos" | "stop" | "length"), ``usage`` and ``text`` (everything received) are set.
+    Closing it early (or leaving a ``with`` block) disconnects, which stops the generation.
+    """
+
+    def __init__(self, http: httpx.Client, url: str, path: str, body: dict[str, Any]) -> None:
+        self.finish_reason: str | None = None
+        self.finish_detail: str | None = None
+        self.usage: CompletionUsage | None = None
+        self._parts: list[str] = []
+        self._context = http.stream("POST", path, json=body)
+        try:
+            self._reply = self._context.__enter__()
+        except httpx.TransportError as exc:
+            raise Unavailable(
+                f"cannot reach the gateway at {url} ({type(exc).__name__}); is `counterpoint up` running?"
+            ) from None
+        if self._reply.status_code >= 400:
+            self._reply.read()
+            try:
+                error = self._reply.json()
+            except ValueError:
+                error = None
+            self.close()
+            raise error_from_body(self._reply.status_code, error)
+        self._deltas = self._read()
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    def _read(self) -> Iterator[str]:
+        for line in self._reply.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            event = json.loads(data)
+            if "error" in event:
+                kind = ERROR_TYPES.get(str((event["error"] or {}).get("type")), CounterpointError)
+                raise error_from_body(kind.status_code, event)
+            if event.get("usage"):
+                self.usage = CompletionUsage.model_validate(event["usage"])
+            for choice in event.get("choices", []):
+                text = choice["text"] if "text" in choice else (choice.get("delta") or {}).get("content")
+                if choice.get("finish_reason"):
+                    self.finish_reason = choice["finish_reason"]
+                    self.finish_detail = choice.get("finish_detail")
+                if text:
+                    self._parts.append(text)
+                    yield text
+        raise Unavailable("the generation stream ended without [DONE] (the gateway went away?)")
+
+    def __next__(self) -> str:
+        try:
+            return next(self._deltas)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop reading; the gateway sees the disconnect and stops generating."""
+        self._context.__exit__(None, None, None)
+
+    def __enter__(self) -> GenerationStream:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 class Client:
@@ -261,3 +357,28 @@ class Client:
             if job.finished or (deadline is not None and time.monotonic() > deadline):
                 return
             time.sleep(interval)
+
+    # --- text generation ---------------------------------------------------------------
+
+    def complete(self, prompt: str, **params: Any) -> CompletionResponse:
+        """Continue ``prompt`` (``POST /v1/completions``). ``params``: decoding, max_tokens, stop,
+        seed, temperature, top_p, top_k, penalty_alpha, cd_alpha, amateur_layers, amateur_temperature."""
+        body = _generation_body(params, prompt=prompt, stream=False)
+        return CompletionResponse.model_validate(self._request("POST", "/v1/completions", json=body))
+
+    def chat(self, messages: Messages, **params: Any) -> ChatCompletionResponse:
+        """Answer a conversation (``POST /v1/chat/completions``); a string is one user message."""
+        body = _generation_body(params, messages=_messages(messages), stream=False)
+        return ChatCompletionResponse.model_validate(self._request("POST", "/v1/chat/completions", json=body))
+
+    def stream_complete(self, prompt: str, **params: Any) -> GenerationStream:
+        """Like `complete`, as an iterator of text deltas (server-sent events)."""
+        body = _generation_body(params, prompt=prompt, stream=True, stream_options={"include_usage": True})
+        return GenerationStream(self._http, self.url, "/v1/completions", body)
+
+    def stream_chat(self, messages: Messages, **params: Any) -> GenerationStream:
+        """Like `chat`, as an iterator of text deltas (server-sent events)."""
+        body = _generation_body(
+            params, messages=_messages(messages), stream=True, stream_options={"include_usage": True}
+        )
+        return GenerationStream(self._http, self.url, "/v1/chat/completions", body)

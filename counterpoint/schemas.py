@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from counterpoint.decoding.params import MAX_CS_TOP_K, GenerationParams
+
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,62}$")
 RESERVED_PAYLOAD_KEYS = frozenset({"id", "text", "title"})
 
@@ -64,6 +66,7 @@ class ModelCard(BaseModel):
     owned_by: str = "counterpoint"
     kind: str = "embedding"
     dimensions: int | None = None
+    context_length: int | None = None
 
 
 class ModelList(BaseModel):
@@ -288,3 +291,185 @@ class JobList(BaseModel):
 class JobLogs(BaseModel):
     id: str
     logs: str
+
+
+# --- text generation -------------------------------------------------------------------------
+# OpenAI's completions and chat completions, plus the decoding options of GenerationParams
+# (decoding, penalty_alpha, top_k, cd_alpha, amateur_layers, amateur_temperature, ...).
+
+FinishReason = Literal["stop", "length"]
+FinishDetail = Literal["eos", "stop", "length"]
+
+
+class StreamOptions(StrictModel):
+    include_usage: bool = Field(False, description="Send a last chunk with the token usage (choices empty).")
+
+
+class GenerationRequest(GenerationParams):
+    """What both generation routes accept: the decoding options plus OpenAI's request fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description="Served causal LM; default: the one served.")
+    max_tokens: int | None = Field(  # type: ignore[assignment]
+        None, ge=1, description="Most new tokens (default 128); above the gateway's max_tokens_limit: 413."
+    )
+    stream: bool = Field(False, description="Answer with server-sent events, OpenAI's chunk format.")
+    stream_options: StreamOptions | None = None
+    n: int = Field(1, description="Choices per request; only 1 is supported.")
+    user: str | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError("only n=1 is supported (one choice per request)")
+        return value
+
+    @model_validator(mode="after")
+    def _method_options(self) -> GenerationRequest:
+        if self.decoding == "contrastive_search" and self.top_k is not None and self.top_k > MAX_CS_TOP_K:
+            raise ValueError(
+                f"contrastive_search takes at most top_k={MAX_CS_TOP_K} candidates, got {self.top_k}"
+            )
+        return self
+
+    def generation_params(self, max_tokens: int) -> GenerationParams:
+        """The library's options, with ``max_tokens`` resolved by the gateway."""
+        values = {name: getattr(self, name) for name in GenerationParams.model_fields}
+        values["max_tokens"] = max_tokens
+        return GenerationParams(**values)
+
+
+class CompletionRequest(GenerationRequest):
+    """OpenAI ``POST /v1/completions``: continue a raw text prompt."""
+
+    prompt: str
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("prompt must not be empty")
+        return value
+
+
+class ChatMessage(StrictModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatCompletionRequest(GenerationRequest):
+    """OpenAI ``POST /v1/chat/completions``: messages rendered with the model's chat template."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+
+    @field_validator("messages")
+    @classmethod
+    def _messages(cls, value: list[ChatMessage]) -> list[ChatMessage]:
+        if not any(m.content.strip() for m in value):
+            raise ValueError("messages must contain some text")
+        return value
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class CompletionChoice(BaseModel):
+    index: int = 0
+    text: str
+    finish_reason: FinishReason = Field(
+        description="OpenAI's: 'stop' (end of sequence or stop string) or 'length'."
+    )
+    finish_detail: FinishDetail = Field(
+        description="'eos' (end-of-sequence token), 'stop' (stop string) or 'length'."
+    )
+    logprobs: None = None
+
+
+class CompletionResponse(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    decoding: str
+    choices: list[CompletionChoice]
+    usage: CompletionUsage
+
+    @property
+    def text(self) -> str:
+        return self.choices[0].text
+
+    @property
+    def finish_reason(self) -> str:
+        return self.choices[0].finish_reason
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: ChatMessage
+    finish_reason: FinishReason
+    finish_detail: FinishDetail
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    decoding: str
+    choices: list[ChatChoice]
+    usage: CompletionUsage
+
+    @property
+    def text(self) -> str:
+        return self.choices[0].message.content
+
+    @property
+    def finish_reason(self) -> str:
+        return self.choices[0].finish_reason
+
+
+class CompletionChunkChoice(BaseModel):
+    index: int = 0
+    text: str
+    finish_reason: FinishReason | None = None
+    finish_detail: FinishDetail | None = None
+    logprobs: None = None
+
+
+class CompletionChunk(BaseModel):
+    """One server-sent event of a streamed completion (``data: {...}``)."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChunkChoice]
+    usage: CompletionUsage | None = None
+
+
+class ChatDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChatChunkChoice(BaseModel):
+    index: int = 0
+    delta: ChatDelta
+    finish_reason: FinishReason | None = None
+    finish_detail: FinishDetail | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One server-sent event of a streamed chat completion (``data: {...}``)."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: CompletionUsage | None = None

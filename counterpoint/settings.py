@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_DECODE_MODEL = "SmolLM2-135M-Instruct"
 
 
 class Settings(BaseSettings):
@@ -64,6 +65,27 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads in model replicas.")
     max_seq_length: int = Field(256, ge=8, description="Tokens kept per text; longer texts are truncated.")
 
+    # --- decoding (text generation) -------------------------------------------------------
+    decode_enabled: bool = Field(
+        True, description="Serve text generation (/v1/completions, /v1/chat/completions) with a causal LM."
+    )
+    decode_model: str = Field(
+        DEFAULT_DECODE_MODEL,
+        description="Causal LM: 'SmolLM2-135M-Instruct' (packaged GGUF), a .gguf file or a local model dir.",
+    )
+    decode_cache_dir: Path | None = Field(
+        None, description="Converted copy of a GGUF model; None: <data_dir>/models/smollm2-135m-instruct."
+    )
+    decode_num_cpus: float = Field(0.5, ge=0, description="Ray CPUs reserved by each decode replica.")
+    decode_replicas: int = Field(1, ge=1, description="Decode replicas.")
+    decode_max_ongoing_requests: int = Field(
+        4, ge=1, description="Generations one decode replica runs at once (their tokens interleave)."
+    )
+    max_tokens_limit: int = Field(
+        512, ge=1, description="Largest max_tokens a generation request may ask for."
+    )
+    max_prompt_tokens: int = Field(1536, ge=1, description="Longest prompt (in tokens) a generation accepts.")
+
     # --- request limits ------------------------------------------------------------------
     max_texts_per_request: int = Field(512, ge=1, description="Texts accepted in one embeddings call.")
     max_text_chars: int = Field(100_000, ge=1, description="Characters accepted in one text.")
@@ -81,6 +103,8 @@ class Settings(BaseSettings):
         """All values as plain JSON types, secrets included: for handing settings to replicas."""
         data = self.model_dump(mode="json", exclude_none=True)
         data["data_dir"] = str(self.resolved_data_dir)  # replicas run in other working dirs
+        if self.decode_cache_dir is not None:
+            data["decode_cache_dir"] = str(self.decode_model_dir)
         for key, value in self:
             if isinstance(value, SecretStr):
                 data[key] = value.get_secret_value()
@@ -118,6 +142,14 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.resolved_data_dir / "models"
+
+    @property
+    def decode_model_dir(self) -> Path:
+        """Where a GGUF decode model's converted copy lives (``decode_cache_dir`` or the data dir)."""
+        if self.decode_cache_dir is not None:
+            return self.decode_cache_dir.expanduser().resolve()
+        name = Path(self.decode_model)
+        return self.models_dir / (name.stem if name.suffix == ".gguf" else name.name).lower()
 
     @property
     def logs_dir(self) -> Path:

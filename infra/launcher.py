@@ -179,17 +179,13 @@ class LocalStack:
     def stop(self) -> None:
         """Stop everything this process started; safe to call twice."""
         self._stop.set()
-        with contextlib.suppress(Exception):
-            from ray import serve
-
-            serve.shutdown()
-        with contextlib.suppress(Exception):
-            import ray
-
-            ray.shutdown()
         for proc in self.processes.values():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(Exception):
+            import ray
+
+            ray.shutdown()  # this process owns the Ray head: its workers and Serve replicas go with it
         for proc in self.processes.values():
             try:
                 proc.wait(timeout=15)
@@ -240,7 +236,7 @@ def up(settings: Settings, *, wait: bool = True) -> None:
         console.print("stopped.")
 
 
-def down(settings: Settings, timeout: float = 60) -> bool:
+def down(settings: Settings, timeout: float = 120) -> bool:
     """Stop the `counterpoint up` running for this data directory; False if none was."""
     pid = running_pid(settings)
     if pid is None:

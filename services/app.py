@@ -10,6 +10,7 @@ from typing import Any
 
 from ray.serve import Application
 
+from counterpoint.services.decode.deployment import DecodeDeployment
 from counterpoint.services.embed.deployment import EmbedDeployment
 from counterpoint.services.gateway.deployment import GatewayDeployment
 from counterpoint.settings import Settings
@@ -24,7 +25,14 @@ def build_app(settings: Settings) -> Application:
         num_replicas=settings.embed_replicas,
         ray_actor_options={"num_cpus": settings.embed_num_cpus},
     ).bind(config)
-    return GatewayDeployment.options(ray_actor_options={"num_cpus": 0}).bind(config, embed)
+    decode = None
+    if settings.decode_enabled:
+        decode = DecodeDeployment.options(
+            num_replicas=settings.decode_replicas,
+            max_ongoing_requests=settings.decode_max_ongoing_requests,
+            ray_actor_options={"num_cpus": settings.decode_num_cpus},
+        ).bind(config)
+    return GatewayDeployment.options(ray_actor_options={"num_cpus": 0}).bind(config, embed, decode)
 
 
 def app_builder(args: dict[str, Any]) -> Application:

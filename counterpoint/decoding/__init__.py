@@ -4,30 +4,60 @@ Usable without Ray: load a causal LM with :func:`load_causal_lm`, encode a promp
 :func:`encode_prompt`, then iterate :func:`generate` (token ids) or :func:`stream_text`
 (text deltas). :class:`GenerationParams` holds the options as the HTTP API exposes them;
 :mod:`counterpoint.decoding.metrics` measures repetition, diversity and coherence.
+
+The names below are imported lazily (PEP 562): ``counterpoint.decoding.params`` is part of
+the API schemas, which the SDK and CLI import, and must not pull in torch and transformers.
 """
 
 from __future__ import annotations
 
-from counterpoint.decoding.amateur import default_amateur_layers, early_exit_logits, truncated_amateur
-from counterpoint.decoding.loading import (
-    SMOLLM2_NAME,
-    encode_prompt,
-    load_causal_lm,
-    load_prompts,
-    smollm2_gguf_path,
-)
-from counterpoint.decoding.methods import (
-    TextStream,
-    TokenStream,
-    contrastive_decoding_scores,
-    contrastive_search_scores,
-    eos_token_ids,
-    filter_logits,
-    generate,
-    generate_text,
-    stream_text,
-)
-from counterpoint.decoding.params import DECODING_METHODS, DecodingMethod, GenerationParams
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from counterpoint.decoding.amateur import default_amateur_layers, early_exit_logits, truncated_amateur
+    from counterpoint.decoding.loading import (
+        SMOLLM2_NAME,
+        encode_prompt,
+        load_causal_lm,
+        load_prompts,
+        smollm2_gguf_path,
+    )
+    from counterpoint.decoding.methods import (
+        TextStream,
+        TokenStream,
+        contrastive_decoding_scores,
+        contrastive_search_scores,
+        eos_token_ids,
+        filter_logits,
+        generate,
+        generate_text,
+        stream_text,
+    )
+    from counterpoint.decoding.params import DECODING_METHODS, DecodingMethod, GenerationParams
+
+_WHERE = {
+    "default_amateur_layers": "amateur",
+    "early_exit_logits": "amateur",
+    "truncated_amateur": "amateur",
+    "SMOLLM2_NAME": "loading",
+    "encode_prompt": "loading",
+    "load_causal_lm": "loading",
+    "load_prompts": "loading",
+    "smollm2_gguf_path": "loading",
+    "TextStream": "methods",
+    "TokenStream": "methods",
+    "contrastive_decoding_scores": "methods",
+    "contrastive_search_scores": "methods",
+    "eos_token_ids": "methods",
+    "filter_logits": "methods",
+    "generate": "methods",
+    "generate_text": "methods",
+    "stream_text": "methods",
+    "DECODING_METHODS": "params",
+    "DecodingMethod": "params",
+    "GenerationParams": "params",
+}
 
 __all__ = [
     "DECODING_METHODS",
@@ -51,3 +81,18 @@ __all__ = [
     "stream_text",
     "truncated_amateur",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if module != "params":  # loading sets HF_HUB_OFFLINE before transformers is first imported
+        importlib.import_module(f"{__name__}.loading")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

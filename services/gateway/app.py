@@ -15,16 +15,20 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from counterpoint import __version__
 from counterpoint.errors import CounterpointError, InvalidInput, Unavailable
 from counterpoint.schemas import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
     CollectionCreate,
     CollectionInfo,
     CollectionList,
+    CompletionRequest,
+    CompletionResponse,
     ComponentHealth,
     EmbeddingRequest,
     EmbeddingResponse,
@@ -40,6 +44,7 @@ from counterpoint.schemas import (
     SearchResponse,
 )
 from counterpoint.services.gateway.core import GatewayCore
+from counterpoint.services.gateway.generation import SSE_HEADERS, GenerationService
 from counterpoint.services.gateway.jobs import JobService, check_tail
 
 logger = logging.getLogger("counterpoint.gateway")
@@ -146,10 +151,24 @@ _INGEST_OPENAPI = {
 }
 
 
+_STREAM_OPENAPI = {
+    "responses": {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+}
+
+DECODE_DISABLED = (
+    "text generation is not enabled on this gateway: start it with COUNTERPOINT_DECODE_ENABLED=true "
+    "(the default) and a causal LM in COUNTERPOINT_DECODE_MODEL"
+)
+
+
 def create_app(
-    core: GatewayCore, extra_health: HealthCheck | None = None, jobs: JobService | None = None
+    core: GatewayCore,
+    extra_health: HealthCheck | None = None,
+    jobs: JobService | None = None,
+    generation: GenerationService | None = None,
 ) -> FastAPI:
-    """Build the gateway's FastAPI app around a `GatewayCore` (and a `JobService` for training)."""
+    """Build the gateway's FastAPI app around a `GatewayCore` (and a `JobService` for training,
+    a `GenerationService` for text generation)."""
     app = FastAPI(
         title="Counterpoint",
         version=__version__,
@@ -175,6 +194,8 @@ def create_app(
     @app.get("/healthz", response_model=Health, tags=["health"])
     async def healthz() -> Health:
         parts = await core.health()
+        if generation is not None:
+            parts["decode"] = await generation.health()
         if extra_health is not None:
             parts.update(await extra_health())
         states = {p.status for p in parts.values()}
@@ -183,7 +204,10 @@ def create_app(
 
     @app.get("/v1/models", response_model=ModelList, tags=["models"])
     async def models() -> ModelList:
-        return ModelList(data=await core.models())
+        cards = await core.models()
+        if generation is not None:
+            cards += await generation.models()
+        return ModelList(data=cards)
 
     @app.post("/v1/embeddings", response_model=EmbeddingResponse, tags=["embeddings"])
     async def embeddings(body: EmbeddingRequest) -> EmbeddingResponse:
@@ -218,6 +242,37 @@ def create_app(
     @app.post("/v1/collections/{name}/search", response_model=SearchResponse, tags=["collections"])
     async def search(name: str, body: SearchRequest) -> SearchResponse:
         return await core.search(name, body)
+
+    def generation_service() -> GenerationService:
+        if generation is None:
+            raise Unavailable(DECODE_DISABLED)
+        return generation
+
+    @app.post(
+        "/v1/completions",
+        response_model=CompletionResponse,
+        tags=["generation"],
+        openapi_extra=_STREAM_OPENAPI,
+    )
+    async def completions(body: CompletionRequest) -> Any:
+        service = generation_service()
+        if body.stream:
+            events = await service.stream(body)
+            return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+        return await service.complete(body)
+
+    @app.post(
+        "/v1/chat/completions",
+        response_model=ChatCompletionResponse,
+        tags=["generation"],
+        openapi_extra=_STREAM_OPENAPI,
+    )
+    async def chat_completions(body: ChatCompletionRequest) -> Any:
+        service = generation_service()
+        if body.stream:
+            events = await service.stream(body)
+            return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+        return await service.chat(body)
 
     def job_service() -> JobService:
         if jobs is None:

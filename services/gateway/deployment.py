@@ -2,7 +2,8 @@
 
 It owns the registry database connection and the vector store (the embedded Qdrant engine
 allows one process per collection directory, so there is one gateway replica locally; with
-a Qdrant server the gateway can scale out) and reaches the embedder through its handle.
+a Qdrant server the gateway can scale out) and reaches the embedder and, when text
+generation is enabled, the decode deployment through their handles.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from ray.serve.handle import DeploymentHandle
 from counterpoint.infra.db.registry import Registry
 from counterpoint.infra.vectors.factory import make_vector_store
 from counterpoint.schemas import ComponentHealth
+from counterpoint.services.decode.backends import ServeDecoder, served_model_name
 from counterpoint.services.embed.backends import ServeEmbedder
 from counterpoint.services.gateway.app import create_app
 from counterpoint.services.gateway.core import GatewayCore
+from counterpoint.services.gateway.generation import GenerationService
 from counterpoint.services.gateway.jobs import JobService, RayJobSubmitter
 from counterpoint.settings import Settings
 
@@ -27,13 +30,22 @@ from counterpoint.settings import Settings
 @serve.deployment(name="gateway", max_ongoing_requests=512)
 @serve.ingress()
 class GatewayDeployment:
-    def __init__(self, settings: dict[str, Any], embedder: DeploymentHandle) -> None:
+    def __init__(
+        self, settings: dict[str, Any], embedder: DeploymentHandle, decoder: DeploymentHandle | None = None
+    ) -> None:
         self.settings = Settings(**settings)
         self.settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
         registry = Registry.from_url(self.settings.db_url)
         store = make_vector_store(self.settings)
         self.core = GatewayCore(self.settings, registry, store, ServeEmbedder(embedder))
         self.jobs = JobService(self.settings, registry, RayJobSubmitter(self.settings.job_api_url))
+        self.generation = (
+            GenerationService(
+                self.settings, ServeDecoder(decoder), served_model_name(self.settings.decode_model)
+            )
+            if decoder is not None
+            else None
+        )
 
     async def _platform_health(self) -> dict[str, ComponentHealth]:
         """Parts outside the gateway: Ray Serve (we answer, so it is up) and MLflow."""
@@ -53,4 +65,6 @@ class GatewayDeployment:
         return parts
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self.core, extra_health=self._platform_health, jobs=self.jobs)
+        return create_app(
+            self.core, extra_health=self._platform_health, jobs=self.jobs, generation=self.generation
+        )

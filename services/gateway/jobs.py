@@ -107,9 +107,9 @@ class JobService:
         (folder / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
         try:
             ray_id = await asyncio.to_thread(self.submitter.submit, record.id, self.entrypoint(record.id))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any refusal by Ray is reported the same way
             self.registry.update_job(record.id, status="failed", error=f"submission failed: {exc}")
-            raise
+            raise Unavailable(f"Ray did not accept job {record.id}: {exc}") from None
         return job_info(self.registry.update_job(record.id, ray_job_id=ray_id))
 
     async def _reconcile(self, record: JobRecord) -> JobRecord:

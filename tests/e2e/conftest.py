@@ -14,6 +14,9 @@ import httpx
 import pytest
 
 PORTS = {"GATEWAY_PORT": 18000, "MLFLOW_PORT": 15000, "RAY_DASHBOARD_PORT": 18265, "UI_PORT": 18501}
+# Every stack gets a fresh data dir, but the converted SmolLM2 copy (~30 s to convert) is shared
+# with `make up`'s data dir: the conversion is atomic, so concurrent stacks may share it.
+DECODE_CACHE = Path(__file__).resolve().parents[2] / ".counterpoint" / "models" / "smollm2-135m-instruct"
 
 
 @dataclass
@@ -39,6 +42,7 @@ def stack_env(data_dir: Path) -> dict[str, str]:
     env.update(
         COUNTERPOINT_DATA_DIR=str(data_dir),
         COUNTERPOINT_MAX_SEQ_LENGTH="128",
+        COUNTERPOINT_DECODE_CACHE_DIR=str(DECODE_CACHE),
         HF_HUB_OFFLINE="1",
         RAY_USAGE_STATS_ENABLED="0",
         MLFLOW_DISABLE_TELEMETRY="true",
@@ -81,7 +85,7 @@ def port_open(port: int) -> bool:
 
 def stop(stack: Stack, proc: subprocess.Popen[str]) -> None:
     """`counterpoint down` must stop every part: no server is left listening afterwards."""
-    stack.cli("down", timeout=120)
+    stack.cli("down", timeout=180)
     proc.wait(timeout=60)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and any(port_open(p) for p in PORTS.values()):

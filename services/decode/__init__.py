@@ -1,0 +1,1 @@
+"""Text generation with a causal LM: the decode deployment and how the gateway reaches it."""

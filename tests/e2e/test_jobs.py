@@ -1,0 +1,60 @@
+"""A training job submitted through the real gateway runs on Ray, is tracked in MLflow and registered."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from counterpoint.client import Client
+from counterpoint.errors import InvalidInput
+from tests.e2e.conftest import PORTS, Stack
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = """
+name: e2e-smoke
+model: all-MiniLM-L6-v2
+data:
+  path: {data}
+  limit: 16
+batch_size: 4
+max_steps: 2
+max_seq_length: 32
+report_every: 1
+checkpoint_every: 2
+eval:
+  every_steps: 100
+register_as: e2e-smoke-model
+"""
+
+
+def test_train_job_through_the_gateway(stack: Stack, tmp_path: Path) -> None:
+    data = Path(__file__).resolve().parents[2] / "counterpoint" / "data" / "scifact"
+    config = tmp_path / "job.yaml"
+    config.write_text(CONFIG.format(data=data))
+    result = stack.cli("train", str(config), "--follow", timeout=600)
+    assert "succeeded" in result.stdout, result.stdout + result.stderr
+
+    job = Client(stack.url).list_jobs()[0]
+    assert job.status == "succeeded" and job.mlflow_run_id
+    assert job.metrics["step"] == 2 and "train/loss" in job.metrics
+
+    tracking = mlflow.tracking.MlflowClient(f"http://127.0.0.1:{PORTS['MLFLOW_PORT']}")
+    run = tracking.get_run(job.mlflow_run_id)
+    assert run.data.params["batch_size"] == "4"
+    assert [m.step for m in tracking.get_metric_history(job.mlflow_run_id, "train/loss")] == [1, 2]
+    assert tracking.get_registered_model("e2e-smoke-model").latest_versions
+    shown = json.loads(stack.cli("jobs", "show", job.id).stdout)
+    assert shown["status"] == "succeeded"
+
+
+def test_bad_config_is_rejected_before_submission(stack: Stack, tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("name: bad\ndata:\n  path: /no/such/data.jsonl\nlr: -1\n")
+    with pytest.raises(InvalidInput, match="lr"):
+        Client(stack.url).submit_job(config)
+    failed = stack.cli("train", str(config), check=False)
+    assert failed.returncode == 1 and "lr" in failed.stderr and "Traceback" not in failed.stderr
