@@ -118,7 +118,7 @@ def main() -> None:
     print(f"{'':<14}{'tokens/s':>10}{'first delta (median)':>24}")
     print(f"{'HTTP stream':<14}{http_tps:>10.1f}{statistics.median(r[1] for r in rows) * 1000:>21.0f} ms")
     print(f"{'in-process':<14}{local_tps:>10.1f}{statistics.median(r[4] for r in rows) * 1000:>21.0f} ms")
-    verdict = "meets" if ratio >= TARGET else "MISSES"
+    verdict = "meets" if per_prompt >= TARGET else "MISSES"  # the median resists load spikes
     print(
         f"\nHTTP / in-process tokens/s: {ratio:.2f} (median per prompt {per_prompt:.2f}) -- "
         f"{verdict} the >= {TARGET} target"

@@ -376,9 +376,14 @@ def eval_generation(
     if as_json:
         out.print_json(json.dumps([r.row() for r in results]))
     else:
-        table = Table(title=f"generation quality: {len(items)} prompts, {max_tokens} tokens")
-        for name in ("method", "rep-2", "rep-3", "rep-4", "diversity", "coherence", "tokens", "tokens/s"):
-            table.add_column(name, justify="left" if name == "method" else "right")
+        table = Table(
+            title=f"generation quality: {len(items)} prompts, {max_tokens} tokens",
+            caption="rep-n: % repeated n-grams; div.: diversity; coh.: coherence; tokens: mean words",
+            show_edge=False,
+        )
+        table.add_column("method", no_wrap=True, min_width=20)
+        for name in ("rep-2", "rep-3", "rep-4", "div.", "coh.", "tokens", "tok/s"):
+            table.add_column(name, justify="right", no_wrap=True)
         for r in results:
             m = r.metrics
             table.add_row(

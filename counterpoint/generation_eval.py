@@ -173,6 +173,9 @@ def log_to_mlflow(
 ) -> str:
     """Log one parent run (settings, every method's metrics as ``<method>.<metric>``, the table and
     the samples as artifacts) with a child run per method; returns the parent run's id."""
+    import os
+
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # stdout is the table (or JSON)
     from mlflow import MlflowClient
 
     mlflow_client = MlflowClient(tracking_uri=tracking_uri)

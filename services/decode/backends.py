@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -64,7 +64,7 @@ class DecoderStats:
 
 @runtime_checkable
 class DecoderBackend(Protocol):
-    def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[DecodeEvent]: ...
+    def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncGenerator[DecodeEvent, None]: ...
 
     async def models(self) -> list[ModelCard]: ...
 
@@ -85,7 +85,7 @@ def served_model_name(decode_model: str) -> str:
     return path.stem if path.suffix == ".gguf" else path.name
 
 
-async def collect(events: AsyncIterator[DecodeEvent]) -> tuple[str, StreamEnd]:
+async def collect(events: AsyncGenerator[DecodeEvent, None]) -> tuple[str, StreamEnd]:
     """Drain a stream: the whole text and its `StreamEnd`."""
     parts: list[str] = []
     end: StreamEnd | None = None
@@ -244,7 +244,7 @@ class LocalDecoder:
                 self._finished += 1
             emit(_DONE)
 
-    async def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[DecodeEvent]:
+    async def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncGenerator[DecodeEvent, None]:
         """Validate and tokenize, yield `StreamStart`, then generate in a thread while iterated."""
         text = await asyncio.to_thread(self._prepare, prompt, params)
         loop = asyncio.get_running_loop()
@@ -296,7 +296,7 @@ class ServeDecoder:
         self.handle = handle
         self._streaming = handle.options(stream=True)
 
-    async def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[DecodeEvent]:
+    async def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncGenerator[DecodeEvent, None]:
         response = self._streaming.complete_stream.remote(prompt, params)
         finished = False
         try:

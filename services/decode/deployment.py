@@ -10,7 +10,7 @@ that disconnected) cancels this generator, which stops its generation thread.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from typing import Any
 
@@ -34,7 +34,7 @@ class DecodeDeployment:
 
     async def complete_stream(
         self, prompt: Prompt, params: GenerationParams | Mapping[str, Any]
-    ) -> AsyncIterator[DecodeEvent]:
+    ) -> AsyncGenerator[DecodeEvent, None]:
         """`StreamStart`, then text deltas, then `StreamEnd` (usage and finish reason)."""
         options = params if isinstance(params, GenerationParams) else GenerationParams.model_validate(params)
         async with aclosing(self.decoder.stream(prompt, options)) as events:

@@ -16,7 +16,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -124,7 +124,7 @@ class GenerationService:
 
     async def _open(
         self, request: CompletionRequest | ChatCompletionRequest
-    ) -> tuple[GenerationParams, StreamStart, AsyncIterator[DecodeEvent]]:
+    ) -> tuple[GenerationParams, StreamStart, AsyncGenerator[DecodeEvent, None]]:
         """Start a generation and wait for its `StreamStart`: any error up to there is the caller's."""
         params = self._params(request)
         events = self.decoder.stream(self._prompt(request), params)
@@ -176,7 +176,7 @@ class GenerationService:
         return self._events(request, events)
 
     async def _events(
-        self, request: CompletionRequest | ChatCompletionRequest, events: AsyncIterator[DecodeEvent]
+        self, request: CompletionRequest | ChatCompletionRequest, events: AsyncGenerator[DecodeEvent, None]
     ) -> AsyncIterator[bytes]:
         chat = isinstance(request, ChatCompletionRequest)
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"

@@ -105,7 +105,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield s
     finally:
         if proc.poll() is None:
-            subprocess.run([sys.executable, "-m", "counterpoint", "down"], env=env, timeout=120)
+            subprocess.run([sys.executable, "-m", "counterpoint", "down"], env=env, timeout=300)
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:

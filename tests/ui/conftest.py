@@ -87,7 +87,7 @@ def _wait_ui(url: str, proc: subprocess.Popen[str], timeout: float = 90) -> None
 def _stop(stack: Stack, proc: subprocess.Popen[str]) -> None:
     if proc.poll() is None:
         subprocess.run(
-            [sys.executable, "-m", "counterpoint", "down"], env=stack.env, timeout=120, check=False
+            [sys.executable, "-m", "counterpoint", "down"], env=stack.env, timeout=300, check=False
         )
         try:
             proc.wait(timeout=60)
