@@ -45,15 +45,27 @@ def pid_file(settings: Settings) -> Path:
     return settings.resolved_data_dir / "run" / "up.pid"
 
 
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs; an exited process not yet reaped by its parent (a zombie) is not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
 def running_pid(settings: Settings) -> int | None:
     """PID of a live `counterpoint up` for this data directory, if any."""
     path = pid_file(settings)
     try:
         pid = int(path.read_text().strip())
-        os.kill(pid, 0)
-    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+    except (FileNotFoundError, ValueError):
         return None
-    return pid
+    return pid if _alive(pid) else None
 
 
 def wait_http(url: str, timeout: float, *, ok: tuple[int, ...] = (200,)) -> bool:
@@ -244,9 +256,7 @@ def down(settings: Settings, timeout: float = 120) -> bool:
     os.kill(pid, signal.SIGINT)  # like Ctrl-C in the `up` shell: a clean, complete stop
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             return True
         time.sleep(0.5)
     os.kill(pid, signal.SIGKILL)
