@@ -31,6 +31,10 @@ collections_app = typer.Typer(help="Create, list, describe and delete collection
 app.add_typer(collections_app, name="collections")
 jobs_app = typer.Typer(help="List, inspect, follow and cancel training jobs.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
+models_app = typer.Typer(
+    help="Served and registered models: list, deploy, set the champion alias.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
 
 out = Console()
 err = Console(stderr=True)
@@ -93,7 +97,9 @@ def status() -> None:
 @app.command()
 def embed(
     texts: Annotated[list[str], typer.Argument(help="Texts to embed.")],
-    model: Annotated[str | None, typer.Option(help="Served model name.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Served name, models:/NAME/VERSION or models:/NAME@ALIAS.")
+    ] = None,
     dimensions: Annotated[int | None, typer.Option(help="Matryoshka truncation.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full vectors as JSON.")] = False,
 ) -> None:
@@ -108,6 +114,58 @@ def embed(
         head = ", ".join(f"{v:+.4f}" for v in vector[:6])
         out.print(f"[bold]{text[:60]}[/]  dim={len(vector)}  [{head}, ...]")
     out.print(f"model {reply.model}, {reply.usage.total_tokens} tokens")
+
+
+# --- models -----------------------------------------------------------------------------
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Models the services serve now (embedding models and the LM)."""
+    table = Table("id", "kind", "dimensions", "context")
+    for card in client().models():
+        table.add_row(card.id, card.kind, str(card.dimensions or ""), str(card.context_length or ""))
+    out.print(table)
+
+
+@models_app.command("registered")
+def models_registered(
+    name: Annotated[str | None, typer.Argument(help="One registered model (all when omitted).")] = None,
+) -> None:
+    """Registered models (MLflow registry): versions, aliases and evaluation metrics."""
+    cp = client()
+    found = [cp.registered_model(name)] if name else cp.registered_models()
+    table = Table("model", "version", "aliases", "uri", "metrics", "created")
+    for model in found:
+        for version in model.versions:
+            metrics = ", ".join(f"{k}={v:.2f}" for k, v in sorted(version.metrics.items())[:5])
+            created = f"{version.created_at:%Y-%m-%d %H:%M}" if version.created_at else ""
+            table.add_row(
+                model.name, version.version, ", ".join(version.aliases), version.uri, metrics, created
+            )
+    out.print(table)
+    if not found:
+        out.print("no registered models yet: a training job with `register_as` registers one")
+
+
+@models_app.command("alias")
+def models_alias(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[str, typer.Argument(help="Version the alias points to.")],
+    alias: Annotated[str, typer.Option(help="Alias to set.")] = "champion",
+) -> None:
+    """Point models:/NAME@ALIAS (default: champion) at VERSION."""
+    model = client().set_alias(name, version, alias)
+    out.print(f"models:/{model.name}@{alias} -> version {model.aliases[alias]}")
+
+
+@models_app.command("deploy")
+def models_deploy(
+    model: Annotated[str, typer.Argument(help="models:/NAME@ALIAS, models:/NAME/VERSION or a served name.")],
+) -> None:
+    """Load a registered model into the embedding service, ready for /v1/embeddings and collections."""
+    card = client().deploy_model(model)
+    out.print(f"serving {card.id} ({card.dimensions} dimensions)")
 
 
 # --- collections ------------------------------------------------------------------------
@@ -138,7 +196,7 @@ def collections_list() -> None:
 @collections_app.command("create")
 def collections_create(
     name: str,
-    model: Annotated[str | None, typer.Option(help="Embedding model (default: served default).")] = None,
+    model: Annotated[str | None, typer.Option(help="Embedding model: a served name or models:/NAME@ALIAS (kept as its version).")] = None,
     distance: Annotated[str, typer.Option(help="cosine, dot or euclid.")] = "cosine",
     index: Annotated[list[str], typer.Option(help="Payload field to index, FIELD:TYPE (repeatable).")] = [],  # noqa: B006
 ) -> None:

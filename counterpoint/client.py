@@ -47,6 +47,8 @@ from counterpoint.schemas import (
     JobLogs,
     ModelCard,
     ModelList,
+    RegisteredModel,
+    RegisteredModelList,
     SearchRequest,
     SearchResponse,
 )
@@ -210,6 +212,29 @@ class Client:
 
     def models(self) -> list[ModelCard]:
         return ModelList.model_validate(self._request("GET", "/v1/models")).data
+
+    def deploy_model(self, model: str) -> ModelCard:
+        """Load ``model`` into the embedding service (``models:/NAME@champion``, ``models:/NAME/3``);
+        the card's ``id`` is the concrete version now served."""
+        return ModelCard.model_validate(self._request("POST", "/v1/models", json={"model": model}))
+
+    def registered_models(self) -> list[RegisteredModel]:
+        """Models in the MLflow registry, each with its aliases and newest versions (with metrics)."""
+        return RegisteredModelList.model_validate(self._request("GET", "/v1/registry/models")).models
+
+    def registered_model(self, name: str) -> RegisteredModel:
+        return RegisteredModel.model_validate(self._request("GET", f"/v1/registry/models/{name}"))
+
+    def set_alias(self, name: str, version: str | int, alias: str = "champion") -> RegisteredModel:
+        """Point ``models:/name@alias`` at ``version``; services following the alias move within seconds."""
+        data = self._request(
+            "PUT", f"/v1/registry/models/{name}/aliases/{alias}", json={"version": str(version)}
+        )
+        return RegisteredModel.model_validate(data)
+
+    def delete_alias(self, name: str, alias: str = "champion") -> RegisteredModel:
+        data = self._request("DELETE", f"/v1/registry/models/{name}/aliases/{alias}")
+        return RegisteredModel.model_validate(data)
 
     def embed(
         self, input: str | list[str], *, model: str | None = None, dimensions: int | None = None

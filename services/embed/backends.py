@@ -1,17 +1,22 @@
-"""How the gateway reaches an embedding model: in-process, or through a Serve handle.
+"""How the gateway reaches the embedding models: in-process, or through a Serve handle.
 
 Both satisfy `EmbedderBackend`, so the gateway logic is the same in unit tests (a tiny
 in-process model) and in the running stack (the Serve deployment, batched across requests).
+Both hold an `EmbedderPool`: the default model plus registered models (``models:/NAME/VERSION``)
+loaded on first use, through :func:`registry_loader`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from counterpoint.errors import NotFound
+from counterpoint.errors import CounterpointError, NotFound
 from counterpoint.models.embedder import Embeddings, TextEmbedder
+from counterpoint.models.pool import EmbedderPool, Loader, model_card
 from counterpoint.schemas import ModelCard
+from counterpoint.settings import Settings
 
 if TYPE_CHECKING:
     from ray.serve.handle import DeploymentHandle
@@ -23,30 +28,51 @@ class EmbedderBackend(Protocol):
 
     async def models(self) -> list[ModelCard]: ...
 
+    async def load(self, model: str) -> ModelCard:
+        """Make ``model`` (a served name or a concrete registry reference) ready; its card."""
+        ...
 
-def model_card(name: str, embedder: TextEmbedder) -> ModelCard:
-    return ModelCard(id=name, kind="embedding", dimensions=embedder.dimensions)
+
+def registry_loader(settings: Settings) -> Loader:
+    """Loads ``models:/NAME/VERSION`` (or ``runs:/...``) from MLflow into ``<data_dir>/models/registry``."""
+
+    def load(ref: str) -> TextEmbedder:
+        from counterpoint.infra.tracking import resolve_model_uri
+
+        try:
+            path = resolve_model_uri(ref, settings.tracking_uri, settings.models_dir / "registry")
+        except CounterpointError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - MLflow says "not found" in many ways
+            raise NotFound(f"model '{ref}' could not be loaded from MLflow: {str(exc)[:300]}") from None
+        return TextEmbedder(
+            str(path),
+            max_seq_length=settings.max_seq_length,
+            batch_size=settings.embed_max_batch_size,
+            torch_threads=settings.torch_threads or os.cpu_count(),
+        )
+
+    return load
 
 
 class LocalEmbedder:
-    """Runs a `TextEmbedder` in this process, off the event loop."""
+    """Runs the pool's embedders in this process, off the event loop, one call at a time."""
 
-    def __init__(self, name: str, embedder: TextEmbedder) -> None:
-        self.name = name
-        self.embedder = embedder
+    def __init__(self, name: str, embedder: TextEmbedder, *, loader: Loader | None = None) -> None:
+        self.pool = EmbedderPool(name, embedder, loader=loader)
         self._lock = asyncio.Lock()
 
-    def _check(self, model: str | None) -> None:
-        if model not in (None, self.name):
-            raise NotFound(f"model '{model}' is not served; available: ['{self.name}']")
-
     async def embed(self, texts: list[str], model: str | None = None) -> Embeddings:
-        self._check(model)
+        _, embedder = await asyncio.to_thread(self.pool.get, model)
         async with self._lock:
-            return await asyncio.to_thread(self.embedder.embed, texts)
+            return await asyncio.to_thread(embedder.embed, texts)
 
     async def models(self) -> list[ModelCard]:
-        return [model_card(self.name, self.embedder)]
+        return self.pool.cards()
+
+    async def load(self, model: str) -> ModelCard:
+        name, embedder = await asyncio.to_thread(self.pool.get, model)
+        return model_card(name, embedder)
 
 
 class ServeEmbedder:
@@ -60,3 +86,6 @@ class ServeEmbedder:
 
     async def models(self) -> list[ModelCard]:
         return await self.handle.models.remote()
+
+    async def load(self, model: str) -> ModelCard:
+        return await self.handle.load.remote(model)

@@ -1,8 +1,10 @@
-"""Ray Serve deployment that embeds text with one bi-encoder, batching concurrent calls.
+"""Ray Serve deployment that embeds text with the platform's bi-encoders, batching concurrent calls.
 
-Concurrent callers (HTTP requests, ingest steps) each send a list of texts; `@serve.batch`
-gathers the calls that arrive within a few milliseconds, the texts are embedded together
-(length-sorted inside `TextEmbedder`, so padding stays small) and split back per caller.
+Concurrent callers (HTTP requests, ingest steps) each send a list of texts and a model name;
+`@serve.batch` gathers the calls that arrive within a few milliseconds, the texts of each model are
+embedded together (length-sorted inside `TextEmbedder`, so padding stays small) and split back per
+caller. Besides the default model, each replica loads registered models (``models:/NAME/VERSION``)
+on first use and keeps the most recently used ones (`EmbedderPool`).
 """
 
 from __future__ import annotations
@@ -13,43 +15,65 @@ from typing import Any
 
 from ray import serve
 
-from counterpoint.errors import NotFound
 from counterpoint.models.embedder import Embeddings, TextEmbedder
+from counterpoint.models.pool import EmbedderPool, model_card
 from counterpoint.schemas import ModelCard
-from counterpoint.services.embed.backends import model_card
+from counterpoint.services.embed.backends import registry_loader
 from counterpoint.settings import Settings
+
+
+def default_embedder(config: Settings) -> tuple[str, TextEmbedder]:
+    """The model served by default: a packaged name, a local path, or a registered model."""
+    loader = registry_loader(config)
+    if config.embed_model_path is None:
+        from counterpoint.infra.tracking import concrete_model_ref, is_registry_ref
+
+        if is_registry_ref(config.embed_model):
+            ref = concrete_model_ref(config.embed_model, config.tracking_uri)
+            return ref, loader(ref)
+    embedder = TextEmbedder(
+        config.embed_model_path or config.embed_model,
+        max_seq_length=config.max_seq_length,
+        batch_size=config.embed_max_batch_size,
+        # Ray sets OMP_NUM_THREADS to the actor's CPU share (1 here); use the cores we have.
+        torch_threads=config.torch_threads or os.cpu_count(),
+    )
+    return config.embed_model, embedder
 
 
 @serve.deployment(name="embed", max_ongoing_requests=256)
 class EmbedDeployment:
     def __init__(self, settings: dict[str, Any]) -> None:
         config = Settings(**settings)
-        self.name = config.embed_model
-        self.embedder = TextEmbedder(
-            config.embed_model_path or config.embed_model,
-            max_seq_length=config.max_seq_length,
-            batch_size=config.embed_max_batch_size,
-            # Ray sets OMP_NUM_THREADS to the actor's CPU share (1 here); use the cores we have.
-            torch_threads=config.torch_threads or os.cpu_count(),
+        name, embedder = default_embedder(config)
+        self.pool = EmbedderPool(
+            name, embedder, loader=registry_loader(config), max_models=config.embed_max_models
         )
         self._embed_many.set_max_batch_size(256)
         self._embed_many.set_batch_wait_timeout_s(config.embed_batch_wait_s)
 
     async def embed(self, texts: list[str], model: str | None = None) -> Embeddings:
-        if model not in (None, self.name):
-            raise NotFound(f"model '{model}' is not served; available: ['{self.name}']")
-        return await self._embed_many(texts)
+        name, _ = await asyncio.to_thread(self.pool.get, model)  # loads a registered model once
+        return await self._embed_many(texts, name)
 
     async def models(self) -> list[ModelCard]:
-        return [model_card(self.name, self.embedder)]
+        return self.pool.cards()
+
+    async def load(self, model: str) -> ModelCard:
+        name, embedder = await asyncio.to_thread(self.pool.get, model)
+        return model_card(name, embedder)
 
     @serve.batch(max_batch_size=256, batch_wait_timeout_s=0.005)
-    async def _embed_many(self, calls: list[list[str]]) -> list[Embeddings]:
-        flat = [text for texts in calls for text in texts]
-        result = await asyncio.to_thread(self.embedder.embed, flat)
-        out, start = [], 0
-        for texts in calls:
-            end = start + len(texts)
-            out.append(Embeddings(result.vectors[start:end], result.token_counts[start:end]))
-            start = end
-        return out
+    async def _embed_many(self, calls: list[list[str]], models: list[str]) -> list[Embeddings]:
+        out: list[Embeddings | None] = [None] * len(calls)
+        for name in dict.fromkeys(models):  # one pass per model in this batch, in arrival order
+            mine = [i for i, m in enumerate(models) if m == name]
+            _, embedder = self.pool.get(name)
+            flat = [text for i in mine for text in calls[i]]
+            result = await asyncio.to_thread(embedder.embed, flat)
+            start = 0
+            for i in mine:
+                end = start + len(calls[i])
+                out[i] = Embeddings(result.vectors[start:end], result.token_counts[start:end])
+                start = end
+        return [e for e in out if e is not None]

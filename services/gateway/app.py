@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from counterpoint import __version__
 from counterpoint.errors import CounterpointError, InvalidInput, Unavailable
 from counterpoint.schemas import (
+    AliasUpdate,
     ChatCompletionRequest,
     ChatCompletionResponse,
     CollectionCreate,
@@ -39,13 +41,18 @@ from counterpoint.schemas import (
     JobInfo,
     JobList,
     JobLogs,
+    ModelCard,
     ModelList,
+    ModelLoad,
+    RegisteredModel,
+    RegisteredModelList,
     SearchRequest,
     SearchResponse,
 )
 from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.services.gateway.generation import SSE_HEADERS, GenerationService
 from counterpoint.services.gateway.jobs import JobService, check_tail
+from counterpoint.services.gateway.models import ModelRegistryService
 
 logger = logging.getLogger("counterpoint.gateway")
 
@@ -166,9 +173,10 @@ def create_app(
     extra_health: HealthCheck | None = None,
     jobs: JobService | None = None,
     generation: GenerationService | None = None,
+    registry: ModelRegistryService | None = None,
 ) -> FastAPI:
     """Build the gateway's FastAPI app around a `GatewayCore` (and a `JobService` for training,
-    a `GenerationService` for text generation)."""
+    a `GenerationService` for text generation, a `ModelRegistryService` for registered models)."""
     app = FastAPI(
         title="Counterpoint",
         version=__version__,
@@ -208,6 +216,39 @@ def create_app(
         if generation is not None:
             cards += await generation.models()
         return ModelList(data=cards)
+
+    @app.post("/v1/models", response_model=ModelCard, tags=["models"])
+    async def load_model(body: ModelLoad) -> ModelCard:
+        """Deploy a model to the embedding service: a served name, ``models:/NAME/VERSION`` or
+        ``models:/NAME@ALIAS`` (resolved to its version now). Later requests may name it."""
+        return await core.model_card(body.model)
+
+    def model_registry() -> ModelRegistryService:
+        if registry is None:
+            raise Unavailable("the model registry is not configured on this gateway (no MLflow tracking URI)")
+        return registry
+
+    @app.get("/v1/registry/models", response_model=RegisteredModelList, tags=["models"])
+    async def registered_models() -> RegisteredModelList:
+        return RegisteredModelList(models=await model_registry().list())
+
+    @app.get("/v1/registry/models/{name}", response_model=RegisteredModel, tags=["models"])
+    async def registered_model(name: str) -> RegisteredModel:
+        return await model_registry().get(name)
+
+    @app.put("/v1/registry/models/{name}/aliases/{alias}", response_model=RegisteredModel, tags=["models"])
+    async def set_alias(name: str, alias: str, body: AliasUpdate) -> RegisteredModel:
+        """Point ``models:/NAME@ALIAS`` (e.g. ``champion``) at a version."""
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_\-]{0,62}", alias) or re.fullmatch(r"[vV]\d+|latest", alias):
+            raise InvalidInput(
+                f"alias '{alias}': use letters, digits, '_' or '-', starting with a letter "
+                "(not 'latest' or v<digits>, which MLflow reserves)"
+            )
+        return await model_registry().set_alias(name, alias, body.version)
+
+    @app.delete("/v1/registry/models/{name}/aliases/{alias}", response_model=RegisteredModel, tags=["models"])
+    async def delete_alias(name: str, alias: str) -> RegisteredModel:
+        return await model_registry().delete_alias(name, alias)
 
     @app.post("/v1/embeddings", response_model=EmbeddingResponse, tags=["embeddings"])
     async def embeddings(body: EmbeddingRequest) -> EmbeddingResponse:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from counterpoint.errors import InvalidInput, LimitExceeded, NotFound
+from counterpoint.errors import InvalidInput, LimitExceeded
 from counterpoint.infra.db.registry import Registry
 from counterpoint.infra.vectors.base import CollectionSpec, VectorRecord, VectorStore
 from counterpoint.models.embedder import Embeddings, truncate_and_normalize
@@ -66,20 +66,36 @@ class GatewayCore:
         self.registry = registry
         self.store = store
         self.embedder = embedder
+        self._refs: dict[str, tuple[str, float]] = {}  # models:/NAME@ALIAS -> (concrete, expiry)
 
     # --- models and embeddings ----------------------------------------------------------
 
     async def models(self) -> list[ModelCard]:
         return await self.embedder.models()
 
+    async def concrete_model(self, name: str) -> str:
+        """A served name as it is; ``models:/NAME@ALIAS`` resolved to ``models:/NAME/VERSION``.
+
+        Aliases are looked up again after ``model_alias_ttl_s``, so moving ``champion`` reaches
+        new requests within seconds while a burst of requests costs one registry call.
+        """
+        from counterpoint.infra.tracking import concrete_model_ref, is_registry_ref
+
+        if not is_registry_ref(name):
+            return name
+        now = time.monotonic()
+        cached = self._refs.get(name)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        concrete = await asyncio.to_thread(concrete_model_ref, name, self.settings.tracking_uri)
+        self._refs[name] = (concrete, now + self.settings.model_alias_ttl_s)
+        return concrete
+
     async def model_card(self, name: str | None) -> ModelCard:
-        cards = await self.models()
+        """The card of a served model, loading a registered one (``models:/...``) on first use."""
         if name is None:
-            return cards[0]
-        for card in cards:
-            if card.id == name:
-                return card
-        raise NotFound(f"model '{name}' is not served; available: {[c.id for c in cards]}")
+            return (await self.models())[0]
+        return await self.embedder.load(await self.concrete_model(name))
 
     def check_texts(self, texts: Sequence[object], what: str = "input") -> list[str]:
         if not texts:

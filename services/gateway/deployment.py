@@ -24,6 +24,7 @@ from counterpoint.services.gateway.app import create_app
 from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.services.gateway.generation import GenerationService
 from counterpoint.services.gateway.jobs import JobService, RayJobSubmitter
+from counterpoint.services.gateway.models import ModelRegistryService
 from counterpoint.settings import Settings
 
 
@@ -38,6 +39,7 @@ class GatewayDeployment:
         registry = Registry.from_url(self.settings.db_url)
         store = make_vector_store(self.settings)
         self.core = GatewayCore(self.settings, registry, store, ServeEmbedder(embedder))
+        self.registry = ModelRegistryService(self.settings)
         self.jobs = JobService(self.settings, registry, RayJobSubmitter(self.settings.job_api_url))
         self.generation = (
             GenerationService(
@@ -66,5 +68,9 @@ class GatewayDeployment:
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_app(
-            self.core, extra_health=self._platform_health, jobs=self.jobs, generation=self.generation
+            self.core,
+            extra_health=self._platform_health,
+            jobs=self.jobs,
+            generation=self.generation,
+            registry=self.registry,
         )

@@ -1,0 +1,77 @@
+"""The embedding models one process serves: the default model plus registered models loaded on demand.
+
+A request names its model: the default name (``all-MiniLM-L6-v2``), or a *concrete* registry
+reference (``models:/NAME/VERSION``; the gateway resolves ``@alias`` before it gets here, see
+:mod:`counterpoint.infra.model_refs`). A concrete reference always means the same weights, so a
+loaded model never goes stale; the least recently used ones are dropped beyond ``max_models``
+(the default model is always kept). Loading happens once per reference even when many requests ask
+for it at the same moment.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+from counterpoint.errors import NotFound
+from counterpoint.models.embedder import TextEmbedder
+from counterpoint.schemas import ModelCard
+
+Loader = Callable[[str], TextEmbedder]
+"""Builds the embedder of a reference (downloads it first when needed); raises `NotFound`."""
+
+
+def model_card(name: str, embedder: TextEmbedder) -> ModelCard:
+    return ModelCard(id=name, kind="embedding", dimensions=embedder.dimensions)
+
+
+class EmbedderPool:
+    """Name -> `TextEmbedder`, with on-demand loading through ``loader`` and LRU eviction."""
+
+    def __init__(
+        self, default_name: str, default: TextEmbedder, *, loader: Loader | None = None, max_models: int = 3
+    ) -> None:
+        self.default_name = default_name
+        self._loader = loader
+        self._max_models = max(1, max_models)
+        self._loaded: OrderedDict[str, TextEmbedder] = OrderedDict({default_name: default})
+        self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._loaded)
+
+    def cards(self) -> list[ModelCard]:
+        """The loaded models, the default first."""
+        return [model_card(name, embedder) for name, embedder in list(self._loaded.items())]
+
+    def get(self, name: str | None) -> tuple[str, TextEmbedder]:
+        """The embedder for ``name`` (``None``: the default), loading it if it is a registry reference."""
+        name = name or self.default_name
+        with self._lock:
+            if name in self._loaded:
+                self._loaded.move_to_end(name)
+                return name, self._loaded[name]
+            if self._loader is None or not name.startswith(("models:/", "runs:/")):
+                raise NotFound(
+                    f"model '{name}' is not served; available: {self.names} "
+                    "(or a registered model as models:/NAME/VERSION or models:/NAME@ALIAS)"
+                )
+            gate = self._loading.setdefault(name, threading.Lock())
+        with gate:  # one load per reference; later callers wait for it and reuse the result
+            with self._lock:
+                if name in self._loaded:
+                    return name, self._loaded[name]
+            embedder = self._loader(name)
+            with self._lock:
+                self._loaded[name] = embedder
+                self._evict()
+                self._loading.pop(name, None)
+            return name, embedder
+
+    def _evict(self) -> None:
+        while len(self._loaded) > self._max_models:
+            victim = next(n for n in self._loaded if n != self.default_name)
+            del self._loaded[victim]
