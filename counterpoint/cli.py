@@ -131,10 +131,14 @@ def models_list() -> None:
 @models_app.command("registered")
 def models_registered(
     name: Annotated[str | None, typer.Argument(help="One registered model (all when omitted).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print them as JSON.")] = False,
 ) -> None:
     """Registered models (MLflow registry): versions, aliases and evaluation metrics."""
     cp = client()
     found = [cp.registered_model(name)] if name else cp.registered_models()
+    if as_json:
+        out.print_json(json.dumps([m.model_dump(mode="json") for m in found]))
+        return
     table = Table("model", "version", "aliases", "uri", "metrics", "created")
     for model in found:
         for version in model.versions:
@@ -196,7 +200,10 @@ def collections_list() -> None:
 @collections_app.command("create")
 def collections_create(
     name: str,
-    model: Annotated[str | None, typer.Option(help="Embedding model: a served name or models:/NAME@ALIAS (kept as its version).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Embedding model: a served name or models:/NAME@ALIAS (kept as its version)."),
+    ] = None,
     distance: Annotated[str, typer.Option(help="cosine, dot or euclid.")] = "cosine",
     index: Annotated[list[str], typer.Option(help="Payload field to index, FIELD:TYPE (repeatable).")] = [],  # noqa: B006
 ) -> None:
@@ -537,6 +544,19 @@ def jobs_show(job_id: str, follow_job: Annotated[bool, typer.Option("--follow", 
 def jobs_logs(job_id: str, tail: Annotated[int, typer.Option(help="Lines from the end.")] = 200) -> None:
     """The tail of a job's driver log."""
     out.print(client().job_logs(job_id, tail=tail), markup=False, highlight=False)
+
+
+@jobs_app.command("resume")
+def jobs_resume(
+    job_id: str,
+    follow_job: Annotated[bool, typer.Option("--follow", "-f", help="Watch it until it finishes.")] = False,
+) -> None:
+    """Run a failed or cancelled job again from its last checkpoint (same MLflow run)."""
+    job = client().resume_job(job_id)
+    out.print(f"job {job.id} resubmitted ({job.status})")
+    if follow_job:
+        job = follow(job.id)
+        out.print(f"job {job.id} {job.status}" + (f": {job.error}" if job.error else ""))
 
 
 @jobs_app.command("cancel")

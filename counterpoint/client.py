@@ -368,6 +368,10 @@ class Client:
             self._request("GET", f"/v1/jobs/{job_id}/logs", params={"tail": tail})
         ).logs
 
+    def resume_job(self, job_id: str) -> JobInfo:
+        """Run a failed or cancelled job again; it continues from its last checkpoint."""
+        return JobInfo.model_validate(self._request("POST", f"/v1/jobs/{job_id}/resume"))
+
     def cancel_job(self, job_id: str) -> JobInfo:
         return JobInfo.model_validate(self._request("DELETE", f"/v1/jobs/{job_id}"))
 

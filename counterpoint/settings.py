@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     ray_job_address: str | None = Field(
         None, description="Ray job-submission (dashboard) URL; default the local dashboard."
     )
+    ray_agent_port: int | None = Field(
+        None,
+        description="Port of the local Ray head's job agent; None picks a free one (Ray's 52365 may be taken).",
+    )
     ray_num_cpus: int = Field(2, ge=1, description="CPUs given to the local Ray head.")
     ray_object_store_mb: int = Field(512, ge=64, description="Object store size of the local Ray head.")
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -39,6 +41,38 @@ PLATFORM_ENV = {
 }
 
 UI_SCRIPT = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def ray_agent_port(port: int) -> Iterator[None]:
+    """Start the local Ray head with its dashboard agent (which runs submitted jobs) on ``port``.
+
+    ``ray.init`` has no argument for it and Ray's default, 52365, is fixed: a second Ray on the
+    machine (another stack, a training script, a test run next to `make up`) would take it and this
+    stack's job submissions would fail with "No available agent". Ray builds its node parameters
+    from ``ray._private.parameter.RayParams`` at call time, so a subclass with another default is
+    enough; it is put back right after.
+    """
+    from ray._private import parameter
+
+    original = parameter.RayParams
+
+    class _RayParams(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            kwargs.setdefault("dashboard_agent_listen_port", port)
+            super().__init__(*args, **kwargs)
+
+    parameter.RayParams = _RayParams  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        parameter.RayParams = original  # type: ignore[misc]
 
 
 def pid_file(settings: Settings) -> Path:
@@ -125,6 +159,12 @@ class LocalStack:
         )  # fmt: skip
 
     def start_ray(self) -> None:
+
+        s = self.settings
+        with ray_agent_port(s.ray_agent_port or free_port(s.host)):
+            self._ray_init()
+
+    def _ray_init(self) -> None:
         import ray
 
         s = self.settings

@@ -47,6 +47,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A worker imports torch + transformers before it joins the group: on 2 busy cores that can take
+# longer than Ray's 60 s default, and a timed-out start counts as a failure. (Propagated by Ray Train
+# from this driver to the controller and workers.)
+os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -623,6 +627,16 @@ def _ensure_job_row(registry_url: str, job_id: str, config: TrainConfig) -> str 
         return None
 
 
+def _was_cancelled(registry_url: str | None, job_id: str) -> bool:
+    """Whether the gateway cancelled this job (its stop is why the driver is failing now)."""
+    if not registry_url:
+        return False
+    try:
+        return _registry(registry_url).get_job(job_id).status == "cancelled"
+    except Exception:  # noqa: BLE001
+        return False
+
+
 def run_training(
     config: TrainConfig,
     *,
@@ -694,9 +708,14 @@ def run_training(
             raise fit.error
     except BaseException as exc:
         error = f"{type(exc).__name__}: {exc}"
-        _registry_update(registry_url, job_id, status="failed", error=error[:10_000])
+        cancelled = _was_cancelled(registry_url, job_id)
+        if not cancelled:
+            _registry_update(registry_url, job_id, status="failed", error=error[:10_000])
         try:
-            client(tracking_uri).set_terminated(run_id, "FAILED")
+            mlflow_client = client(tracking_uri)
+            if not cancelled:
+                mlflow_client.set_tag(run_id, "counterpoint.error", error[:5000])
+            mlflow_client.set_terminated(run_id, "KILLED" if cancelled else "FAILED")
         except Exception:  # noqa: BLE001
             log.warning("could not mark MLflow run %s failed", run_id)
         _write_state(job_dir, {"job_id": job_id, "mlflow_run_id": run_id, "status": "failed", "error": error})

@@ -382,6 +382,22 @@ class Registry:
             session.flush()
             return _job(row)
 
+    def reopen_job(self, job_id: str) -> JobRecord:
+        """Move a failed or cancelled job back to ``pending`` so it can resume from its checkpoints.
+
+        The one way out of a terminal status; a succeeded job stays succeeded (``Conflict``), and so
+        does a job that is still pending or running.
+        """
+        with self._tx(write=True) as session:
+            row = self._job_row(session, job_id, for_update=True)
+            if row.status not in ("failed", "cancelled"):
+                raise Conflict(f"job {job_id!r} is {row.status}; only a failed or cancelled job can resume")
+            row.status = "pending"
+            row.error = None
+            row.updated_at = utcnow()
+            session.flush()
+            return _job(row)
+
     @staticmethod
     def _job_row(session: Session, job_id: str, *, for_update: bool = False) -> JobRow:
         query = select(JobRow).where(JobRow.id == job_id)

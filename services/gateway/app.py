@@ -336,6 +336,11 @@ def create_app(
     async def job_logs(job_id: str, tail: int = 200) -> JobLogs:
         return await job_service().logs(job_id, check_tail(tail))
 
+    @app.post("/v1/jobs/{job_id}/resume", response_model=JobInfo, tags=["jobs"])
+    async def resume_job(job_id: str) -> JobInfo:
+        """Run a failed or cancelled job again: it continues from its last checkpoint."""
+        return await job_service().resume(job_id)
+
     @app.delete("/v1/jobs/{job_id}", response_model=JobInfo, tags=["jobs"])
     async def cancel_job(job_id: str) -> JobInfo:
         return await job_service().cancel(job_id)

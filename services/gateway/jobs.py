@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shlex
 import sys
 from typing import Protocol
@@ -18,6 +19,8 @@ from counterpoint.infra.db.registry import JobRecord, Registry
 from counterpoint.schemas import JobCreate, JobInfo, JobLogs
 from counterpoint.settings import Settings
 from counterpoint.workers.config import parse_config
+
+logger = logging.getLogger("counterpoint.gateway.jobs")
 
 RAY_TO_JOB = {
     "PENDING": "pending",
@@ -147,15 +150,43 @@ class JobService:
         return JobLogs(id=job_id, logs="\n".join(text.splitlines()[-tail:]))
 
     async def cancel(self, job_id: str) -> JobInfo:
+        """Stop the Ray job; the registry row says cancelled and the MLflow run KILLED."""
         record = self.registry.get_job(job_id)
         if record.finished:
             raise Conflict(f"job '{job_id}' already {record.status}")
-        if record.ray_job_id is not None:
-            await asyncio.to_thread(self.submitter.stop, record.ray_job_id)
         try:
-            return job_info(self.registry.update_job(job_id, status="cancelled"))
+            record = self.registry.update_job(job_id, status="cancelled")
         except Conflict:
             return job_info(self.registry.get_job(job_id))
+        if record.ray_job_id is not None:
+            await asyncio.to_thread(self.submitter.stop, record.ray_job_id)
+        if record.mlflow_run_id:
+            await asyncio.to_thread(self._end_run, record.mlflow_run_id, "KILLED")
+        return job_info(record)
+
+    async def resume(self, job_id: str) -> JobInfo:
+        """Run a failed or cancelled job again under its id: it continues from its last checkpoint,
+        in the same MLflow run."""
+        config = self.settings.jobs_dir / job_id / "config.json"
+        record = self.registry.get_job(job_id)
+        if record.status in ("failed", "cancelled") and not config.is_file():
+            raise Conflict(f"job '{job_id}' has no stored config at {config}; submit it again instead")
+        self.registry.reopen_job(job_id)
+        try:
+            ray_id = await asyncio.to_thread(self.submitter.submit, job_id, self.entrypoint(job_id))
+        except Exception as exc:  # noqa: BLE001
+            self.registry.update_job(job_id, status="failed", error=f"resubmission failed: {exc}")
+            raise Unavailable(f"Ray did not accept job {job_id}: {exc}") from None
+        return job_info(self.registry.update_job(job_id, ray_job_id=ray_id))
+
+    def _end_run(self, run_id: str, status: str) -> None:
+        """Best effort: a run left RUNNING after its job ended would mislead anyone reading MLflow."""
+        try:
+            from counterpoint.infra.tracking import client
+
+            client(self.settings.tracking_uri).set_terminated(run_id, status)
+        except Exception as exc:  # noqa: BLE001 - MLflow down must not block a cancel
+            logger.warning("could not mark MLflow run %s %s: %s", run_id, status, exc)
 
 
 def check_tail(tail: int) -> int:

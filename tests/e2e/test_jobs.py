@@ -49,6 +49,28 @@ def test_train_job_through_the_gateway(stack: Stack, tmp_path: Path) -> None:
     assert tracking.get_registered_model("e2e-smoke-model").latest_versions
     shown = json.loads(stack.cli("jobs", "show", job.id).stdout)
     assert shown["status"] == "succeeded"
+    assert stack.cli("jobs", "resume", job.id, check=False).returncode == 1  # succeeded jobs stay done
+
+    # The registered model goes into service: champion alias, deploy, embed, a collection on it.
+    cp = Client(stack.url)
+    version = job.metrics["registered_version"]
+    assert "champion" in stack.cli("models", "alias", "e2e-smoke-model", version).stdout
+    listed = json.loads(stack.cli("models", "registered", "e2e-smoke-model", "--json").stdout)
+    assert listed[0]["aliases"] == {"champion": version}
+    assert listed[0]["versions"][0]["uri"] == f"models:/e2e-smoke-model/{version}"
+    assert "ndcg_at_10" not in listed[0]["versions"][0]["metrics"]  # this job evaluated no retrieval
+    assert "uniformity" in listed[0]["versions"][0]["metrics"]
+    deployed = stack.cli("models", "deploy", "models:/e2e-smoke-model@champion").stdout
+    assert f"models:/e2e-smoke-model/{version}" in deployed
+    reply = cp.embed(["a fine-tuned model answers"], model="models:/e2e-smoke-model@champion")
+    assert reply.model == f"models:/e2e-smoke-model/{version}" and len(reply.data[0].embedding) == 384
+    assert f"models:/e2e-smoke-model/{version}" in {m.id for m in cp.models()}
+    info = cp.create_collection("tuned", model="models:/e2e-smoke-model@champion")
+    assert info.model == f"models:/e2e-smoke-model/{version}"
+    cp.ingest("tuned", [{"id": "a", "text": "alpha particles"}, {"id": "b", "text": "bread recipes"}])
+    assert cp.search("tuned", "alpha particles", top_k=1).hits[0].id == "a"
+    missing = stack.cli("embed", "x", "--model", "models:/e2e-smoke-model@nope", check=False)
+    assert missing.returncode == 1 and "nope" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_bad_config_is_rejected_before_submission(stack: Stack, tmp_path: Path) -> None:

@@ -314,6 +314,20 @@ def test_finished_job_keeps_its_status(registry: Registry) -> None:
     assert same.status == "failed" and same.error == "out of memory"
 
 
+def test_only_failed_or_cancelled_jobs_reopen(registry: Registry) -> None:
+    job = registry.create_job("train-biencoder")
+    with pytest.raises(Conflict, match="only a failed or cancelled job"):
+        registry.reopen_job(job.id)
+    registry.update_job(job.id, status="failed", error="worker died")
+    reopened = registry.reopen_job(job.id)
+    assert (reopened.status, reopened.error) == ("pending", None)
+    registry.update_job(job.id, status="succeeded")
+    with pytest.raises(Conflict, match="succeeded"):
+        registry.reopen_job(job.id)
+    with pytest.raises(NotFound):
+        registry.reopen_job("nope")
+
+
 def test_job_errors(registry: Registry) -> None:
     with pytest.raises(NotFound, match="job 'nope' does not exist"):
         registry.get_job("nope")

@@ -127,3 +127,42 @@ def test_cancel(jobs_api: TestClient, fake: FakeSubmitter, pairs: Path) -> None:
 def test_jobs_unavailable_without_ray(api: TestClient) -> None:
     reply = api.get("/v1/jobs")
     assert reply.status_code == 503 and "not enabled" in reply.json()["error"]["message"]
+
+
+def test_failed_or_cancelled_job_resumes_under_its_id(
+    jobs_api: TestClient, fake: FakeSubmitter, pairs: Path
+) -> None:
+    job_id = jobs_api.post("/v1/jobs", json={"config": {"data": {"path": str(pairs)}}}).json()["id"]
+    running = jobs_api.post(f"/v1/jobs/{job_id}/resume")
+    assert (
+        running.status_code == 409 and "only a failed or cancelled job" in running.json()["error"]["message"]
+    )
+    fake.state = "FAILED"
+    assert jobs_api.get(f"/v1/jobs/{job_id}").json()["status"] == "failed"
+    fake.state = "RUNNING"
+    resumed = jobs_api.post(f"/v1/jobs/{job_id}/resume")
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["status"] == "pending" and resumed.json()["error"] is None
+    assert [j for j, _ in fake.submitted] == [job_id, job_id]  # same id: train.py resumes its checkpoints
+    assert jobs_api.get(f"/v1/jobs/{job_id}").json()["status"] == "running"
+    jobs_api.delete(f"/v1/jobs/{job_id}")
+    assert jobs_api.post(f"/v1/jobs/{job_id}/resume").status_code == 200
+    assert jobs_api.post("/v1/jobs/nope/resume").status_code == 404
+
+
+def test_cancel_marks_the_mlflow_run_killed(
+    core: GatewayCore, fake: FakeSubmitter, pairs: Path, tmp_path: Path
+) -> None:
+    import mlflow
+
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    settings = core.settings.model_copy(update={"mlflow_tracking_uri": tracking})
+    service = JobService(settings, core.registry, fake)
+    with TestClient(create_app(core, jobs=service), raise_server_exceptions=False) as api:
+        job_id = api.post("/v1/jobs", json={"config": {"data": {"path": str(pairs)}}}).json()["id"]
+        run = mlflow.MlflowClient(tracking).create_run(
+            mlflow.MlflowClient(tracking).create_experiment("cancel-test")
+        )
+        core.registry.update_job(job_id, status="running", mlflow_run_id=run.info.run_id)
+        assert api.delete(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
+    assert mlflow.MlflowClient(tracking).get_run(run.info.run_id).info.status == "KILLED"

@@ -183,7 +183,9 @@ def test_unreachable_registry_is_a_503(
 # --- the pool itself --------------------------------------------------------------------------
 
 
-def test_pool_loads_once_under_concurrency_and_evicts_least_recently_used(tiny_embedder: TextEmbedder) -> None:
+def test_pool_loads_once_under_concurrency_and_evicts_least_recently_used(
+    tiny_embedder: TextEmbedder,
+) -> None:
     loads: list[str] = []
     gate = threading.Event()
 
