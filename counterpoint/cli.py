@@ -472,6 +472,60 @@ def eval_generation(
     err.print(f"logged to MLflow experiment 'generation-eval' at {settings.tracking_uri} (run {run_id})")
 
 
+# --- hard-negative mining ---------------------------------------------------------------
+
+
+@app.command()
+def mine(
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Triplet JSONL to write.")],
+    beir: Annotated[
+        Path | None, typer.Option(help="BEIR directory (corpus, queries, qrels/); default: shipped SciFact.")
+    ] = None,
+    split: Annotated[str, typer.Option(help="qrels split whose queries are mined (never test).")] = "train",
+    model: Annotated[
+        str, typer.Option(help="Retriever: a packaged name, a local directory or models:/NAME@ALIAS.")
+    ] = "all-MiniLM-L6-v2",
+    top_k: Annotated[int, typer.Option(help="Candidates retrieved per query.")] = 30,
+    skip_top: Annotated[int, typer.Option(help="Skip this many top candidates outright.")] = 0,
+    max_score_ratio: Annotated[
+        float,
+        typer.Option(help="Drop candidates scoring above this x the positive's score (false negatives)."),
+    ] = 0.95,
+    max_seq_length: Annotated[int, typer.Option(help="Tokens per text when embedding.")] = 256,
+) -> None:
+    """Mine hard negatives for a BEIR split with a retriever; writes (anchor, positive, negative) triplets."""
+    from counterpoint.datasets import default_scifact_dir
+    from counterpoint.infra.tracking import is_registry_ref, resolve_model_uri
+    from counterpoint.workers.mining import mine_beir, write_jsonl
+
+    root = beir or default_scifact_dir()
+    if not (root / "qrels").is_dir():
+        raise InvalidInput(f"--beir {root}: not a BEIR directory (no qrels/ inside)")
+    qrels_file = root / "qrels" / f"{split}.tsv"
+    if not (qrels_file.exists() or qrels_file.with_name(qrels_file.name + ".gz").exists()):
+        raise InvalidInput(f"--split {split}: no {qrels_file.name} in {root / 'qrels'}")
+    if is_registry_ref(model):
+        settings = get_settings()
+        model = str(resolve_model_uri(model, settings.tracking_uri, settings.models_dir / "registry"))
+    with _progress("embedding the corpus") as bar:
+        task = bar.add_task("embed", total=None)
+        triplets, report = mine_beir(
+            root, split, model=model, top_k=top_k, skip_top=skip_top, max_score_ratio=max_score_ratio,
+            max_seq_length=max_seq_length,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )  # fmt: skip
+    write_jsonl(triplets, out_path)
+    out.print(
+        f"wrote {report.triplets} triplets for {report.queries} queries to {out_path}: "
+        f"{report.candidates} candidates, {report.dropped_positives} positives and "
+        f"{report.dropped_false_negatives} likely false negatives (score > {max_score_ratio} x positive) "
+        f"dropped, {report.dropped_skip_top} skipped at the top; "
+        f"{report.queries_without_negative} queries had no negative left"
+    )
+    for note in report.notes:
+        err.print(f"[yellow]note:[/] {note}")
+
+
 # --- training jobs ----------------------------------------------------------------------
 
 

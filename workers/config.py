@@ -57,6 +57,7 @@ class EvalConfig(BaseModel):
     sts: str | None = Field(None, description="Scored-pair TSV for Spearman correlation.")
     retrieval: RetrievalEval | None = None
     every_steps: int = Field(100, ge=1)
+    at_start: bool = Field(True, description="Also evaluate the base model at step 0 (where curves start).")
     uniformity_sample: int = Field(512, ge=16, description="Sentences used for alignment/uniformity.")
 
 

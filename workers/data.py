@@ -37,6 +37,20 @@ class Example:
     label: float | None = None
 
 
+class HardNegatives(BaseModel):
+    """Mine a hard negative per (query, positive) before training (see `counterpoint.workers.mining`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("all-MiniLM-L6-v2", description="Retriever used to mine: packaged name or directory.")
+    top_k: int = Field(30, ge=1, le=1000, description="Candidates retrieved per query.")
+    skip_top: int = Field(0, ge=0, description="Top candidates skipped outright.")
+    max_score_ratio: float | None = Field(
+        0.95, gt=0, le=1, description="Drop candidates above this x the positive's score (false negatives)."
+    )
+    max_seq_length: int = Field(256, ge=8, le=8192)
+
+
 class DataSource(BaseModel):
     """Where training examples come from and how to read them."""
 
@@ -50,6 +64,9 @@ class DataSource(BaseModel):
     )
     split: str = Field("train", description="BEIR qrels split used for query->document pairs.")
     limit: int | None = Field(None, ge=1, description="Read at most this many examples.")
+    hard_negatives: HardNegatives | None = Field(
+        None, description="BEIR only: mine a hard negative per pair before training (triplets)."
+    )
 
     def resolved_format(self) -> Format:
         if self.format != "auto":
@@ -140,6 +157,14 @@ def detect_kind(columns: set[str], mapping: dict[str, str]) -> Kind:
 
 def check_source(source: DataSource) -> Kind:
     """Read the first row: the file exists, parses, and has every column the kind needs."""
+    if source.hard_negatives is not None:
+        if source.resolved_format() != "beir":
+            raise InvalidInput("data.hard_negatives: mining needs a BEIR directory in data.path")
+        if source.split == "test":
+            raise InvalidInput("data.split: training on the test split is refused; use 'train'")
+        if next(iter_rows(source), None) is None:
+            raise InvalidInput(f"data.path '{source.path}' holds no {source.split} pairs")
+        return "triplets"
     rows = iter_rows(source)
     first = next(rows, None)
     if first is None:
@@ -157,6 +182,10 @@ def check_source(source: DataSource) -> Kind:
 
 def iter_examples(source: DataSource) -> Iterator[Example]:
     """Stream `Example`s; the kind is checked on the first row."""
+    if source.hard_negatives is not None:
+        raise InvalidInput(
+            "data.hard_negatives: mine first (the training driver does, see mine_hard_negatives)"
+        )
     kind = check_source(source)
     roles = ROLES[kind]
     columns = [source.columns.get(role, role) for role in roles]

@@ -379,7 +379,7 @@ def _train(
         log.info("rank %d resumes at step %d of %d", rank, start_step, total)
         logger.set_tags({"counterpoint.resumed_from_step": start_step})
         logger.log({"train/resumed_from_step": start_step}, start_step)
-    elif evaluator is not None:
+    elif evaluator is not None and config.eval.at_start:
         logger.log(_evaluate(evaluator, model), 0)  # the base model: where the curves start
 
     window_losses: list[float] = []
@@ -627,6 +627,47 @@ def _ensure_job_row(registry_url: str, job_id: str, config: TrainConfig) -> str 
         return None
 
 
+HARD_NEGATIVES_FILE = "hard_negatives.jsonl"
+
+
+def mine_hard_negatives(config: TrainConfig, job_dir: Path, tracking_uri: str, run_id: str) -> TrainConfig:
+    """Mine the BEIR split's hard negatives once per job (a resumed job reuses the file); the config
+    then trains on the triplets. The report's counts go to the MLflow run, the file as an artifact."""
+    from counterpoint.infra.tracking import client
+    from counterpoint.workers.data import DataSource
+    from counterpoint.workers.mining import mine_beir, write_jsonl
+
+    spec = config.data.hard_negatives
+    assert spec is not None
+    target = job_dir / HARD_NEGATIVES_FILE
+    if not target.is_file():
+        log.info("mining hard negatives for %s (%s) with %s", config.data.path, config.data.split, spec.model)
+        started = time.perf_counter()
+        triplets, report = mine_beir(
+            config.data.path,
+            config.data.split,
+            model=spec.model,
+            top_k=spec.top_k,
+            skip_top=spec.skip_top,
+            max_score_ratio=spec.max_score_ratio,
+            max_seq_length=spec.max_seq_length,
+            progress=lambda done, total: log.info("mining: embedded %d/%d documents", done, total),
+        )
+        staging = target.with_suffix(".tmp")
+        write_jsonl(triplets, staging)
+        staging.replace(target)
+        mlflow_client = client(tracking_uri)
+        stats = {f"mining/{k}": float(v) for k, v in report.as_dict().items()}
+        stats["mining/seconds"] = time.perf_counter() - started
+        for key, value in stats.items():
+            mlflow_client.log_metric(run_id, key, value, step=0)
+        mlflow_client.log_dict(run_id, {**report.as_dict(), "notes": report.notes}, "mining_report.json")
+        mlflow_client.log_artifact(run_id, str(target))
+        log.info("mined %d triplets: %s", report.triplets, report.as_dict())
+    data = DataSource(path=str(target), format="jsonl", kind="triplets", limit=config.data.limit)
+    return config.model_copy(update={"data": data})
+
+
 def _was_cancelled(registry_url: str | None, job_id: str) -> bool:
     """Whether the gateway cancelled this job (its stop is why the driver is failing now)."""
     if not registry_url:
@@ -668,7 +709,8 @@ def run_training(
     if state.get("status") == "succeeded" and "result" in state:
         return dict(state["result"])
     config = resolve_paths(config)
-    _check_enough_examples(config)
+    if config.data.hard_negatives is None:
+        _check_enough_examples(config)
 
     stored_run_id = state.get("mlflow_run_id")
     if registry_url:
@@ -677,6 +719,9 @@ def run_training(
     _write_state(job_dir, {"job_id": job_id, "mlflow_run_id": run_id, "status": "running"})
     _registry_update(registry_url, job_id, status="running", mlflow_run_id=run_id, error=None)
     client(tracking_uri).update_run(run_id, status="RUNNING")
+    if config.data.hard_negatives is not None:
+        config = mine_hard_negatives(config, job_dir, tracking_uri, run_id)
+        _check_enough_examples(config)
 
     cpus = cpus_per_worker or default_cpus_per_worker(config.workers)
     threads = max(1, math.floor(cpus))

@@ -1,0 +1,196 @@
+"""Hard-negative mining: for each training query, the top retrieved documents that are not its positives.
+
+A hard negative is a document the current retriever ranks high although it is not relevant; MNRL with
+such a negative per pair learns more than with random in-batch negatives alone (DPR, ANCE). The top of
+a ranking also holds *false* negatives, relevant documents nobody judged, so candidates are filtered
+(NV-Retriever, Moreira et al. 2024, "TopK-PercPos"): a candidate scoring above ``max_score_ratio`` x
+the positive's score is dropped as a likely positive. The first ``skip_top`` candidates can also be
+skipped outright (RocketQA's denoising in its simplest form).
+
+The retriever is a callable, so the same mining runs on an in-process exact index (`ExactRetriever`)
+or on a live collection through the gateway. Output: one JSONL triplet (anchor, positive, negative)
+per (query, positive) pair, which `data.kind: triplets` reads.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from counterpoint.errors import InvalidInput
+from counterpoint.evaluation import exact_search
+
+Hits = list[tuple[str, float]]
+"""One query's ranking: (document id, score), best first."""
+Retriever = Callable[[Sequence[str], int], list[Hits]]
+"""``(query texts, k) -> one ranking per query``."""
+
+
+class ExactRetriever:
+    """Exact cosine search over an in-memory corpus embedded once with ``encode``."""
+
+    def __init__(
+        self,
+        encode: Callable[[Sequence[str]], np.ndarray],
+        doc_ids: Sequence[str],
+        doc_embeddings: np.ndarray,
+    ) -> None:
+        self.encode = encode
+        self.doc_ids = list(doc_ids)
+        self.doc_embeddings = doc_embeddings
+
+    @classmethod
+    def from_corpus(
+        cls, encode: Callable[[Sequence[str]], np.ndarray], corpus: Mapping[str, str]
+    ) -> ExactRetriever:
+        return cls(encode, list(corpus), encode(list(corpus.values())))
+
+    def __call__(self, queries: Sequence[str], k: int) -> list[Hits]:
+        ids = [str(i) for i in range(len(queries))]
+        run = exact_search(self.encode(queries), self.doc_embeddings, ids, self.doc_ids, top_k=k)
+        return [sorted(run[i].items(), key=lambda kv: -kv[1]) for i in ids]
+
+
+@dataclass
+class MiningReport:
+    """What mining found: counts for the CLI and MLflow."""
+
+    queries: int = 0
+    triplets: int = 0
+    candidates: int = 0
+    dropped_positives: int = 0
+    dropped_false_negatives: int = 0
+    dropped_skip_top: int = 0
+    queries_without_negative: int = 0
+    missing_positives: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: v for k, v in self.__dict__.items() if isinstance(v, int)}
+
+
+def mine_triplets(
+    queries: Mapping[str, str],
+    positives: Mapping[str, Mapping[str, int]],
+    corpus: Mapping[str, str],
+    retrieve: Retriever,
+    *,
+    top_k: int = 30,
+    skip_top: int = 0,
+    max_score_ratio: float | None = 0.95,
+    batch_size: int = 64,
+) -> tuple[list[dict[str, str]], MiningReport]:
+    """Triplets ``{"anchor", "positive", "negative"}`` and a report of what was filtered.
+
+    ``positives`` are qrels (query id -> document id -> grade; grade > 0 is relevant). For each
+    relevant pair the negative is the best-ranked surviving candidate not yet used for that query,
+    so a query with several positives gets different negatives.
+    """
+    if not 0 < top_k <= 1000:
+        raise InvalidInput(f"top_k must be in 1..1000, got {top_k}")
+    if max_score_ratio is not None and not 0 < max_score_ratio <= 1:
+        raise InvalidInput(f"max_score_ratio must be in (0, 1], got {max_score_ratio}")
+    report = MiningReport()
+    qids = [q for q in positives if q in queries and any(g > 0 for g in positives[q].values())]
+    triplets: list[dict[str, str]] = []
+    for start in range(0, len(qids), batch_size):
+        chunk = qids[start : start + batch_size]
+        rankings = retrieve([queries[q] for q in chunk], top_k + skip_top)
+        for qid, hits in zip(chunk, rankings, strict=True):
+            report.queries += 1
+            relevant = {d for d, g in positives[qid].items() if g > 0}
+            present = [d for d in sorted(relevant) if d in corpus]
+            report.missing_positives += len(relevant) - len(present)
+            if not present:
+                continue
+            scores = dict(hits)
+            # the bar: the weakest positive's score when it was retrieved, else the candidates' best
+            pos_scores = [scores[d] for d in present if d in scores]
+            bar = min(pos_scores) if pos_scores else (hits[0][1] if hits else 0.0)
+            negatives: list[str] = []
+            for rank, (doc_id, score) in enumerate(hits):
+                report.candidates += 1
+                if doc_id in relevant:
+                    report.dropped_positives += 1
+                elif rank < skip_top:
+                    report.dropped_skip_top += 1
+                elif max_score_ratio is not None and score > max_score_ratio * bar:
+                    report.dropped_false_negatives += 1
+                elif doc_id in corpus:
+                    negatives.append(doc_id)
+            if not negatives:
+                report.queries_without_negative += 1
+                continue
+            for i, doc_id in enumerate(present):
+                triplets.append(
+                    {
+                        "anchor": queries[qid],
+                        "positive": corpus[doc_id],
+                        "negative": corpus[negatives[i % len(negatives)]],
+                    }
+                )
+    report.triplets = len(triplets)
+    if report.queries and report.missing_positives:
+        report.notes.append(
+            f"{report.missing_positives} judged positives are not in the corpus searched: they were skipped"
+        )
+    return triplets, report
+
+
+def write_jsonl(rows: Iterable[Mapping[str, str]], path: str | Path) -> int:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def mine_beir(
+    root: str | Path,
+    split: str,
+    *,
+    model: str,
+    top_k: int = 30,
+    skip_top: int = 0,
+    max_score_ratio: float | None = 0.95,
+    max_seq_length: int = 256,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[dict[str, str]], MiningReport]:
+    """Mine a BEIR split with ``model`` (a packaged name or directory) over the whole corpus.
+
+    ``progress(done, total)`` is called as the corpus is embedded (the long part: minutes on CPU).
+    """
+    from counterpoint.datasets import iter_corpus, load_qrels, load_queries, passage_text
+    from counterpoint.models.embedder import TextEmbedder
+
+    root = Path(root)
+    if split == "test":
+        raise InvalidInput("mining the test split would train on test data; mine 'train' (or a dev split)")
+    embedder = TextEmbedder(model, max_seq_length=max_seq_length, batch_size=32)
+    corpus = {d["_id"]: passage_text(d["title"], d["text"]) for d in iter_corpus(root)}
+    ids = list(corpus)
+    step = 256
+    vectors = []
+    for start in range(0, len(ids), step):
+        vectors.append(embedder.embed([corpus[d] for d in ids[start : start + step]]).vectors)
+        if progress is not None:
+            progress(min(start + step, len(ids)), len(ids))
+    retriever = ExactRetriever(
+        lambda texts: embedder.embed(list(texts)).vectors, ids, np.concatenate(vectors)
+    )
+    return mine_triplets(
+        load_queries(root / "queries.jsonl"),
+        load_qrels(root / "qrels" / f"{split}.tsv"),
+        corpus,
+        retriever,
+        top_k=top_k,
+        skip_top=skip_top,
+        max_score_ratio=max_score_ratio,
+    )
