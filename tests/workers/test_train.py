@@ -25,8 +25,9 @@ import pytest
 import torch
 import yaml
 
+from counterpoint.errors import InvalidInput
 from counterpoint.workers.config import LossConfig, TrainConfig, parse_config
-from counterpoint.workers.data import Example
+from counterpoint.workers.data import Example, load_examples
 from counterpoint.workers.losses import CoSENTLoss, InfoNCELoss, MatryoshkaLoss, UnsupervisedSimCSELoss
 from counterpoint.workers.model import Batch, BiEncoder, build_loss
 from counterpoint.workers.train import StepPlan, resolve_paths
@@ -443,3 +444,53 @@ def test_two_workers_with_cross_worker_negatives_recover_from_a_worker_failure(
     assert math.isfinite(result["train/loss"]) and math.isfinite(result["eval/uniformity"])
     steps = [step for step, _ in history(stores["tracking_uri"], result["mlflow_run_id"], "train/loss")]
     assert steps == [2, 4, 6]
+
+
+def test_hard_negatives_are_mined_once_before_training(workspace: dict[str, Any], tmp_path: Path) -> None:
+    import shutil
+
+    from mlflow import MlflowClient
+
+    from counterpoint.workers.train import HARD_NEGATIVES_FILE, mine_hard_negatives
+
+    beir = tmp_path / "beir"
+    shutil.copytree(workspace["beir"], beir)
+    shutil.copy(beir / "qrels" / "test.tsv", beir / "qrels" / "train.tsv")
+    hard = {"model": str(workspace["model"]), "top_k": 5, "max_score_ratio": None, "max_seq_length": 32}
+    config = make_config(
+        workspace, batch_size=2, data={"path": str(beir), "format": "beir", "hard_negatives": hard}
+    )
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow_client = MlflowClient(tracking)
+    run_id = mlflow_client.create_run(mlflow_client.create_experiment("mining")).info.run_id
+
+    mined = mine_hard_negatives(config, tmp_path / "job", tracking, run_id)
+    assert (mined.data.kind, mined.data.hard_negatives) == ("triplets", None)
+    kind, examples = load_examples(mined.data)
+    assert kind == "triplets" and len(examples) == 6
+    corpus = {json.loads(line)["_id"]: json.loads(line) for line in (beir / "corpus.jsonl").open()}
+    for example, i in zip(examples, range(6), strict=True):
+        assert example.texts[1] == f"{corpus[f'd{i}']['title']} {corpus[f'd{i}']['text']}"
+        assert example.texts[2] != example.texts[1]  # never the positive itself
+    metrics = mlflow_client.get_run(run_id).data.metrics
+    assert metrics["mining/triplets"] == 6 and metrics["mining/queries"] == 6
+    artifacts = {a.path for a in mlflow_client.list_artifacts(run_id)}
+    assert {HARD_NEGATIVES_FILE, "mining_report.json"} <= artifacts
+    stamp = (tmp_path / "job" / HARD_NEGATIVES_FILE).stat().st_mtime_ns
+    mine_hard_negatives(config, tmp_path / "job", tracking, run_id)  # a resumed job reuses the file
+    assert (tmp_path / "job" / HARD_NEGATIVES_FILE).stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ({"path": "PAIRS", "hard_negatives": {}}, ("hard_negatives", "BEIR")),
+        ({"path": "BEIR", "format": "beir", "split": "test", "hard_negatives": {}}, ("test",)),
+        ({"path": "BEIR", "format": "beir", "hard_negatives": {"top_k": 0}}, ("top_k",)),
+    ],
+)
+def test_bad_hard_negative_configs(workspace: dict[str, Any], data: dict, words: tuple[str, ...]) -> None:
+    data = {k: str(workspace[v.lower()]) if v in ("PAIRS", "BEIR") else v for k, v in data.items()}
+    with pytest.raises(InvalidInput) as caught:
+        make_config(workspace, data=data)
+    assert all(w in caught.value.message for w in words), caught.value.message
