@@ -274,10 +274,28 @@ def mlflow_runs(ui_env: UIStack) -> Iterator[dict[str, Any]]:
         ml.set_terminated(rid)
         runs[name] = run_
     ml.create_registered_model("ui-model")
-    for name in ("run-a", "run-b"):
+    for name in ("run-a", "run-b"):  # versions 1 and 2: metadata only, no model files behind them
         r = runs[name]
         ml.create_model_version("ui-model", source=f"{r.info.artifact_uri}/model", run_id=r.info.run_id)
     yield {"experiment": experiment, "runs": runs, "client": ml}
+
+
+@pytest.fixture(scope="module")
+def real_version(
+    mlflow_runs: dict[str, Any], ui_env: UIStack, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """Version 3 of ui-model: a real (tiny) sentence-transformers model the embed service can load."""
+    import mlflow
+    from sentence_transformers import SentenceTransformer
+
+    from counterpoint.infra.tracking import log_sentence_transformer, register_model
+    from tests.tiny_models import build_tiny_bi_encoder
+
+    path = build_tiny_bi_encoder(tmp_path_factory.mktemp("ui-model"))
+    mlflow.set_tracking_uri(ui_env.mlflow_url)
+    with mlflow.start_run(experiment_id=mlflow_runs["experiment"], run_name="run-real"):
+        info = log_sentence_transformer(SentenceTransformer(str(path), device="cpu"), name="model")
+    return register_model(info.model_uri, "ui-model", ui_env.mlflow_url)
 
 
 def test_compare_runs(open_page: Open, mlflow_runs: dict[str, Any]) -> None:
@@ -304,18 +322,30 @@ def test_compare_runs(open_page: Open, mlflow_runs: dict[str, Any]) -> None:
     assert "None of the selected runs logged both `alignment` and `uniformity`" in texts(at)
 
 
-def test_models_page_sets_the_champion(open_page: Open, mlflow_runs: dict[str, Any]) -> None:
+def test_models_page_sets_the_champion_and_deploys(
+    open_page: Open, mlflow_runs: dict[str, Any], real_version: str
+) -> None:
     at = open_page("models")
     assert "all-MiniLM-L6-v2" in list(at.dataframe[0].value["id"])
     assert any("ui-model" in m.value for m in at.markdown)
     at.selectbox(key="ver-ui-model").set_value("2")
     at.button(key="champ-ui-model").click()
     run(at)
-    assert "`ui-model@champion` now points to version 2" in texts(at)
+    assert "`models:/ui-model@champion` now points to version 2" in texts(at)
     assert mlflow_runs["client"].get_registered_model("ui-model").aliases == {"champion": "2"}
     assert any("champion: v2" in m.value for m in at.markdown)
-    assert at.button(key="deploy-ui-model").disabled
-    assert "future work" in texts(at)
+
+    at.button(key="deploy-ui-model").click()  # version 2 has no model files: a readable error
+    run(at)
+    assert any("could not be loaded" in e.value for e in at.error), [e.value for e in at.error]
+    assert not at.exception
+
+    at.selectbox(key="ver-ui-model").set_value(real_version)
+    at.button(key="deploy-ui-model").click()
+    run(at)
+    assert f"`models:/ui-model/{real_version}` is served (32 dimensions)" in texts(at)
+    assert f"models:/ui-model/{real_version}" in list(at.dataframe[0].value["id"])
+    assert at.button(key="deploy-ui-model").disabled  # already serving the selected version
 
 
 # --- playground ----------------------------------------------------------------------------
