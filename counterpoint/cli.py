@@ -220,6 +220,40 @@ def collections_info(name: str) -> None:
     out.print_json(client().get_collection(name).model_dump_json())
 
 
+@collections_app.command("prune")
+def collections_prune(name: str) -> None:
+    """Delete the old physical collections a re-index kept (its rollback copies)."""
+    dropped = client().delete_previous(name)
+    out.print(f"deleted {len(dropped)} previous collection(s) of '{name}': {', '.join(dropped) or '-'}")
+
+
+@app.command()
+def reindex(
+    name: Annotated[str, typer.Argument(help="Collection to re-index.")],
+    model: Annotated[
+        str, typer.Option(help="New model: models:/NAME@ALIAS, models:/NAME/VERSION, a served name.")
+    ],
+    follow_job: Annotated[
+        bool, typer.Option("--follow/--no-follow", help="Show progress until it switches.")
+    ] = True,
+) -> None:
+    """Re-embed a collection with a new model without downtime, then switch searches to it at once."""
+    job = client().reindex(name, model)
+    out.print(f"re-indexing '{name}' with {job.config['model']} (job {job.id}); searches keep answering")
+    if follow_job:
+        job = follow(job.id)
+        if job.status != "succeeded":
+            err.print(
+                f"[red]re-index {job.status}:[/] {job.error or ''} ('{name}' still serves its old model)"
+            )
+            raise typer.Exit(1)
+        info = client().get_collection(name)
+        out.print(
+            f"'{name}' now uses {info.model} ({info.dimensions} dims, {info.count} documents); "
+            f"the old copy is kept: `counterpoint collections prune {name}` deletes it"
+        )
+
+
 @collections_app.command("delete")
 def collections_delete(
     name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False

@@ -265,6 +265,16 @@ class Client:
     def get_collection(self, name: str) -> CollectionInfo:
         return CollectionInfo.model_validate(self._request("GET", f"/v1/collections/{name}"))
 
+    def reindex(self, name: str, model: str) -> JobInfo:
+        """Re-embed collection ``name`` with ``model`` in the background (a job: follow it with
+        `follow_job`); searches keep answering from the current collection until the switch."""
+        data = self._request("POST", f"/v1/collections/{name}/reindex", json={"model": model})
+        return JobInfo.model_validate(data)
+
+    def delete_previous(self, name: str) -> list[str]:
+        """Delete the physical collections kept from before ``name``'s re-indexes; their names."""
+        return list(self._request("DELETE", f"/v1/collections/{name}/previous")["deleted"])
+
     def delete_collection(self, name: str) -> None:
         self._request("DELETE", f"/v1/collections/{name}")
 

@@ -77,6 +77,12 @@ class ModelList(BaseModel):
 # --- collections -----------------------------------------------------------------------------
 
 
+class ReindexRequest(StrictModel):
+    """Re-embed every document of a collection with ``model``, then switch to it atomically."""
+
+    model: str = Field(min_length=1, max_length=500, description="models:/NAME@ALIAS, models:/NAME/N, ...")
+
+
 class ModelLoad(StrictModel):
     """Load (deploy) a model into the embedding service, e.g. ``models:/scifact-minilm@champion``."""
 
@@ -144,6 +150,9 @@ class CollectionInfo(BaseModel):
     count: int
     status: str = "ready"
     created_at: datetime | None = None
+    previous: list[str] = Field(
+        default_factory=list, description="Physical collections kept from before a re-index (deletable)."
+    )
 
 
 class CollectionList(BaseModel):

@@ -26,7 +26,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-COLLECTION_STATUSES = ("indexing", "ready", "failed")
+COLLECTION_STATUSES = ("indexing", "ready", "failed", "reindexing")
 JOB_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
 JOB_TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 MODEL_KINDS = ("embedding", "cross-encoder", "causal-lm")

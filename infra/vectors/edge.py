@@ -253,6 +253,17 @@ class EdgeVectorStore:
         # The engine returns best first for every distance (euclid: smallest distance first).
         return [_scored(p.id, p.score, p.payload) for p in points]
 
+    def scroll(
+        self, name: str, limit: int = 256, offset: str | None = None
+    ) -> tuple[list[ScoredRecord], str | None]:
+        if limit < 1:
+            raise InvalidInput(f"limit must be at least 1, got {limit}")
+        with self._use(name) as coll:
+            records, after = coll.shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=limit, with_payload=True, with_vector=False)
+            )
+        return [_scored(r.id, 0.0, r.payload) for r in records], None if after is None else str(after)
+
     # --- maintenance ---------------------------------------------------------------------
 
     def optimize(self, name: str, *, in_process: bool = False) -> bool:

@@ -157,6 +157,24 @@ class QdrantVectorStore:
             for p in response.points
         ]
 
+    def scroll(
+        self, name: str, limit: int = 256, offset: str | None = None
+    ) -> tuple[list[ScoredRecord], str | None]:
+        if limit < 1:
+            raise InvalidInput(f"limit must be at least 1, got {limit}")
+        check_name(name)
+        with _translated(name):
+            points, after = self.client.scroll(
+                name, limit=limit, offset=offset, with_payload=True, with_vectors=False
+            )
+        records = [
+            ScoredRecord(
+                id=str((p.payload or {}).get(ID_KEY, p.id)), score=0.0, payload=dict(p.payload or {})
+            )
+            for p in points
+        ]
+        return records, None if after is None else str(after)
+
     # --- maintenance ---------------------------------------------------------------------
 
     def optimize(self, name: str) -> bool:

@@ -7,10 +7,11 @@ unexpected failure is logged and answered with a 500 that carries no traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -46,6 +47,7 @@ from counterpoint.schemas import (
     ModelLoad,
     RegisteredModel,
     RegisteredModelList,
+    ReindexRequest,
     SearchRequest,
     SearchResponse,
 )
@@ -177,10 +179,17 @@ def create_app(
 ) -> FastAPI:
     """Build the gateway's FastAPI app around a `GatewayCore` (and a `JobService` for training,
     a `GenerationService` for text generation, a `ModelRegistryService` for registered models)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await core.reindexer.recover()  # a re-index the last gateway left half-done is undone
+        yield
+
     app = FastAPI(
         title="Counterpoint",
         version=__version__,
         description="Train, serve and search contrastive embedding models.",
+        lifespan=lifespan,
     )
     install_error_handlers(app)
 
@@ -283,6 +292,17 @@ def create_app(
     @app.post("/v1/collections/{name}/search", response_model=SearchResponse, tags=["collections"])
     async def search(name: str, body: SearchRequest) -> SearchResponse:
         return await core.search(name, body)
+
+    @app.post("/v1/collections/{name}/reindex", response_model=JobInfo, status_code=202, tags=["collections"])
+    async def reindex(name: str, body: ReindexRequest) -> JobInfo:
+        """Re-embed the collection with another model in the background, then switch to it at once;
+        searches keep answering from the current one meanwhile. Follow it as a job."""
+        return await core.reindexer.start(name, body.model)
+
+    @app.delete("/v1/collections/{name}/previous", tags=["collections"])
+    async def delete_previous(name: str) -> dict[str, Any]:
+        """Delete the physical collections kept from before this collection's re-indexes."""
+        return {"collection": name, "deleted": await core.reindexer.delete_previous(name)}
 
     def generation_service() -> GenerationService:
         if generation is None:

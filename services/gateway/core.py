@@ -39,6 +39,7 @@ from counterpoint.schemas import (
     Usage,
 )
 from counterpoint.services.embed.backends import EmbedderBackend
+from counterpoint.services.gateway.reindex import Mirror, Reindexer
 from counterpoint.settings import Settings
 
 _FIELD_CHECKS: dict[FieldType, tuple[type, ...]] = {
@@ -67,6 +68,8 @@ class GatewayCore:
         self.store = store
         self.embedder = embedder
         self._refs: dict[str, tuple[str, float]] = {}  # models:/NAME@ALIAS -> (concrete, expiry)
+        self.mirrors: dict[str, Mirror] = {}  # collections being re-indexed -> where writes also go
+        self.reindexer = Reindexer(self)
 
     # --- models and embeddings ----------------------------------------------------------
 
@@ -171,15 +174,20 @@ class GatewayCore:
             count=count,
             status=row.status,
             created_at=row.created_at,
+            previous=await asyncio.to_thread(self.reindexer.previous, name),
         )
 
     async def list_collections(self) -> list[CollectionInfo]:
         return [await self.describe(row.name) for row in self.registry.list_collections()]
 
     async def delete_collection(self, name: str) -> None:
+        """Delete the collection with its previous physical collections; a running re-index stops."""
         row = self.registry.get_collection(name)
+        previous = await asyncio.to_thread(self.reindexer.previous, name)
         self.registry.delete_collection(name)
         await asyncio.to_thread(self.store.delete_collection, row.physical_name)
+        for physical in previous:
+            await asyncio.to_thread(self.store.delete_collection, physical)
 
     # --- ingest --------------------------------------------------------------------------
 
@@ -213,13 +221,37 @@ class GatewayCore:
             skipped = len(have)
             unique = [d for d in unique if d.id not in have]
         if unique:
-            vectors = await self._embed_chunks([d.embed_text() for d in unique], row.model)
-            records = [VectorRecord(d.id, v, d.payload()) for d, v in zip(unique, vectors, strict=True)]
-            await asyncio.to_thread(self.store.upsert, row.physical_name, records)
+            row = await self._write(name, row, unique)
         count = await asyncio.to_thread(self.store.count, row.physical_name)
         return IngestResponse(
             collection=name, received=len(docs), indexed=len(unique), skipped=skipped, count=count
         )
+
+    async def _write(self, name: str, row: Any, docs: Sequence[Document]) -> Any:
+        """Embed and upsert ``docs``; during a re-index the new collection gets them too (first).
+
+        A re-index that finished while these were embedded switched the collection to another
+        model: they are embedded again for it, so no write lands only in the retired collection.
+        """
+        while True:
+            vectors = await self._embed_chunks([d.embed_text() for d in docs], row.model)
+            mirror = self.mirrors.get(name)
+            if mirror is not None:
+                await self._mirror(mirror, docs)
+            current = self.registry.get_collection(name)
+            if current.physical_name == row.physical_name:
+                break
+            row = current
+        records = [VectorRecord(d.id, v, d.payload()) for d, v in zip(docs, vectors, strict=True)]
+        await asyncio.to_thread(self.store.upsert, row.physical_name, records)
+        return row
+
+    async def _mirror(self, mirror: Mirror, docs: Sequence[Document]) -> None:
+        vectors = await self._embed_chunks([d.embed_text() for d in docs], mirror.model)
+        records = [VectorRecord(d.id, v, d.payload()) for d, v in zip(docs, vectors, strict=True)]
+        async with mirror.lock:
+            await asyncio.to_thread(self.store.upsert, mirror.physical_name, records)
+            mirror.written.update(d.id for d in docs)
 
     # --- search --------------------------------------------------------------------------
 

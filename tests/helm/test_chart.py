@@ -530,7 +530,7 @@ def test_serve_application_is_the_counterpoint_graph(manifests: list[dict[str, A
     (app,) = serve_config(manifests)["applications"]
     assert app["import_path"] == IMPORT_PATH
     assert app["route_prefix"] == "/"
-    assert {d["name"] for d in app["deployments"]} >= {"gateway", "embed"}
+    assert {d["name"] for d in app["deployments"]} >= {"gateway", "embed", "decode"}
     assert set(app.get("args", {})) <= set(Settings.model_fields), "app_builder args are Settings fields"
 
 
@@ -540,16 +540,40 @@ def test_app_builder_is_importable() -> None:
     assert callable(getattr(module, attr))
 
 
-def test_serve_deployments_exist_in_the_graph(rendered: dict[str, list[dict[str, Any]]]) -> None:
-    """Options in serveConfigV2 name deployments the application really has (Serve would
-    refuse the config otherwise), and the application name is the one the launcher uses."""
+def _graph_deployments(app: dict[str, Any], settings: dict[str, Any] | None = None) -> set[str]:
+    """Names of the deployments ``app_builder`` builds for a rendered Serve application."""
     from ray.serve._private.build_app import build_app as build_deployments
 
     module = importlib.import_module(IMPORT_PATH.split(":")[0])
-    (app,) = serve_config(rendered["production"])["applications"]
     assert app["name"] == module.APP_NAME
-    graph = module.app_builder(app.get("args", {}))
-    built = build_deployments(graph, name=app["name"])
-    names = {deployment.name for deployment in built.deployments}
+    graph = module.app_builder({**(settings or {}), **app.get("args", {})})
+    return {deployment.name for deployment in build_deployments(graph, name=app["name"]).deployments}
+
+
+@pytest.mark.parametrize("render", ["default", "production"])
+def test_serve_deployments_are_the_graph(rendered: dict[str, list[dict[str, Any]]], render: str) -> None:
+    """serveConfigV2 configures exactly the deployments the application has: none unknown
+    (Serve would refuse the config) and none left to code defaults (decode included); the
+    application name is the one the launcher uses."""
+    (app,) = serve_config(rendered[render])["applications"]
+    names = _graph_deployments(app)
     configured = {d["name"] for d in app["deployments"]}
-    assert configured <= names, f"serveConfigV2 configures unknown deployments {configured - names}"
+    assert configured == names == {"gateway", "embed", "decode"}, (configured, names)
+    (decode,) = (d for d in app["deployments"] if d["name"] == "decode")
+    assert decode["ray_actor_options"]["num_cpus"] >= 1, "generation is CPU-bound: give it a core"
+
+
+@pytest.mark.parametrize("where", ["settings", "serve.application.args"])
+def test_decode_disabled_drops_its_deployment(
+    helm: Path, helm_env: dict[str, str], chart_dir: Path, where: str
+) -> None:
+    """With decode_enabled=false the graph has no decode deployment, so the config must not name it."""
+    text = run_helm(
+        helm, helm_env, "template", RELEASE, str(chart_dir), "--set", f"{where}.decode_enabled=false"
+    )
+    manifests = [doc for doc in yaml.safe_load_all(text) if doc]
+    (app,) = serve_config(manifests)["applications"]
+    configured = {d["name"] for d in app["deployments"]}
+    (configmap,) = find(manifests, "ConfigMap")
+    settings = {k[13:].lower(): v for k, v in configmap["data"].items() if k.startswith("COUNTERPOINT_")}
+    assert configured == _graph_deployments(app, settings) == {"gateway", "embed"}

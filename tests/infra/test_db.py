@@ -240,6 +240,25 @@ def test_collection_status(registry: Registry) -> None:
         registry.set_collection_status("missing", "ready")
 
 
+def test_switch_model_is_one_compare_and_swap(registry: Registry) -> None:
+    registry.create_collection("docs", model="m1", dimensions=4, physical_name="docs_v1")
+    registry.set_collection_status("docs", "reindexing")
+    old = registry.switch_model(
+        "docs", physical_name="docs_v2", model="models:/m/2", dimensions=8, expected="docs_v1"
+    )
+    row = registry.get_collection("docs")
+    assert old == "docs_v1"
+    assert (row.physical_name, row.model, row.dimensions, row.status) == (
+        "docs_v2",
+        "models:/m/2",
+        8,
+        "ready",
+    )
+    with pytest.raises(Conflict, match="not 'docs_v1'"):
+        registry.switch_model("docs", physical_name="docs_v3", model="x", dimensions=2, expected="docs_v1")
+    assert registry.get_collection("docs").physical_name == "docs_v2"
+
+
 def test_swap_physical(registry: Registry) -> None:
     registry.create_collection("docs", model="m", dimensions=4, physical_name="docs_v1")
     assert registry.swap_physical("docs", "docs_v2") == "docs_v1"

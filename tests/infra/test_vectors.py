@@ -141,6 +141,25 @@ def test_existing_ids(shared_docs: VectorStore) -> None:
     assert shared_docs.existing_ids("docs", []) == set()
 
 
+def test_scroll_pages_through_every_point_once(shared_docs: VectorStore) -> None:
+    seen: dict[str, dict] = {}
+    offset, pages = None, 0
+    while True:
+        page, offset = shared_docs.scroll("docs", limit=128, offset=offset)
+        pages += 1
+        for record in page:
+            assert record.id not in seen
+            seen[record.id] = record.payload
+        if offset is None:
+            break
+    assert pages == -(-N // 128) and set(seen) == set(IDS)
+    assert seen[IDS[7]]["category"] == PAYLOADS[7]["category"]
+    with pytest.raises(InvalidInput):
+        shared_docs.scroll("docs", limit=0)
+    with pytest.raises(NotFound):
+        shared_docs.scroll("missing")
+
+
 def test_search_matches_brute_force(shared_docs: VectorStore) -> None:
     for query in QUERIES:
         hits = shared_docs.search("docs", query.tolist(), top_k=10)

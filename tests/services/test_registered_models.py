@@ -24,38 +24,7 @@ from counterpoint.services.gateway.app import create_app
 from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.services.gateway.models import ModelRegistryService
 from counterpoint.settings import Settings
-from tests.tiny_models import build_tiny_bi_encoder
-
-MODEL = "tiny-reg"
-
-
-@pytest.fixture(scope="module")
-def tracking(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """Two registered versions: v1 (32-d, alias champion) and v2 (48-d)."""
-    import mlflow
-    from sentence_transformers import SentenceTransformer
-
-    from counterpoint.infra.tracking import (
-        get_or_create_experiment,
-        log_sentence_transformer,
-        register_model,
-        set_alias,
-    )
-
-    root = tmp_path_factory.mktemp("registry")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    experiment = get_or_create_experiment("registered-models-test", uri)
-    paths = {}
-    for version, hidden in ((1, 32), (2, 48)):
-        path = build_tiny_bi_encoder(root / f"v{version}", hidden=hidden, seed=version)
-        with mlflow.start_run(experiment_id=experiment):
-            mlflow.log_metric("eval/ndcg_at_10", 10.0 * version)
-            info = log_sentence_transformer(SentenceTransformer(str(path), device="cpu"), name="model")
-        assert register_model(info.model_uri, MODEL, uri) == str(version)
-        paths[version] = path
-    set_alias(MODEL, "champion", 1, uri)
-    return {"uri": uri, "paths": paths}
+from tests.services.conftest import MODEL
 
 
 @pytest.fixture()

@@ -1,0 +1,202 @@
+"""Re-index a collection with another model, without downtime.
+
+A re-index builds a new *physical* collection next to the serving one: it pages through the stored
+documents (their payload keeps text, title and metadata), embeds them with the new model and upserts
+them; when every page is in, one registry update points the collection at the new physical
+collection, model and dimensions. Until that moment searches use the old collection and the old
+model, so they keep answering; the old physical collection is kept (``previous`` in the collection's
+info) until the user deletes it with ``DELETE /v1/collections/{name}/previous``.
+
+Writes during a re-index go to both collections (the *mirror*). An id written by the mirror is never
+overwritten by the copy from the old collection, which may hold an older version of it.
+
+Any failure (a model that does not load, the engine, a cancel) deletes the half-built collection
+and leaves the old one serving; a gateway that dies mid-way finds the leftover at its next start
+(:meth:`Reindexer.recover`) and cleans it up the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from counterpoint.errors import Conflict, CounterpointError, InvalidInput
+from counterpoint.infra.vectors.base import CollectionSpec, VectorRecord
+from counterpoint.schemas import Document, JobInfo
+
+if TYPE_CHECKING:
+    from counterpoint.services.gateway.core import GatewayCore
+
+logger = logging.getLogger("counterpoint.gateway.reindex")
+
+PAGE = 128
+KIND = "reindex"
+
+
+class ReindexCancelled(Exception):
+    """The job was cancelled through the jobs API; the re-index stops at the next page."""
+
+
+@dataclass
+class Mirror:
+    """Where writes to a collection also go while it is re-indexed."""
+
+    physical_name: str
+    model: str
+    written: set[str] = field(default_factory=set)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def document_of(payload: dict[str, Any]) -> Document:
+    """The document a stored payload came from (``Document.payload`` inverted)."""
+    meta = {k: v for k, v in payload.items() if k not in ("id", "text", "title")}
+    return Document(id=str(payload["id"]), text=payload["text"], title=payload.get("title"), metadata=meta)
+
+
+class Reindexer:
+    """Starts, runs and recovers re-index jobs (registry jobs of kind ``reindex``)."""
+
+    def __init__(self, core: GatewayCore) -> None:
+        self.core = core
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def start(self, name: str, model: str) -> JobInfo:
+        from counterpoint.services.gateway.jobs import job_info
+
+        core = self.core
+        row = core.registry.get_collection(name)
+        if row.status == "reindexing" or name in core.mirrors:
+            raise Conflict(f"collection '{name}' is already being re-indexed")
+        card = await core.model_card(model)  # resolves @alias, loads the model: fails before any change
+        assert card.dimensions is not None
+        if card.id == row.model:
+            raise InvalidInput(f"collection '{name}' already uses {card.id}; nothing to re-index")
+        physical = f"{name}-{uuid.uuid4().hex[:8]}"
+        config = {
+            "collection": name,
+            "model": card.id,
+            "from_model": row.model,
+            "from_physical": row.physical_name,
+            "physical_name": physical,
+            "dimensions": card.dimensions,
+        }
+        job = core.registry.create_job(KIND, config, name=f"reindex-{name}", status="running")
+        spec = CollectionSpec(physical, card.dimensions, row.distance, dict(row.payload_indexes))  # type: ignore[arg-type]
+        try:
+            await asyncio.to_thread(core.store.create_collection, spec)
+            core.registry.set_collection_status(name, "reindexing")
+            core.mirrors[name] = Mirror(physical, card.id)
+            total = await asyncio.to_thread(core.store.count, row.physical_name)
+            core.registry.update_job(job.id, metrics={"step": 0, "total_steps": total, "indexed": 0})
+        except Exception as exc:
+            await self._abandon(job.id, name, physical, exc)
+            raise
+        self.tasks[job.id] = asyncio.create_task(self._run(job.id, config, total))
+        return job_info(core.registry.get_job(job.id))
+
+    async def _run(self, job_id: str, config: dict[str, Any], total: int) -> None:
+        core, name = self.core, config["collection"]
+        mirror = core.mirrors[name]
+        try:
+            copied, offset = 0, None
+            while True:
+                page, offset = await asyncio.to_thread(
+                    core.store.scroll, config["from_physical"], PAGE, offset
+                )
+                if core.registry.get_job(job_id).status == "cancelled":
+                    raise ReindexCancelled("cancelled by the user")
+                docs = [document_of(r.payload) for r in page]
+                vectors = await core._embed_chunks([d.embed_text() for d in docs], mirror.model)
+                async with mirror.lock:  # an id the mirror wrote meanwhile is newer: keep it
+                    records = [
+                        VectorRecord(d.id, v, d.payload())
+                        for d, v in zip(docs, vectors, strict=True)
+                        if d.id not in mirror.written
+                    ]
+                    await asyncio.to_thread(core.store.upsert, mirror.physical_name, records)
+                copied += len(page)
+                core.registry.update_job(
+                    job_id, metrics={"step": copied, "total_steps": max(total, copied), "indexed": copied}
+                )
+                if offset is None:
+                    break
+            async with mirror.lock:
+                core.registry.switch_model(
+                    name,
+                    physical_name=mirror.physical_name,
+                    model=mirror.model,
+                    dimensions=int(config["dimensions"]),
+                    expected=config["from_physical"],
+                )
+                del core.mirrors[name]
+            count = await asyncio.to_thread(core.store.count, mirror.physical_name)
+            core.registry.update_job(
+                job_id,
+                status="succeeded",
+                metrics={"step": copied, "total_steps": copied, "indexed": copied, "count": count},
+            )
+            logger.info("re-indexed %s with %s: %d documents", name, mirror.model, copied)
+        except BaseException as exc:  # noqa: BLE001 - whatever happened, the old collection serves on
+            await self._abandon(job_id, name, mirror.physical_name, exc)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self.tasks.pop(job_id, None)
+
+    async def _abandon(self, job_id: str, name: str, physical: str, exc: BaseException) -> None:
+        core = self.core
+        core.mirrors.pop(name, None)
+        message = exc.message if isinstance(exc, CounterpointError) else f"{type(exc).__name__}: {exc}"
+        logger.warning("re-index of %s abandoned: %s", name, message)
+        try:
+            if await asyncio.to_thread(core.store.collection_exists, physical):
+                await asyncio.to_thread(core.store.delete_collection, physical)
+        except Exception:  # noqa: BLE001 - a leftover is cleaned at the next start
+            logger.exception("could not delete the half-built collection %s", physical)
+        with contextlib.suppress(CounterpointError):  # the collection may have been deleted meanwhile
+            core.registry.set_collection_status(name, "ready")
+        try:
+            status = core.registry.get_job(job_id).status
+            if status != "cancelled":
+                core.registry.update_job(job_id, status="failed", error=message[:2000])
+        except CounterpointError:
+            pass
+
+    async def recover(self) -> None:
+        """After a restart: re-index jobs still marked running lost their task; undo what they built."""
+        for job in self.core.registry.list_jobs(status="running", kind=KIND):
+            if job.id in self.tasks:
+                continue
+            config = job.config
+            await self._abandon(
+                job.id,
+                str(config.get("collection")),
+                str(config.get("physical_name")),
+                RuntimeError("the gateway restarted during the re-index; run it again"),
+            )
+
+    def previous(self, name: str) -> list[str]:
+        """Physical collections this collection used before its re-indexes that still exist."""
+        row = self.core.registry.get_collection(name)
+        found = []
+        for job in self.core.registry.list_jobs(status="succeeded", kind=KIND):
+            old = job.config.get("from_physical")
+            if (
+                job.config.get("collection") == name
+                and old
+                and old != row.physical_name
+                and self.core.store.collection_exists(old)
+            ):
+                found.append(str(old))
+        return found
+
+    async def delete_previous(self, name: str) -> list[str]:
+        dropped = []
+        for physical in await asyncio.to_thread(self.previous, name):
+            await asyncio.to_thread(self.core.store.delete_collection, physical)
+            dropped.append(physical)
+        return dropped

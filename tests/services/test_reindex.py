@@ -1,0 +1,253 @@
+"""Zero-downtime re-index: a new physical collection is built, then swapped in; failures change nothing.
+
+The collection starts on the tiny 32-d default model and moves to ``models:/tiny-reg/2`` (48-d), a
+real registered model in a SQLite MLflow store, so which model answers shows in the dimensions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from counterpoint.infra.db.registry import Registry
+from counterpoint.infra.vectors.base import CollectionSpec
+from counterpoint.infra.vectors.edge import EdgeVectorStore
+from counterpoint.models.embedder import TextEmbedder
+from counterpoint.services.embed.backends import LocalEmbedder, registry_loader
+from counterpoint.services.gateway.app import create_app
+from counterpoint.services.gateway.core import GatewayCore
+from counterpoint.services.gateway.jobs import JobService
+from counterpoint.settings import Settings
+from tests.services.conftest import MODEL
+
+NEW = f"models:/{MODEL}/2"
+N_DOCS = 300
+
+
+class NoRay:
+    """Re-index jobs never reach Ray; the jobs API only reads their rows."""
+
+    def submit(self, job_id: str, entrypoint: str) -> str:
+        raise AssertionError("not used")
+
+    def status(self, ray_job_id: str) -> str:
+        return "RUNNING"
+
+    def logs(self, ray_job_id: str) -> str:
+        return ""
+
+    def stop(self, ray_job_id: str) -> None:
+        pass
+
+
+@pytest.fixture()
+def core(tmp_path: Path, tracking: dict[str, object], tiny_embedder: TextEmbedder) -> Iterator[GatewayCore]:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        embed_model="tiny",
+        mlflow_tracking_uri=str(tracking["uri"]),
+        start_mlflow=False,
+        max_documents_per_ingest=N_DOCS,
+    )
+    registry = Registry.from_url(settings.db_url)
+    store = EdgeVectorStore(settings.vectors_dir)
+    yield GatewayCore(
+        settings, registry, store, LocalEmbedder("tiny", tiny_embedder, loader=registry_loader(settings))
+    )
+    store.close()
+    registry.close()
+
+
+@pytest.fixture()
+def api(core: GatewayCore) -> Iterator[TestClient]:
+    app = create_app(core, jobs=JobService(core.settings, core.registry, NoRay()))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+def docs(n: int = N_DOCS, prefix: str = "") -> list[dict]:
+    return [
+        {
+            "id": f"d{i}",
+            "text": f"{prefix}document number {i} about topic {i % 7}",
+            "metadata": {"year": 2000 + i % 20},
+        }
+        for i in range(n)
+    ]
+
+
+def make_collection(api: TestClient) -> dict:
+    created = api.post("/v1/collections", json={"name": "papers", "payload_indexes": {"year": "integer"}})
+    assert created.status_code == 201, created.text
+    assert api.post("/v1/collections/papers/documents", json={"documents": docs()}).status_code == 200
+    return created.json()
+
+
+def wait_job(api: TestClient, job_id: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_searches_keep_answering_during_a_reindex_then_move_at_once(api: TestClient) -> None:
+    make_collection(api)
+    started = api.post("/v1/collections/papers/reindex", json={"model": NEW})
+    assert started.status_code == 202, started.text
+    job = started.json()
+    assert (job["kind"], job["status"], job["config"]["model"]) == ("reindex", "running", NEW)
+    assert api.get("/v1/collections/papers").json()["status"] == "reindexing"
+
+    answered, errors, dims_seen = 0, [], set()
+    while True:
+        reply = api.post(
+            "/v1/collections/papers/search", json={"query": "document number 5 about topic 5", "top_k": 3}
+        )
+        if reply.status_code != 200:
+            errors.append(reply.text)
+        else:
+            answered += 1
+        info = api.get("/v1/collections/papers").json()
+        dims_seen.add(info["dimensions"])
+        if api.get(f"/v1/jobs/{job['id']}").json()["status"] != "running":
+            break
+    assert errors == [] and answered >= 1
+    final = wait_job(api, job["id"])
+    assert final["status"] == "succeeded", final
+    assert final["metrics"]["indexed"] == N_DOCS and final["metrics"]["count"] == N_DOCS
+    info = api.get("/v1/collections/papers").json()
+    assert (info["model"], info["dimensions"], info["count"], info["status"]) == (NEW, 48, N_DOCS, "ready")
+    assert dims_seen <= {32, 48}
+    hits = api.post(
+        "/v1/collections/papers/search", json={"query": "document number 5 about topic 5", "top_k": 1}
+    )
+    assert hits.json()["hits"][0]["id"] == "d5"
+    filtered = api.post(
+        "/v1/collections/papers/search",
+        json={"query": "document", "top_k": 50, "filter": {"must": [{"key": "year", "match": 2003}]}},
+    ).json()["hits"]
+    assert filtered and all(h["metadata"]["year"] == 2003 for h in filtered)  # metadata came along
+    old_vector = api.post("/v1/collections/papers/search", json={"vector": [0.1] * 32})
+    assert old_vector.status_code == 422 and "expects 48" in old_vector.json()["error"]["message"]
+
+    assert len(info["previous"]) == 1  # the old copy is kept for a rollback until pruned
+    pruned = api.delete("/v1/collections/papers/previous").json()
+    assert pruned["deleted"] == info["previous"]
+    assert api.get("/v1/collections/papers").json()["previous"] == []
+
+
+def test_writes_during_a_reindex_are_in_the_new_collection(api: TestClient, core: GatewayCore) -> None:
+    make_collection(api)
+    job = api.post("/v1/collections/papers/reindex", json={"model": NEW}).json()
+    late = [
+        {"id": "late", "text": "a late arrival about lighthouses"},
+        {"id": "d3", "text": "d3 rewritten about ships"},
+    ]
+    assert api.post("/v1/collections/papers/documents", json={"documents": late}).status_code == 200
+    assert wait_job(api, job["id"])["status"] == "succeeded"
+    info = api.get("/v1/collections/papers").json()
+    assert info["count"] == N_DOCS + 1
+    top = api.post(
+        "/v1/collections/papers/search", json={"query": "d3 rewritten about ships", "top_k": 1}
+    ).json()
+    assert top["hits"][0]["id"] == "d3" and top["hits"][0]["text"] == "d3 rewritten about ships"
+    hit = api.post(
+        "/v1/collections/papers/search", json={"query": "a late arrival about lighthouses", "top_k": 1}
+    )
+    assert hit.json()["hits"][0]["id"] == "late"
+
+
+def test_a_failing_reindex_leaves_the_old_collection_serving(
+    api: TestClient, core: GatewayCore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = make_collection(api)
+    physical = core.registry.get_collection("papers").physical_name
+    real_upsert = core.store.upsert
+    calls = {"n": 0}
+
+    def flaky(name: str, records: list) -> None:
+        if name != physical:
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise OSError("disk full (injected)")
+        real_upsert(name, records)
+
+    monkeypatch.setattr(core.store, "upsert", flaky)
+    job = api.post("/v1/collections/papers/reindex", json={"model": NEW}).json()
+    final = wait_job(api, job["id"])
+    assert final["status"] == "failed" and "disk full" in final["error"]
+    info = api.get("/v1/collections/papers").json()
+    assert (info["model"], info["dimensions"], info["count"], info["status"]) == ("tiny", 32, N_DOCS, "ready")
+    assert info["previous"] == [] and before["model"] == "tiny"
+    assert not core.store.collection_exists(job["config"]["physical_name"])  # the half-built one is gone
+    hits = api.post(
+        "/v1/collections/papers/search", json={"query": "document number 5 about topic 5", "top_k": 1}
+    )
+    assert hits.status_code == 200 and hits.json()["hits"][0]["id"] == "d5"
+
+
+def test_cancel_stops_a_reindex(api: TestClient, core: GatewayCore, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_collection(api)
+    real = core._embed_chunks
+
+    async def slow(texts: list[str], model: str):  # type: ignore[no-untyped-def]
+        if model == NEW:
+            await asyncio.sleep(0.3)
+        return await real(texts, model)
+
+    monkeypatch.setattr(core, "_embed_chunks", slow)
+    job = api.post("/v1/collections/papers/reindex", json={"model": NEW}).json()
+    assert api.delete(f"/v1/jobs/{job['id']}").json()["status"] == "cancelled"
+    deadline = time.monotonic() + 30
+    while api.get("/v1/collections/papers").json()["status"] != "ready" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    info = api.get("/v1/collections/papers").json()
+    assert (info["status"], info["model"]) == ("ready", "tiny")
+    assert api.get(f"/v1/jobs/{job['id']}").json()["status"] == "cancelled"
+    assert not core.store.collection_exists(job["config"]["physical_name"])
+
+
+def test_bad_reindex_requests_change_nothing(api: TestClient) -> None:
+    make_collection(api)
+    cases = [
+        ("papers", {"model": "tiny"}, 422, "already uses"),
+        ("papers", {"model": "models:/ghost@champion"}, 404, "ghost"),
+        ("nope", {"model": NEW}, 404, "nope"),
+        ("papers", {}, 422, "model"),
+    ]
+    for name, body, status, words in cases:
+        reply = api.post(f"/v1/collections/{name}/reindex", json=body)
+        assert reply.status_code == status, reply.text
+        assert words in reply.json()["error"]["message"]
+    assert api.get("/v1/collections/papers").json()["status"] == "ready"
+    first = api.post("/v1/collections/papers/reindex", json={"model": NEW})
+    again = api.post("/v1/collections/papers/reindex", json={"model": NEW})
+    assert first.status_code == 202 and again.status_code == 409
+    wait_job(api, first.json()["id"])
+
+
+def test_a_restarted_gateway_undoes_an_interrupted_reindex(core: GatewayCore) -> None:
+    core.registry.create_collection("papers", model="tiny", dimensions=32, physical_name="papers-old")
+    core.store.create_collection(CollectionSpec("papers-old", 32, "cosine", {}))
+    core.store.create_collection(CollectionSpec("papers-half", 48, "cosine", {}))
+    core.registry.set_collection_status("papers", "reindexing")
+    config = {
+        "collection": "papers",
+        "physical_name": "papers-half",
+        "from_physical": "papers-old",
+        "model": NEW,
+    }
+    job = core.registry.create_job("reindex", config, status="running")
+    with TestClient(create_app(core), raise_server_exceptions=False) as api:  # start-up runs recover()
+        assert api.get("/v1/collections/papers").json()["status"] == "ready"
+    assert not core.store.collection_exists("papers-half") and core.store.collection_exists("papers-old")
+    recovered = core.registry.get_job(job.id)
+    assert recovered.status == "failed" and "restarted" in (recovered.error or "")
