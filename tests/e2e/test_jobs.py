@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import mlflow
@@ -71,6 +72,35 @@ def test_train_job_through_the_gateway(stack: Stack, tmp_path: Path) -> None:
     assert cp.search("tuned", "alpha particles", top_k=1).hits[0].id == "a"
     missing = stack.cli("embed", "x", "--model", "models:/e2e-smoke-model@nope", check=False)
     assert missing.returncode == 1 and "nope" in missing.stderr and "Traceback" not in missing.stderr
+
+    # Re-index a collection of the base model onto the fine-tuned one while searches run.
+    cp.create_collection("plain")
+    cp.ingest("plain", [{"id": f"p{i}", "text": f"passage {i} on topic {i % 5}"} for i in range(60)])
+    errors: list[str] = []
+    answered = [0]
+    stop = threading.Event()
+
+    def search_loop() -> None:
+        with Client(stack.url) as searcher:
+            while not stop.is_set():
+                try:
+                    searcher.search("plain", "passage on topic 3", top_k=5)
+                    answered[0] += 1
+                except Exception as exc:  # noqa: BLE001 - every error is a failure of the test
+                    errors.append(repr(exc))
+
+    thread = threading.Thread(target=search_loop)
+    thread.start()
+    try:
+        result = stack.cli("reindex", "plain", "--model", "models:/e2e-smoke-model@champion", timeout=300)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert errors == [] and answered[0] > 0, errors[:3]
+    assert f"now uses models:/e2e-smoke-model/{version}" in result.stdout, result.stdout
+    info = cp.get_collection("plain")
+    assert info.model == f"models:/e2e-smoke-model/{version}" and info.count == 60 and len(info.previous) == 1
+    assert "deleted 1" in stack.cli("collections", "prune", "plain").stdout
 
 
 def test_bad_config_is_rejected_before_submission(stack: Stack, tmp_path: Path) -> None:
