@@ -301,30 +301,61 @@ def search(
         str | None, typer.Option(help="Qdrant-style filter JSON, e.g. '{\"must\": [...]}'")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw response.")] = False,
+    rerank: Annotated[bool, typer.Option(help="Rerank the candidates with the cross-encoder.")] = False,
+    rerank_top_k: Annotated[int | None, typer.Option(help="Candidates to rerank (default 100).")] = None,
 ) -> None:
-    """Search a collection by text."""
+    """Search a collection by text (optionally reranked by the cross-encoder)."""
     parsed = None
     if filter:
         try:
             parsed = json.loads(filter)
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"--filter is not valid JSON: {exc.msg}") from None
-    reply = client().search(collection, query, top_k=top_k, filter=parsed)
+    reply = client().search(
+        collection, query, top_k=top_k, filter=parsed, rerank=rerank, rerank_top_k=rerank_top_k
+    )
     if as_json:
         out.print_json(reply.model_dump_json())
         return
-    table = Table(title=f"'{query}' in {collection} ({reply.took_ms:.0f} ms)", show_lines=False)
+    stages = ", ".join(f"{k.removesuffix('_ms')} {v:.0f}" for k, v in reply.timings.items())
+    table = Table(title=f"'{query}' in {collection} ({reply.took_ms:.0f} ms: {stages})", show_lines=False)
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
+    if reply.reranked_by:
+        table.add_column("was", justify="right")
     table.add_column("id")
     table.add_column("title / text", overflow="fold")
     for rank, hit in enumerate(reply.hits, start=1):
         body = hit.title or ""
         snippet = (hit.text or "")[:160]
+        was = [f"#{hit.first_stage_rank}"] if reply.reranked_by else []
         table.add_row(
-            str(rank), f"{hit.score:.4f}", hit.id, f"[bold]{body}[/]\n{snippet}" if body else snippet
+            str(rank), f"{hit.score:.4f}", *was, hit.id, f"[bold]{body}[/]\n{snippet}" if body else snippet
         )
     out.print(table)
+
+
+@app.command()
+def rerank(
+    query: Annotated[str, typer.Argument(help="The query.")],
+    documents: Annotated[list[str], typer.Argument(help="Documents to score.")],
+    top_n: Annotated[int | None, typer.Option(help="Show only the best n.")] = None,
+    model: Annotated[str | None, typer.Option(help="Cross-encoder (default: the served one).")] = None,
+) -> None:
+    """Score documents for a query with the cross-encoder, best first."""
+    reply = client().rerank(query, documents, top_n=top_n, model=model)
+    table = Table("#", "score", "index", "document", title=f"reranked by {reply.model}")
+    for rank, result in enumerate(reply.results, start=1):
+        mark = " (truncated)" if result.truncated else ""
+        table.add_row(
+            str(rank),
+            f"{result.relevance_score:.4f}",
+            str(result.index),
+            documents[result.index][:120] + mark,
+        )
+    out.print(table)
+    for warning in reply.warnings:
+        err.print(f"[yellow]note:[/] {warning}")
 
 
 @app.command("eval-retrieval")

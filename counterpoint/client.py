@@ -49,6 +49,8 @@ from counterpoint.schemas import (
     ModelList,
     RegisteredModel,
     RegisteredModelList,
+    RerankRequest,
+    RerankResponse,
     SearchRequest,
     SearchResponse,
 )
@@ -319,18 +321,42 @@ class Client:
         top_k: int = 10,
         filter: Filter | Mapping[str, Any] | None = None,
         with_text: bool = True,
+        rerank: bool = False,
+        rerank_top_k: int | None = None,
+        rerank_model: str | None = None,
     ) -> SearchResponse:
+        """Vector search; ``rerank=True`` reorders the first ``rerank_top_k`` candidates with the
+        cross-encoder (each hit then keeps its ``first_stage_rank``; ``timings`` has every stage)."""
         body = SearchRequest(
             query=query,
             vector=vector,
             top_k=top_k,
             filter=Filter.model_validate(filter) if filter is not None else None,
             with_text=with_text,
+            rerank=rerank,
+            rerank_top_k=rerank_top_k,
+            rerank_model=rerank_model,
         )
         data = self._request(
             "POST", f"/v1/collections/{collection}/search", json=body.model_dump(exclude_none=True)
         )
         return SearchResponse.model_validate(data)
+
+    def rerank(
+        self,
+        query: str,
+        documents: list[str],
+        *,
+        top_n: int | None = None,
+        return_documents: bool = False,
+        model: str | None = None,
+    ) -> RerankResponse:
+        """Cross-encoder scores of ``documents`` for ``query``, best first (``results[i].index`` points back)."""
+        body = RerankRequest(
+            query=query, documents=documents, top_n=top_n, return_documents=return_documents, model=model
+        )
+        data = self._request("POST", "/v1/rerank", json=body.model_dump(exclude_none=True))
+        return RerankResponse.model_validate(data)
 
     def search_many(
         self,

@@ -87,6 +87,7 @@ class ModelLoad(StrictModel):
     """Load (deploy) a model into the embedding service, e.g. ``models:/scifact-minilm@champion``."""
 
     model: str = Field(min_length=1, max_length=500)
+    kind: Literal["embedding", "reranker"] = Field("embedding", description="Which service loads it.")
 
 
 class ModelVersionInfo(BaseModel):
@@ -262,6 +263,11 @@ class SearchRequest(StrictModel):
     top_k: int = Field(10, ge=1)
     filter: Filter | None = None
     with_text: bool = True
+    rerank: bool = Field(False, description="Rescore the first stage's candidates with the cross-encoder.")
+    rerank_top_k: int | None = Field(
+        None, ge=1, description="First-stage candidates to rerank (default: the rerank_top_k setting)."
+    )
+    rerank_model: str | None = Field(None, description="Cross-encoder; default: the served reranker.")
 
     @model_validator(mode="after")
     def _query_or_vector(self) -> SearchRequest:
@@ -269,21 +275,79 @@ class SearchRequest(StrictModel):
             raise ValueError("give exactly one of 'query' (text) or 'vector'")
         if self.query is not None and not self.query.strip():
             raise ValueError("query must not be empty")
+        if self.rerank and self.query is None:
+            raise ValueError("rerank needs a text 'query' (a cross-encoder reads the query)")
         return self
 
 
 class SearchHit(BaseModel):
     id: str
-    score: float
+    score: float = Field(description="The final ranking's score: the reranker's when reranked.")
     title: str | None = None
     text: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    first_stage_score: float | None = Field(None, description="Vector similarity, when reranked.")
+    first_stage_rank: int | None = Field(None, description="1-based rank before reranking.")
 
 
 class SearchResponse(BaseModel):
     collection: str
     hits: list[SearchHit]
     took_ms: float
+    timings: dict[str, float] = Field(
+        default_factory=dict, description="Milliseconds per stage: embed, search, rerank."
+    )
+    reranked_by: str | None = None
+
+
+# --- reranking --------------------------------------------------------------------------------
+
+
+class RerankDocument(StrictModel):
+    text: str
+
+
+class RerankRequest(StrictModel):
+    """Cohere/TEI-style rerank: ``documents`` (strings or ``{"text"}``) or TEI's ``texts``."""
+
+    model: str | None = None
+    query: str
+    documents: list[str | RerankDocument] | None = None
+    texts: list[str] | None = None
+    top_n: int | None = Field(None, ge=1, description="Return only the best n (default: all).")
+    return_documents: bool = False
+
+    @model_validator(mode="after")
+    def _one_list(self) -> RerankRequest:
+        if not self.query.strip():
+            raise ValueError("query must not be empty")
+        if (self.documents is None) == (self.texts is None):
+            raise ValueError("give exactly one of 'documents' or 'texts'")
+        if not self.items():
+            raise ValueError("documents must not be empty: give at least one document to rerank")
+        for i, text in enumerate(self.items()):
+            if not text.strip():
+                raise ValueError(f"document {i} is empty")
+        return self
+
+    def items(self) -> list[str]:
+        docs = self.documents if self.documents is not None else self.texts or []
+        return [d.text if isinstance(d, RerankDocument) else d for d in docs]
+
+
+class RerankResult(BaseModel):
+    index: int
+    relevance_score: float
+    document: RerankDocument | None = None
+    truncated: bool = Field(False, description="The pair was cut to the reranker's token limit.")
+
+
+class RerankResponse(BaseModel):
+    model: str
+    results: list[RerankResult]
+    usage: Usage
+    truncated: int = Field(0, description="How many pairs were cut to the token limit.")
+    warnings: list[str] = Field(default_factory=list)
 
 
 # --- health ----------------------------------------------------------------------------------

@@ -78,6 +78,22 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads in model replicas.")
     max_seq_length: int = Field(256, ge=8, description="Tokens kept per text; longer texts are truncated.")
 
+    # --- reranking (cross-encoder) --------------------------------------------------------
+    rerank_model: str | None = Field(
+        None,
+        description="Cross-encoder served by /v1/rerank and two-stage search: a local directory or "
+        "models:/NAME@ALIAS; None serves no reranker.",
+    )
+    rerank_model_path: str | None = Field(
+        None, description="Local path of the rerank model, served as rerank_model."
+    )
+    rerank_max_length: int = Field(512, ge=8, description="Tokens of query + document a pair keeps.")
+    rerank_batch_size: int = Field(32, ge=1, description="Pairs per cross-encoder forward pass.")
+    rerank_num_cpus: float = Field(0.5, ge=0, description="Ray CPUs reserved by each rerank replica.")
+    rerank_replicas: int = Field(1, ge=1, description="Rerank replicas.")
+    max_rerank_documents: int = Field(1000, ge=1, description="Documents one rerank call may score.")
+    rerank_top_k: int = Field(100, ge=1, description="First-stage candidates a reranked search rescores.")
+
     # --- decoding (text generation) -------------------------------------------------------
     decode_enabled: bool = Field(
         True, description="Serve text generation (/v1/completions, /v1/chat/completions) with a causal LM."

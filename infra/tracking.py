@@ -239,3 +239,16 @@ def concrete_model_ref(ref: str, tracking_uri: str) -> str:
         )
         raise registry_error(exc, what) from None
     return f"models:/{name}/{version}"
+
+
+def fetch_model(ref: str, tracking_uri: str, cache_dir: str | Path) -> Path:
+    """`resolve_model_uri` for services: any failure to find or download the model is a `NotFound`
+    that names it (MLflow reports a missing model in many shapes)."""
+    from counterpoint.errors import CounterpointError, NotFound
+
+    try:
+        return resolve_model_uri(ref, tracking_uri, cache_dir)
+    except CounterpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise NotFound(f"model '{ref}' could not be loaded from MLflow: {str(exc)[:300]}") from None

@@ -13,6 +13,7 @@ from ray.serve import Application
 from counterpoint.services.decode.deployment import DecodeDeployment
 from counterpoint.services.embed.deployment import EmbedDeployment
 from counterpoint.services.gateway.deployment import GatewayDeployment
+from counterpoint.services.rerank.deployment import RerankDeployment
 from counterpoint.settings import Settings
 
 APP_NAME = "counterpoint"
@@ -32,7 +33,13 @@ def build_app(settings: Settings) -> Application:
             max_ongoing_requests=settings.decode_max_ongoing_requests,
             ray_actor_options={"num_cpus": settings.decode_num_cpus},
         ).bind(config)
-    return GatewayDeployment.options(ray_actor_options={"num_cpus": 0}).bind(config, embed, decode)
+    rerank = None
+    if settings.rerank_model:
+        rerank = RerankDeployment.options(
+            num_replicas=settings.rerank_replicas,
+            ray_actor_options={"num_cpus": settings.rerank_num_cpus},
+        ).bind(config)
+    return GatewayDeployment.options(ray_actor_options={"num_cpus": 0}).bind(config, embed, decode, rerank)
 
 
 def app_builder(args: dict[str, Any]) -> Application:

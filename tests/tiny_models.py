@@ -33,3 +33,16 @@ def build_tiny_bi_encoder(path: Path, *, hidden: int = 32, seed: int = 0) -> Pat
     out = path / "tiny-bi-encoder"
     model.save(str(out))
     return out
+
+
+def build_tiny_cross_encoder(path: Path, *, hidden: int = 32, seed: int = 0) -> Path:
+    """A randomly initialised cross-encoder (tiny BERT + a fresh one-logit head) saved to ``path``."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    backbone = build_tiny_bi_encoder(path / "for-cross-encoder", hidden=hidden, seed=seed).parent / "backbone"
+    torch.manual_seed(seed)
+    model = CrossEncoder(str(backbone), num_labels=1, max_length=64, device="cpu")
+    out = path / "tiny-cross-encoder"
+    model.save(str(out))
+    return out

@@ -1,4 +1,4 @@
-"""The embedding models one process serves: the default model plus registered models loaded on demand.
+"""The models one replica serves: the default model plus registered models loaded on demand.
 
 A request names its model: the default name (``all-MiniLM-L6-v2``), or a *concrete* registry
 reference (``models:/NAME/VERSION``; the gateway resolves ``@alias`` before it gets here, see
@@ -13,29 +13,34 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from counterpoint.errors import NotFound
 from counterpoint.models.embedder import TextEmbedder
 from counterpoint.schemas import ModelCard
 
-Loader = Callable[[str], TextEmbedder]
-"""Builds the embedder of a reference (downloads it first when needed); raises `NotFound`."""
+M = TypeVar("M")
+Loader = Callable[[str], Any]
+"""Builds the model of a reference (downloads it first when needed); raises `NotFound`."""
 
 
-def model_card(name: str, embedder: TextEmbedder) -> ModelCard:
-    return ModelCard(id=name, kind="embedding", dimensions=embedder.dimensions)
+def model_card(name: str, model: Any) -> ModelCard:
+    """An embedding model's card carries its dimensions; a reranker's says so in ``kind``."""
+    if isinstance(model, TextEmbedder):
+        return ModelCard(id=name, kind="embedding", dimensions=model.dimensions)
+    return ModelCard(id=name, kind="reranker", context_length=getattr(model, "max_length", None))
 
 
-class EmbedderPool:
-    """Name -> `TextEmbedder`, with on-demand loading through ``loader`` and LRU eviction."""
+class ModelPool(Generic[M]):
+    """Name -> model, with on-demand loading through ``loader`` and LRU eviction."""
 
     def __init__(
-        self, default_name: str, default: TextEmbedder, *, loader: Loader | None = None, max_models: int = 3
+        self, default_name: str, default: M, *, loader: Loader | None = None, max_models: int = 3
     ) -> None:
         self.default_name = default_name
         self._loader = loader
         self._max_models = max(1, max_models)
-        self._loaded: OrderedDict[str, TextEmbedder] = OrderedDict({default_name: default})
+        self._loaded: OrderedDict[str, M] = OrderedDict({default_name: default})
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
 
@@ -45,10 +50,10 @@ class EmbedderPool:
 
     def cards(self) -> list[ModelCard]:
         """The loaded models, the default first."""
-        return [model_card(name, embedder) for name, embedder in list(self._loaded.items())]
+        return [model_card(name, model) for name, model in list(self._loaded.items())]
 
-    def get(self, name: str | None) -> tuple[str, TextEmbedder]:
-        """The embedder for ``name`` (``None``: the default), loading it if it is a registry reference."""
+    def get(self, name: str | None) -> tuple[str, M]:
+        """The model for ``name`` (``None``: the default), loading it if it is a registry reference."""
         name = name or self.default_name
         with self._lock:
             if name in self._loaded:
@@ -64,14 +69,17 @@ class EmbedderPool:
             with self._lock:
                 if name in self._loaded:
                     return name, self._loaded[name]
-            embedder = self._loader(name)
+            model: M = self._loader(name)
             with self._lock:
-                self._loaded[name] = embedder
+                self._loaded[name] = model
                 self._evict()
                 self._loading.pop(name, None)
-            return name, embedder
+            return name, model
 
     def _evict(self) -> None:
         while len(self._loaded) > self._max_models:
             victim = next(n for n in self._loaded if n != self.default_name)
             del self._loaded[victim]
+
+
+EmbedderPool = ModelPool[TextEmbedder]

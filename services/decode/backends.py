@@ -72,9 +72,13 @@ class DecoderBackend(Protocol):
 
 
 def served_model_name(decode_model: str) -> str:
-    """The id a causal LM is served under: the SmolLM2 name, or a file's stem / a directory's name."""
+    """The id a causal LM is served under: the SmolLM2 name, a registry reference as given
+    (``models:/NAME@ALIAS``), or a file's stem / a directory's name."""
+    from counterpoint.decoding.loading import is_registry_ref
     from counterpoint.settings import DEFAULT_DECODE_MODEL
 
+    if is_registry_ref(decode_model):
+        return decode_model.rstrip("/")
     if decode_model.lower() in (
         DEFAULT_DECODE_MODEL.lower(),
         "smollm2",
@@ -144,10 +148,17 @@ class LocalDecoder:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalDecoder:
-        """Load ``settings.decode_model`` (a GGUF file is converted once into its cache dir)."""
-        from counterpoint.decoding import load_causal_lm
+        """Load ``settings.decode_model``: a GGUF file is converted once into its cache dir; a
+        registered model is downloaded from the tracking server into ``<data_dir>/models/registry``
+        (one directory per version, as for embedders; ``decode_cache_dir`` is the GGUF copy's)."""
+        from counterpoint.decoding.loading import is_registry_ref, load_causal_lm
 
-        model, tokenizer = load_causal_lm(settings.decode_model, settings.decode_model_dir)
+        if is_registry_ref(settings.decode_model):
+            model, tokenizer = load_causal_lm(
+                settings.decode_model, settings.models_dir / "registry", tracking_uri=settings.tracking_uri
+            )
+        else:
+            model, tokenizer = load_causal_lm(settings.decode_model, settings.decode_model_dir)
         return cls(
             served_model_name(settings.decode_model),
             model,

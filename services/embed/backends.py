@@ -12,7 +12,6 @@ import asyncio
 import os
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from counterpoint.errors import CounterpointError, NotFound
 from counterpoint.models.embedder import Embeddings, TextEmbedder
 from counterpoint.models.pool import EmbedderPool, Loader, model_card
 from counterpoint.schemas import ModelCard
@@ -37,16 +36,10 @@ def registry_loader(settings: Settings) -> Loader:
     """Loads ``models:/NAME/VERSION`` (or ``runs:/...``) from MLflow into ``<data_dir>/models/registry``."""
 
     def load(ref: str) -> TextEmbedder:
-        from counterpoint.infra.tracking import resolve_model_uri
+        from counterpoint.infra.tracking import fetch_model
 
-        try:
-            path = resolve_model_uri(ref, settings.tracking_uri, settings.models_dir / "registry")
-        except CounterpointError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - MLflow says "not found" in many ways
-            raise NotFound(f"model '{ref}' could not be loaded from MLflow: {str(exc)[:300]}") from None
         return TextEmbedder(
-            str(path),
+            str(fetch_model(ref, settings.tracking_uri, settings.models_dir / "registry")),
             max_seq_length=settings.max_seq_length,
             batch_size=settings.embed_max_batch_size,
             torch_threads=settings.torch_threads or os.cpu_count(),

@@ -48,6 +48,8 @@ from counterpoint.schemas import (
     RegisteredModel,
     RegisteredModelList,
     ReindexRequest,
+    RerankRequest,
+    RerankResponse,
     SearchRequest,
     SearchResponse,
 )
@@ -221,7 +223,7 @@ def create_app(
 
     @app.get("/v1/models", response_model=ModelList, tags=["models"])
     async def models() -> ModelList:
-        cards = await core.models()
+        cards = await core.models() + await core.rerank_models()
         if generation is not None:
             cards += await generation.models()
         return ModelList(data=cards)
@@ -230,6 +232,8 @@ def create_app(
     async def load_model(body: ModelLoad) -> ModelCard:
         """Deploy a model to the embedding service: a served name, ``models:/NAME/VERSION`` or
         ``models:/NAME@ALIAS`` (resolved to its version now). Later requests may name it."""
+        if body.kind == "reranker":
+            return await core._require_reranker().load(await core.concrete_model(body.model))
         return await core.model_card(body.model)
 
     def model_registry() -> ModelRegistryService:
@@ -262,6 +266,11 @@ def create_app(
     @app.post("/v1/embeddings", response_model=EmbeddingResponse, tags=["embeddings"])
     async def embeddings(body: EmbeddingRequest) -> EmbeddingResponse:
         return await core.embed(body)
+
+    @app.post("/v1/rerank", response_model=RerankResponse, tags=["rerank"])
+    async def rerank(body: RerankRequest) -> RerankResponse:
+        """Score ``documents`` (or TEI's ``texts``) for ``query`` with the cross-encoder, best first."""
+        return await core.rerank(body)
 
     @app.get("/v1/collections", response_model=CollectionList, tags=["collections"])
     async def list_collections() -> CollectionList:

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from counterpoint.errors import InvalidInput, LimitExceeded
+from counterpoint.datasets import passage_text
+from counterpoint.errors import InvalidInput, LimitExceeded, Unavailable
 from counterpoint.infra.db.registry import Registry
 from counterpoint.infra.vectors.base import CollectionSpec, VectorRecord, VectorStore
 from counterpoint.models.embedder import Embeddings, truncate_and_normalize
@@ -33,6 +34,10 @@ from counterpoint.schemas import (
     IngestRequest,
     IngestResponse,
     ModelCard,
+    RerankDocument,
+    RerankRequest,
+    RerankResponse,
+    RerankResult,
     SearchHit,
     SearchRequest,
     SearchResponse,
@@ -40,6 +45,7 @@ from counterpoint.schemas import (
 )
 from counterpoint.services.embed.backends import EmbedderBackend
 from counterpoint.services.gateway.reindex import Mirror, Reindexer
+from counterpoint.services.rerank.backends import RerankerBackend
 from counterpoint.settings import Settings
 
 _FIELD_CHECKS: dict[FieldType, tuple[type, ...]] = {
@@ -61,12 +67,18 @@ class GatewayCore:
     """Embeddings, collections, ingest and search, with the platform's validation rules."""
 
     def __init__(
-        self, settings: Settings, registry: Registry, store: VectorStore, embedder: EmbedderBackend
+        self,
+        settings: Settings,
+        registry: Registry,
+        store: VectorStore,
+        embedder: EmbedderBackend,
+        reranker: RerankerBackend | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.store = store
         self.embedder = embedder
+        self.reranker = reranker
         self._refs: dict[str, tuple[str, float]] = {}  # models:/NAME@ALIAS -> (concrete, expiry)
         self.mirrors: dict[str, Mirror] = {}  # collections being re-indexed -> where writes also go
         self.reindexer = Reindexer(self)
@@ -256,9 +268,19 @@ class GatewayCore:
     # --- search --------------------------------------------------------------------------
 
     async def search(self, name: str, request: SearchRequest) -> SearchResponse:
+        """Vector search, then (with ``rerank``) the cross-encoder reorders the first stage's candidates."""
         started = time.perf_counter()
         if request.top_k > self.settings.max_top_k:
             raise LimitExceeded(f"top_k={request.top_k} exceeds the limit {self.settings.max_top_k}")
+        candidates = request.top_k
+        if request.rerank:
+            self._require_reranker()
+            candidates = max(request.top_k, request.rerank_top_k or self.settings.rerank_top_k)
+            if candidates > self.settings.max_rerank_documents:
+                raise LimitExceeded(
+                    f"rerank_top_k={candidates} exceeds the limit {self.settings.max_rerank_documents} "
+                    "(setting max_rerank_documents)"
+                )
         row = self.registry.get_collection(name)
         if request.filter is not None:
             unknown = request.filter.keys() - set(row.payload_indexes) - {"id"}
@@ -267,6 +289,7 @@ class GatewayCore:
                     f"filter on unknown field(s) {sorted(unknown)}; collection '{name}' indexes "
                     f"{sorted(row.payload_indexes)} (declare fields in payload_indexes at creation)"
                 )
+        timings: dict[str, float] = {}
         if request.vector is not None:
             if len(request.vector) != row.dimensions:
                 raise InvalidInput(
@@ -277,25 +300,91 @@ class GatewayCore:
             assert request.query is not None
             self.check_texts([request.query], "query")
             vector = (await self.embedder.embed([request.query], row.model)).vectors[0]
+            timings["embed_ms"] = _ms_since(started)
+        stage = time.perf_counter()
         found = await asyncio.to_thread(
-            self.store.search, row.physical_name, vector, request.top_k, request.filter
+            self.store.search, row.physical_name, vector, candidates, request.filter
         )
-        hits = []
-        for rec in found:
-            payload = dict(rec.payload)
-            payload.pop("id", None)
-            text, title = payload.pop("text", None), payload.pop("title", None)
-            hits.append(
-                SearchHit(
-                    id=rec.id,
-                    score=rec.score,
-                    title=title if request.with_text else None,
-                    text=text if request.with_text else None,
-                    metadata=payload,
-                )
+        timings["search_ms"] = _ms_since(stage)
+        hits = [_hit(rec) for rec in found]
+        reranked_by = None
+        if request.rerank and hits:
+            stage = time.perf_counter()
+            assert request.query is not None
+            model = await self._rerank_model(request.rerank_model)
+            texts = [passage_text(h.title or "", h.text or "") for h in hits]
+            scores = await self.reranker.rerank(request.query, texts, model)  # type: ignore[union-attr]
+            for rank, (hit, score) in enumerate(zip(hits, scores.scores, strict=True), start=1):
+                hit.first_stage_score, hit.first_stage_rank, hit.score = hit.score, rank, float(score)
+            hits.sort(key=lambda h: -h.score)
+            timings["rerank_ms"] = _ms_since(stage)
+            reranked_by = model or (await self.reranker.models())[0].id  # type: ignore[union-attr]
+        hits = hits[: request.top_k]
+        if not request.with_text:
+            for hit in hits:
+                hit.title = hit.text = None
+        return SearchResponse(
+            collection=name,
+            hits=hits,
+            took_ms=_ms_since(started),
+            timings=timings,
+            reranked_by=reranked_by,
+        )
+
+    # --- reranking -----------------------------------------------------------------------
+
+    def _require_reranker(self) -> RerankerBackend:
+        if self.reranker is None:
+            raise Unavailable(
+                "no reranker is served: set COUNTERPOINT_RERANK_MODEL to a cross-encoder "
+                "(a local directory or models:/NAME@ALIAS) and restart the platform"
             )
-        took = (time.perf_counter() - started) * 1000
-        return SearchResponse(collection=name, hits=hits, took_ms=round(took, 3))
+        return self.reranker
+
+    async def _rerank_model(self, name: str | None) -> str | None:
+        return None if name is None else await self.concrete_model(name)
+
+    async def rerank_models(self) -> list[ModelCard]:
+        return await self.reranker.models() if self.reranker is not None else []
+
+    async def rerank(self, request: RerankRequest) -> RerankResponse:
+        """Score every document for the query with the cross-encoder; best first."""
+        reranker = self._require_reranker()
+        docs = request.items()
+        if len(docs) > self.settings.max_rerank_documents:
+            raise LimitExceeded(
+                f"{len(docs)} documents in one rerank call; the limit is "
+                f"{self.settings.max_rerank_documents} (setting max_rerank_documents)"
+            )
+        self.check_texts([request.query], "query")
+        for i, text in enumerate(docs):
+            if len(text) > self.settings.max_text_chars:
+                raise LimitExceeded(
+                    f"'documents[{i}]' has {len(text)} characters; the limit is {self.settings.max_text_chars}"
+                )
+        model = await self._rerank_model(request.model)
+        scores = await reranker.rerank(request.query, docs, model)
+        order = sorted(range(len(docs)), key=lambda i: -float(scores.scores[i]))[: request.top_n or len(docs)]
+        results = [
+            RerankResult(
+                index=i,
+                relevance_score=float(scores.scores[i]),
+                document=RerankDocument(text=docs[i]) if request.return_documents else None,
+                truncated=scores.truncated[i],
+            )
+            for i in order
+        ]
+        cut = sum(scores.truncated)
+        warnings = []
+        if cut:
+            limit = self.settings.rerank_max_length
+            warnings.append(
+                f"{cut} of {len(docs)} (query, document) pairs were longer than {limit} tokens and were "
+                "truncated (the longer side first): their scores saw only the first tokens"
+            )
+        served = model or (await reranker.models())[0].id
+        usage = Usage(prompt_tokens=scores.total_tokens, total_tokens=scores.total_tokens)
+        return RerankResponse(model=served, results=results, usage=usage, truncated=cut, warnings=warnings)
 
     # --- health --------------------------------------------------------------------------
 
@@ -311,9 +400,26 @@ class GatewayCore:
             parts["embed"] = ComponentHealth(status="ok", detail=", ".join(c.id for c in cards))
         except Exception as exc:  # noqa: BLE001
             parts["embed"] = ComponentHealth(status="down", detail=str(exc)[:200])
+        if self.reranker is not None:
+            try:
+                cards = await asyncio.wait_for(self.reranker.models(), timeout=5)
+                parts["rerank"] = ComponentHealth(status="ok", detail=", ".join(c.id for c in cards))
+            except Exception as exc:  # noqa: BLE001
+                parts["rerank"] = ComponentHealth(status="down", detail=str(exc)[:200])
         try:
             await asyncio.to_thread(self.store.collection_exists, "__health__")
             parts["vectors"] = ComponentHealth(status="ok", detail=self.settings.vector_backend)
         except Exception as exc:  # noqa: BLE001
             parts["vectors"] = ComponentHealth(status="down", detail=str(exc)[:200])
         return parts
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _hit(rec: Any) -> SearchHit:
+    payload = dict(rec.payload)
+    payload.pop("id", None)
+    text, title = payload.pop("text", None), payload.pop("title", None)
+    return SearchHit(id=rec.id, score=rec.score, title=title, text=text, metadata=payload)

@@ -25,6 +25,7 @@ from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.services.gateway.generation import GenerationService
 from counterpoint.services.gateway.jobs import JobService, RayJobSubmitter
 from counterpoint.services.gateway.models import ModelRegistryService
+from counterpoint.services.rerank.backends import ServeReranker
 from counterpoint.settings import Settings
 
 
@@ -32,13 +33,23 @@ from counterpoint.settings import Settings
 @serve.ingress()
 class GatewayDeployment:
     def __init__(
-        self, settings: dict[str, Any], embedder: DeploymentHandle, decoder: DeploymentHandle | None = None
+        self,
+        settings: dict[str, Any],
+        embedder: DeploymentHandle,
+        decoder: DeploymentHandle | None = None,
+        reranker: DeploymentHandle | None = None,
     ) -> None:
         self.settings = Settings(**settings)
         self.settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
         registry = Registry.from_url(self.settings.db_url)
         store = make_vector_store(self.settings)
-        self.core = GatewayCore(self.settings, registry, store, ServeEmbedder(embedder))
+        self.core = GatewayCore(
+            self.settings,
+            registry,
+            store,
+            ServeEmbedder(embedder),
+            ServeReranker(reranker) if reranker is not None else None,
+        )
         self.registry = ModelRegistryService(self.settings)
         self.jobs = JobService(self.settings, registry, RayJobSubmitter(self.settings.job_api_url))
         self.generation = (

@@ -86,3 +86,11 @@ def tracking(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         paths[version] = path
     set_alias(MODEL, "champion", 1, uri)
     return {"uri": uri, "paths": paths}
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from counterpoint.models.reranker import TextReranker
+    from tests.tiny_models import build_tiny_cross_encoder
+
+    return TextReranker(str(build_tiny_cross_encoder(tmp_path_factory.mktemp("rerankers"))), max_length=64)

@@ -1,0 +1,84 @@
+"""In-process reranking with a cross-encoder: one relevance score per (query, document) pair.
+
+A cross-encoder reads the query and the document together, which ranks far better than comparing two
+independent embeddings, at the cost of one forward pass per pair; that is why it only reorders a first
+stage's top candidates. `TextReranker` is the one piece of code that scores pairs: the Serve rerank
+deployment, two-stage search and the benchmarks use it. Pairs longer than ``max_length`` tokens are
+truncated (the document's end first) and reported, so a caller knows which scores saw less text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sentence_transformers import CrossEncoder
+
+from counterpoint.models.paths import resolve_model_path
+
+
+@dataclass(frozen=True)
+class Scores:
+    scores: np.ndarray  # (n,) float32, higher is more relevant
+    token_counts: list[int]  # tokens each pair occupied after truncation
+    truncated: list[bool]  # whether the pair was cut to max_length
+
+    @property
+    def total_tokens(self) -> int:
+        return int(sum(self.token_counts))
+
+
+class TextReranker:
+    """A sentence-transformers ``CrossEncoder`` scoring (query, document) pairs on CPU."""
+
+    def __init__(
+        self,
+        name_or_path: str,
+        *,
+        max_length: int = 512,
+        batch_size: int = 32,
+        device: str = "cpu",
+        torch_threads: int | None = None,
+    ) -> None:
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        self.model = CrossEncoder(str(resolve_model_path(name_or_path)), device=device, max_length=max_length)
+        self.model.eval()
+        self.max_length = max_length
+        self.batch_size = batch_size
+
+    def query_tokens(self, query: str) -> int:
+        return len(self.model.tokenizer(query, truncation=False)["input_ids"])
+
+    def score(self, query: str, documents: list[str]) -> Scores:
+        """Scores of ``documents`` for ``query``, in input order."""
+        return self.score_many([(query, documents)])[0]
+
+    @torch.inference_mode()
+    def score_many(self, calls: list[tuple[str, list[str]]]) -> list[Scores]:
+        """Several queries' candidates scored in shared forward passes (pairs sorted by length, so
+        each batch pads little); one `Scores` per call, in input order."""
+        pairs = [(query, doc) for query, docs in calls for doc in docs]
+        if not pairs:
+            return [Scores(np.zeros(0, dtype=np.float32), [], []) for _ in calls]
+        encoded = self.model.tokenizer([q for q, _ in pairs], [d for _, d in pairs], truncation=False)
+        lengths = [len(ids) for ids in encoded["input_ids"]]
+        order = np.argsort([-n for n in lengths], kind="stable")
+        flat = np.empty(len(pairs), dtype=np.float32)
+        predicted = self.model.predict(
+            [pairs[i] for i in order], batch_size=self.batch_size, show_progress_bar=False
+        )
+        flat[order] = np.asarray(predicted, dtype=np.float32).reshape(len(pairs))
+        out, start = [], 0
+        for _, docs in calls:
+            end = start + len(docs)
+            out.append(
+                Scores(
+                    flat[start:end].copy(),
+                    [min(n, self.max_length) for n in lengths[start:end]],
+                    [n > self.max_length for n in lengths[start:end]],
+                )
+            )
+            start = end
+        return out

@@ -1,0 +1,86 @@
+"""How the gateway reaches the reranker: in-process, or through a Serve handle.
+
+Both satisfy `RerankerBackend` and hold a `ModelPool` of `TextReranker`s: the configured default plus
+registered cross-encoders (``models:/NAME/VERSION``) loaded on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from counterpoint.models.pool import Loader, ModelPool, model_card
+from counterpoint.models.reranker import Scores, TextReranker
+from counterpoint.schemas import ModelCard
+from counterpoint.settings import Settings
+
+if TYPE_CHECKING:
+    from ray.serve.handle import DeploymentHandle
+
+
+@runtime_checkable
+class RerankerBackend(Protocol):
+    async def rerank(self, query: str, documents: list[str], model: str | None = None) -> Scores: ...
+
+    async def models(self) -> list[ModelCard]: ...
+
+    async def load(self, model: str) -> ModelCard: ...
+
+
+def build_reranker(path: str, settings: Settings) -> TextReranker:
+    return TextReranker(
+        path,
+        max_length=settings.rerank_max_length,
+        batch_size=settings.rerank_batch_size,
+        torch_threads=settings.torch_threads or os.cpu_count(),
+    )
+
+
+def reranker_loader(settings: Settings) -> Loader:
+    """Loads a registered cross-encoder from MLflow into ``<data_dir>/models/registry``."""
+
+    def load(ref: str) -> TextReranker:
+        from counterpoint.infra.tracking import fetch_model
+
+        return build_reranker(
+            str(fetch_model(ref, settings.tracking_uri, settings.models_dir / "registry")), settings
+        )
+
+    return load
+
+
+class LocalReranker:
+    """Scores in this process, off the event loop, one call at a time."""
+
+    def __init__(self, name: str, reranker: TextReranker, *, loader: Loader | None = None) -> None:
+        self.pool: ModelPool[TextReranker] = ModelPool(name, reranker, loader=loader)
+        self._lock = asyncio.Lock()
+
+    async def rerank(self, query: str, documents: list[str], model: str | None = None) -> Scores:
+        _, reranker = await asyncio.to_thread(self.pool.get, model)
+        async with self._lock:
+            return await asyncio.to_thread(reranker.score, query, documents)
+
+    async def models(self) -> list[ModelCard]:
+        return self.pool.cards()
+
+    async def load(self, model: str) -> ModelCard:
+        name, reranker = await asyncio.to_thread(self.pool.get, model)
+        return model_card(name, reranker)
+
+
+class ServeReranker:
+    """Calls the `RerankDeployment` through its Ray Serve handle."""
+
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self.handle = handle
+
+    async def rerank(self, query: str, documents: list[str], model: str | None = None) -> Scores:
+        return await self.handle.rerank.remote(query, documents, model)
+
+    async def models(self) -> list[ModelCard]:
+        return await self.handle.models.remote()
+
+    async def load(self, model: str) -> ModelCard:
+        return await self.handle.load.remote(model)
