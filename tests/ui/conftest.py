@@ -132,6 +132,10 @@ def ui_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIStack]:
     data_dir = root / "data"
     env = stack_env(data_dir)
     env.update({f"COUNTERPOINT_{k}": str(v) for k, v in PORTS.items()})
+    from tests.tiny_models import build_tiny_cross_encoder
+
+    env["COUNTERPOINT_RERANK_MODEL"] = str(build_tiny_cross_encoder(root / "reranker"))
+    env["COUNTERPOINT_RERANK_NUM_CPUS"] = "0"  # a tiny model: leave the CPUs to the other replicas
     stack = Stack(data_dir, env, f"http://127.0.0.1:{PORTS['GATEWAY_PORT']}")
     proc = start(stack, "--no-demo", "--ui")  # `start` passes --no-ui first; the later --ui wins
     try:

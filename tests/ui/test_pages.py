@@ -106,6 +106,14 @@ def test_collections_list_and_search_with_highlights(open_page: Open) -> None:
     hits = [m.value for m in at.markdown if "score `" in m.value]
     assert hits and "SimCSE" in hits[0]
     assert "<mark>contrastive</mark>" in page and "<mark>embeddings</mark>" in page
+    assert "reranked by" not in page and "was #" not in page
+
+    at.toggle(key=f"rr-{COLLECTION}").set_value(True)
+    run(at)
+    page = texts(at)
+    assert "reranked by `" in page and "rerank" in page
+    reranked = [m.value for m in at.markdown if "score `" in m.value]
+    assert reranked and all("was #" in h for h in reranked)  # each hit shows its first-stage rank
 
 
 def test_search_with_metadata_filters(open_page: Open) -> None:

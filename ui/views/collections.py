@@ -132,10 +132,23 @@ def filter_rows(info: CollectionInfo) -> list[tuple[str, str, str]]:
     return result
 
 
+def reranker_served(cp: Client) -> bool:
+    return any(m.kind == "reranker" for m in common.call(cp.models) or [])
+
+
 def search(cp: Client, info: CollectionInfo) -> None:
-    c1, c2 = st.columns([5, 1])
+    c1, c2, c3 = st.columns([5, 1, 1])
     query = c1.text_input("query", key=f"q-{info.name}", placeholder="e.g. vitamin D and bone density")
     top_k = c2.number_input("top k", min_value=1, max_value=100, value=10, key=f"k-{info.name}")
+    can_rerank = reranker_served(cp)
+    rerank = c3.toggle(
+        "rerank",
+        key=f"rr-{info.name}",
+        disabled=not can_rerank,
+        help="Rescore the top 100 vector hits with the cross-encoder"
+        if can_rerank
+        else "No reranker is served (set COUNTERPOINT_RERANK_MODEL)",
+    )
     with st.expander("metadata filters", expanded=bool(st.session_state.get(f"filters-{info.name}"))):
         rows = filter_rows(info)
     try:
@@ -147,16 +160,25 @@ def search(cp: Client, info: CollectionInfo) -> None:
         return
     if qfilter:
         st.caption(f"filter `{qfilter}`")
-    reply = common.call(cp.search, info.name, query, top_k=int(top_k), filter=qfilter, spinner="searching")
+    reply = common.call(
+        cp.search, info.name, query, top_k=int(top_k), filter=qfilter, rerank=rerank, spinner="searching"
+    )
     if reply is None:
         return
-    st.caption(f"{len(reply.hits)} hits in {reply.took_ms:.0f} ms")
+    stages = " · ".join(f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in reply.timings.items())
+    by = f" · reranked by `{reply.reranked_by}`" if reply.reranked_by else ""
+    st.caption(f"{len(reply.hits)} hits in {reply.took_ms:.0f} ms ({stages}){by}")
     terms = common.query_terms(query)
     for rank, hit in enumerate(reply.hits, start=1):
         with st.container(border=True):
             title = common.highlight(hit.title or hit.id, terms)
+            moved = ""
+            if hit.first_stage_rank is not None:
+                delta = hit.first_stage_rank - rank
+                arrow = f":green[▲{delta}]" if delta > 0 else f":red[▼{-delta}]" if delta < 0 else "="
+                moved = f" &nbsp; was #{hit.first_stage_rank} {arrow} (vector `{hit.first_stage_score:.4f}`)"
             st.markdown(
-                f"**{rank}. {title}** &nbsp; score `{hit.score:.4f}` &nbsp; id `{hit.id}`",
+                f"**{rank}. {title}** &nbsp; score `{hit.score:.4f}` &nbsp; id `{hit.id}`{moved}",
                 unsafe_allow_html=True,
             )
             if hit.metadata:
