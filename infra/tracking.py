@@ -99,10 +99,41 @@ def log_sentence_transformer(model: Any, *, name: str = "model", **kwargs: Any) 
     return mlflow.sentence_transformers.log_model(model, name=name, pip_requirements=requirements, **kwargs)
 
 
+def log_model_directory(model: Any, *, name: str = "model") -> str:
+    """Save a model with its own ``save`` (a sentence-transformers ``CrossEncoder``) and log the
+    directory as the active run's artifacts; returns the ``runs:/`` URI the registry accepts.
+
+    MLflow's sentence_transformers flavor takes bi-encoders only; the saved directory is what
+    `resolve_model_uri` hands back to the serving side, which loads it with ``CrossEncoder(path)``.
+    """
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("log_model_directory needs an active MLflow run")
+    with tempfile.TemporaryDirectory(prefix="counterpoint-model-") as tmp:
+        model.save(tmp)
+        mlflow.log_artifacts(tmp, artifact_path=name)
+    return f"runs:/{run.info.run_id}/{name}"
+
+
 def register_model(
     model_uri: str, name: str, tracking_uri: str, *, tags: Mapping[str, str] | None = None
 ) -> str:
-    """Register ``model_uri`` as a new version of ``name`` (created if missing); returns the version."""
+    """Register ``model_uri`` as a new version of ``name`` (created if missing); returns the version.
+
+    A ``runs:/RUN/PATH`` URI of plain artifacts (a cross-encoder directory: no MLflow flavor, so no
+    logged model) is registered with the run's artifact location as the version's source.
+    """
+    if model_uri.startswith("runs:/"):
+        mlflow_client = client(tracking_uri)
+        run_id, _, path = model_uri.removeprefix("runs:/").partition("/")
+        source = f"{mlflow_client.get_run(run_id).info.artifact_uri}/{path}"
+        try:
+            mlflow_client.create_registered_model(name)
+        except mlflow.exceptions.MlflowException as exc:
+            if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                raise
+        created = mlflow_client.create_model_version(name, source, run_id=run_id, tags=dict(tags or {}))
+        return str(created.version)
     mlflow.set_tracking_uri(tracking_uri)
     version = mlflow.register_model(model_uri, name, tags=dict(tags or {}))
     return str(version.version)

@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from counterpoint.errors import InvalidInput
 from counterpoint.workers.data import DataSource, Kind, check_source
 
-LossName = Literal["mnrl", "simcse", "simcse_supervised", "debiased", "cosent"]
+LossName = Literal["mnrl", "simcse", "simcse_supervised", "debiased", "cosent", "bce", "listwise"]
+ModelType = Literal["bi-encoder", "cross-encoder"]
+CROSS_ENCODER_LOSSES = ("bce", "listwise")
 
 # Which example types each loss can train on.
 LOSS_KINDS: dict[str, tuple[Kind, ...]] = {
@@ -26,6 +28,8 @@ LOSS_KINDS: dict[str, tuple[Kind, ...]] = {
     "simcse_supervised": ("triplets",),
     "debiased": ("pairs", "triplets"),
     "cosent": ("scored_pairs",),
+    "bce": ("triplets",),
+    "listwise": ("triplets",),
 }
 
 
@@ -51,11 +55,25 @@ class RetrievalEval(BaseModel):
     max_docs: int | None = Field(None, ge=1, description="Evaluate on a corpus sample (judged docs kept).")
 
 
+class RerankEval(BaseModel):
+    """Rerank a first stage's top ``top_k`` of a BEIR split (cross-encoder jobs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="BEIR directory (corpus.jsonl, queries.jsonl, qrels/).")
+    split: str = "test"
+    retriever: str = Field("all-MiniLM-L6-v2", description="First-stage bi-encoder (packaged name or dir).")
+    top_k: int = Field(100, ge=1, le=1000, description="First-stage candidates reranked per query.")
+    max_docs: int | None = Field(None, ge=1, description="Search a corpus sample (judged docs kept).")
+    max_queries: int | None = Field(None, ge=1, description="Evaluate on the first N queries only.")
+
+
 class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sts: str | None = Field(None, description="Scored-pair TSV for Spearman correlation.")
     retrieval: RetrievalEval | None = None
+    rerank: RerankEval | None = None
     every_steps: int = Field(100, ge=1)
     at_start: bool = Field(True, description="Also evaluate the base model at step 0 (where curves start).")
     uniformity_sample: int = Field(512, ge=16, description="Sentences used for alignment/uniformity.")
@@ -68,6 +86,9 @@ class TrainConfig(BaseModel):
 
     name: str = Field("finetune", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$")
     model: str = Field("all-MiniLM-L6-v2", description="Base model: packaged name or local directory.")
+    model_type: ModelType = Field(
+        "bi-encoder", description="bi-encoder (embeddings) or cross-encoder (a reranker, fresh head)."
+    )
     loss: LossConfig = Field(default_factory=LossConfig)
     data: DataSource
     eval: EvalConfig = Field(default_factory=EvalConfig)
@@ -91,6 +112,20 @@ class TrainConfig(BaseModel):
     def _consistent(self) -> TrainConfig:
         if self.gradcache_chunk is not None and self.gradcache_chunk > self.batch_size:
             raise ValueError("gradcache_chunk must not exceed batch_size")
+        cross = self.model_type == "cross-encoder"
+        if cross != (self.loss.name in CROSS_ENCODER_LOSSES):
+            raise ValueError(
+                "a cross-encoder trains with loss bce or listwise, a bi-encoder with the embedding losses; "
+                f"got model_type={self.model_type} and loss.name={self.loss.name}"
+            )
+        if cross and (
+            self.gradcache_chunk or self.loss.matryoshka_dims or self.eval.sts or self.eval.retrieval
+        ):
+            raise ValueError(
+                "gradcache, matryoshka, eval.sts and eval.retrieval apply to bi-encoders; use eval.rerank"
+            )
+        if not cross and self.eval.rerank:
+            raise ValueError("eval.rerank evaluates cross-encoders; a bi-encoder uses eval.retrieval")
         return self
 
 
@@ -119,6 +154,8 @@ def parse_config(raw: str | bytes | dict[str, Any], *, check_data: bool = True) 
             )
         if config.eval.sts:
             check_source(DataSource(path=config.eval.sts, kind="scored_pairs"))
+        if config.eval.rerank and not (Path(config.eval.rerank.path) / "qrels").is_dir():
+            raise InvalidInput(f"config field 'eval.rerank.path': '{config.eval.rerank.path}' is not BEIR")
         if config.eval.retrieval and not (Path(config.eval.retrieval.path) / "qrels").is_dir():
             raise InvalidInput(
                 f"config field 'eval.retrieval.path': '{config.eval.retrieval.path}' is not BEIR"

@@ -147,6 +147,9 @@ def resolve_paths(config: TrainConfig, *, config_dir: Path | None = None) -> Tra
             update={"path": _locate(eval_config.retrieval.path, bases)}
         )
         eval_config = eval_config.model_copy(update={"retrieval": retrieval})
+    if eval_config.rerank:
+        rerank = eval_config.rerank.model_copy(update={"path": _locate(eval_config.rerank.path, bases)})
+        eval_config = eval_config.model_copy(update={"rerank": rerank})
     updates["eval"] = eval_config
     if (Path.cwd() / config.model).is_dir() or (config_dir and (config_dir / config.model).is_dir()):
         updates["model"] = _locate(config.model, bases)
@@ -265,10 +268,42 @@ def _registry_update(registry_url: str | None, job_id: str, **fields: Any) -> No
 
 
 def _evaluate(evaluator: Any, model: Any) -> dict[str, float]:
+    from counterpoint.workers.cross_encoder import CrossEncoderModel
     from counterpoint.workers.evaluate import st_encoder
 
     with torch.no_grad():
-        return {f"eval/{k}": v for k, v in evaluator(st_encoder(model.model)).items()}
+        metrics = (
+            evaluator(model) if isinstance(model, CrossEncoderModel) else evaluator(st_encoder(model.model))
+        )
+        return {f"eval/{k}": v for k, v in metrics.items()}
+
+
+def build_model(config: TrainConfig, world: int, device: str) -> Any:
+    """The trained model: a `BiEncoder` or, for ``model_type: cross-encoder``, a `CrossEncoderModel`."""
+    if config.model_type == "cross-encoder":
+        from counterpoint.workers.cross_encoder import CrossEncoderModel
+
+        return CrossEncoderModel.from_config(config, world, device=device)
+    from counterpoint.workers.model import BiEncoder
+
+    return BiEncoder.from_config(config, world, device=device)
+
+
+def build_evaluator(config: TrainConfig, kind: Kind, examples: list[Example]) -> Any:
+    """What rank 0 evaluates: embeddings (STS, retrieval, alignment/uniformity) or reranking."""
+    if config.model_type == "cross-encoder":
+        if config.eval.rerank is None:
+            return None
+        from counterpoint.workers.cross_encoder import RerankTask
+
+        spec = config.eval.rerank
+        return RerankTask(
+            spec.path, spec.split, retriever=spec.retriever, top_k=spec.top_k, max_docs=spec.max_docs,
+            max_queries=spec.max_queries, seed=config.seed,
+        )  # fmt: skip
+    from counterpoint.workers.evaluate import Evaluator
+
+    return Evaluator(config.eval, kind, examples, seed=config.seed)
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
@@ -281,9 +316,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
     from transformers import get_linear_schedule_with_warmup
-
-    from counterpoint.workers.evaluate import Evaluator
-    from counterpoint.workers.model import BiEncoder
 
     config = TrainConfig.model_validate(loop_config["config"])
     context = ray.train.get_context()
@@ -302,7 +334,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         epochs=config.epochs,
         max_steps=config.max_steps,
     )
-    model = BiEncoder.from_config(config, world, device=str(device))
+    model = build_model(config, world, str(device))
     model.train()
     optimizer = torch.optim.AdamW(model.parameter_groups(config.weight_decay), lr=config.lr)
     warmup = int(config.warmup_ratio * plan.total_steps)
@@ -341,7 +373,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             rank=rank,
             world=world,
             logger=logger,
-            evaluator=Evaluator(config.eval, kind, examples, seed=config.seed) if rank == 0 else None,
+            evaluator=build_evaluator(config, kind, examples) if rank == 0 else None,
         )
     except BaseException:
         logger.end("FAILED")
@@ -426,7 +458,8 @@ def _train(
                     "train/step_seconds": float(np.median(window_times)),  # robust to a slow step
                 }
             )
-            temperature = getattr(getattr(model.loss, "loss", model.loss), "temperature", None)
+            loss_module = getattr(model, "loss", None)
+            temperature = getattr(getattr(loss_module, "loss", loss_module), "temperature", None)
             if temperature is not None:
                 metrics["train/temperature"] = float(temperature)
             window_losses, window_times = [], []
@@ -505,14 +538,16 @@ def _publish_model(
     """
     if not logger.enabled:
         return {}
-    from counterpoint.infra.tracking import log_sentence_transformer, register_model
+    from counterpoint.infra.tracking import log_model_directory, log_sentence_transformer, register_model
 
     tags = logger.tags()
     model_uri = tags.get("counterpoint.model_uri")
     if not model_uri:
-        info = log_sentence_transformer(model.model, name="model")
-        model_uri = info.model_uri
-        logger.set_tags({"counterpoint.model_uri": model_uri})
+        if config.model_type == "cross-encoder":
+            model_uri = log_model_directory(model.model, name="model")
+        else:
+            model_uri = log_sentence_transformer(model.model, name="model").model_uri
+        logger.set_tags({"counterpoint.model_uri": model_uri, "counterpoint.model_type": config.model_type})
     out: dict[str, Any] = {"model_uri": model_uri}
     if config.register_as:
         version = tags.get("counterpoint.registered_version")

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -494,3 +495,119 @@ def test_bad_hard_negative_configs(workspace: dict[str, Any], data: dict, words:
     with pytest.raises(InvalidInput) as caught:
         make_config(workspace, data=data)
     assert all(w in caught.value.message for w in words), caught.value.message
+
+
+# --- cross-encoder (reranker) jobs -----------------------------------------------------------------
+
+
+def triplets_file(workspace: dict[str, Any]) -> Path:
+    path = workspace["root"] / "triplets.jsonl"
+    if not path.exists():
+        rows = [
+            {
+                "anchor": f"about {WORDS[i % 6]}",
+                "positive": f"{WORDS[i % 6]} passage {i % 6}",
+                "negative": f"{WORDS[(i + 3) % 16]} passage {(i + 3) % 16}",
+            }
+            for i in range(16)
+        ]
+        path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("loss", ["bce", "listwise"])
+def test_cross_encoder_losses_learn_the_triplets(workspace: dict[str, Any], loss: str) -> None:
+    from counterpoint.workers.cross_encoder import CrossEncoderModel
+
+    torch.manual_seed(0)
+    config = make_config(
+        workspace,
+        model_type="cross-encoder",
+        loss={"name": loss},
+        data={"path": str(triplets_file(workspace))},
+    )
+    model = CrossEncoderModel.from_config(config)
+    model.eval()  # dropout off: the tiny model then overfits eight triplets deterministically
+    examples = [
+        Example((f"about {w}", f"{w} passage", f"{WORDS[8 + i]} passage"))
+        for i, w in enumerate(WORDS[:8])
+    ]
+    batch = Batch.from_examples("triplets", examples)
+    optimizer = torch.optim.AdamW(model.parameter_groups(0.0), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        optimizer.zero_grad()
+        value = model.compute_loss(batch)
+        value.backward()
+        optimizer.step()
+        losses.append(float(value.detach()))
+    assert losses[-1] < 0.8 * losses[0], losses
+    model.eval()
+    with torch.no_grad():
+        pos = model.logits(batch.columns[0], batch.columns[1])
+        neg = model.logits(batch.columns[0], batch.columns[2])
+    assert float((pos > neg).float().mean()) >= 0.75, (pos, neg)
+    with pytest.raises(ValueError, match="triplets"):
+        model.compute_loss(Batch.from_examples("pairs", [Example(("a", "b"))]))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        ({"model_type": "cross-encoder"}, ("bce or listwise",)),
+        ({"loss": {"name": "bce"}}, ("bce or listwise",)),
+        ({"model_type": "cross-encoder", "loss": {"name": "bce"}, "gradcache_chunk": 2}, ("bi-encoders",)),
+    ],
+)
+def test_cross_encoder_config_mistakes(
+    workspace: dict[str, Any], overrides: dict, words: tuple[str, ...]
+) -> None:
+    data = {"data": {"path": str(triplets_file(workspace))}}
+    with pytest.raises(InvalidInput) as caught:
+        make_config(workspace, **data, **overrides)
+    assert all(w in caught.value.message for w in words), caught.value.message
+
+
+def test_cross_encoder_job_reranks_registers_and_serves(
+    ray_cluster: str, workspace: dict[str, Any], stores: dict[str, str], tmp_path: Path
+) -> None:
+    """A reranker job on Ray Train: evaluated by reranking a first stage, logged, registered, and
+    loadable by the rerank service's loader from the registry."""
+    import shutil
+
+    from counterpoint.models.reranker import TextReranker
+    from counterpoint.services.rerank.backends import reranker_loader
+    from counterpoint.settings import Settings
+
+    beir = workspace["beir"]
+    config = make_config(
+        workspace,
+        model_type="cross-encoder",
+        loss={"name": "listwise"},
+        data={"path": str(triplets_file(workspace))},
+        batch_size=4,
+        eval={
+            "rerank": {"path": str(beir), "retriever": str(workspace["model"]), "top_k": 5},
+            "every_steps": 100,
+        },
+        register_as="tiny-reranker",
+    )
+    result = run_job(workspace, stores, config, "job-cross-encoder")
+    assert result["status"] == "succeeded" and result["step"] == 4
+    for key in ("eval/rerank_ndcg_at_10", "eval/rerank_recall_at_100", "eval/rerank_mrr_at_10"):
+        assert 0 <= result[key] <= 100
+    assert [
+        s for s, _ in history(stores["tracking_uri"], result["mlflow_run_id"], "eval/rerank_ndcg_at_10")
+    ] == [0, 4]
+    assert (
+        result["model_uri"].startswith("runs:/")
+        and result["registered_model_uri"] == "models:/tiny-reranker/1"
+    )
+    settings = Settings(
+        data_dir=tmp_path / "serve", mlflow_tracking_uri=stores["tracking_uri"], rerank_max_length=64
+    )
+    served = reranker_loader(settings)("models:/tiny-reranker/1")
+    assert isinstance(served, TextReranker)
+    scores = served.score("about alpha", ["alpha passage 0", "kappa passage 9"]).scores
+    assert scores.shape == (2,) and np.isfinite(scores).all()
+    shutil.rmtree(tmp_path / "serve", ignore_errors=True)

@@ -1,0 +1,174 @@
+"""The cross-encoder (reranker) being trained, with its two losses, and its evaluation by reranking.
+
+A cross-encoder reads ``[CLS] query [SEP] document [SEP]`` and outputs one relevance logit. Training
+starts from any transformer checkpoint (by default the MiniLM weights of the base bi-encoder) with a
+fresh one-logit head, on (query, positive, hard negative) triplets, with
+
+* ``bce``: binary cross-entropy, positive pairs labelled 1 and negative pairs 0 (monoBERT,
+  Nogueira & Cho 2019);
+* ``listwise``: softmax cross-entropy over each query's [positive, negative, the batch's other
+  positives] logits, i.e. InfoNCE on cross-encoder scores (Gao et al. 2021, "Rethink Training of
+  BERT Rerankers in Multi-Stage Retrieval Pipeline", the localized contrastive estimation loss),
+  with the other queries' documents as extra negatives.
+
+:class:`CrossEncoderModel` mirrors :class:`~counterpoint.workers.model.BiEncoder`'s interface
+(``from_config``, ``compute_loss``, ``parameter_groups``, ``.model``) so the training loop drives both.
+:class:`RerankTask` evaluates the way the reranker is used: a first-stage bi-encoder retrieves the top
+``k`` of a BEIR split, the cross-encoder reorders them, pytrec_eval scores nDCG@10 / Recall@100 / MRR@10.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sentence_transformers import CrossEncoder
+from torch import Tensor, nn
+
+from counterpoint.evaluation import Run, evaluate_run, exact_search
+from counterpoint.workers.config import TrainConfig
+from counterpoint.workers.model import Batch
+
+
+def _backbone_dir(path: Path) -> Path:
+    """A sentence-transformers bi-encoder directory keeps its transformer in the root (new layout)
+    or in ``0_Transformer``; a plain transformers checkpoint is its own backbone."""
+    for candidate in (path / "0_Transformer", path):
+        if (candidate / "config.json").is_file():
+            return candidate
+    return path
+
+
+def is_cross_encoder_dir(path: Path) -> bool:
+    """A directory saved by sentence-transformers' ``CrossEncoder`` (it says so in its config)."""
+    config = path / "config_sentence_transformers.json"
+    return config.is_file() and '"CrossEncoder"' in config.read_text(errors="ignore")
+
+
+class CrossEncoderModel(nn.Module):
+    """A sentence-transformers ``CrossEncoder`` plus its training loss (``bce`` or ``listwise``)."""
+
+    def __init__(self, model: CrossEncoder, loss: str) -> None:
+        super().__init__()
+        if loss not in ("bce", "listwise"):
+            raise ValueError(f"cross-encoders train with 'bce' or 'listwise', not {loss!r}")
+        self.model = model
+        self.loss_name = loss
+
+    @classmethod
+    def from_config(
+        cls, config: TrainConfig, world_size: int = 1, *, model_path: str | None = None, device: str = "cpu"
+    ) -> CrossEncoderModel:
+        """Load ``config.model``: a saved cross-encoder as it is, anything else with a fresh head."""
+        from counterpoint.models.paths import resolve_model_path
+
+        path = Path(model_path or resolve_model_path(config.model))
+        if is_cross_encoder_dir(path):
+            model = CrossEncoder(str(path), device=device, max_length=config.max_seq_length)
+        else:
+            model = CrossEncoder(
+                str(_backbone_dir(path)), num_labels=1, device=device, max_length=config.max_seq_length
+            )
+        return cls(model, config.loss.name)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def logits(self, queries: Sequence[str], documents: Sequence[str]) -> Tensor:
+        """``(n,)`` relevance logits of the pairs, with a graph when gradients are enabled."""
+        features = self.model.preprocess(list(zip(queries, documents, strict=True)))
+        features = {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in features.items()}
+        return self.model(features)["scores"].reshape(-1)
+
+    def compute_loss(self, batch: Batch) -> Tensor:
+        if batch.kind != "triplets":
+            raise ValueError(
+                f"a cross-encoder trains on triplets (query, positive, negative), not {batch.kind}"
+            )
+        queries, positives, negatives = batch.columns[:3]
+        n = len(queries)
+        if self.loss_name == "bce":
+            logits = self.logits(list(queries) * 2, list(positives) + list(negatives))
+            labels = torch.cat([torch.ones(n), torch.zeros(n)]).to(logits.device)
+            return F.binary_cross_entropy_with_logits(logits, labels)
+        # listwise: each query against its positive, its negative and every other query's documents
+        docs = list(positives) + list(negatives)
+        logits = self.logits([q for q in queries for _ in docs], docs * n).view(n, len(docs))
+        return F.cross_entropy(logits, torch.arange(n, device=logits.device))
+
+    def forward(self, batch: Batch) -> Tensor:
+        return self.compute_loss(batch)
+
+    def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        decay, no_decay = [], []
+        for param in self.parameters():
+            if param.requires_grad:
+                (decay if param.ndim >= 2 else no_decay).append(param)
+        return [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+
+
+class RerankTask:
+    """A BEIR split's first-stage top-``k`` (exact search with ``retriever``), loaded once, reranked
+    by each evaluated cross-encoder."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        split: str = "test",
+        *,
+        retriever: str = "all-MiniLM-L6-v2",
+        top_k: int = 100,
+        max_docs: int | None = None,
+        max_queries: int | None = None,
+        max_seq_length: int = 256,
+        seed: int = 0,
+    ) -> None:
+        from counterpoint.models.embedder import TextEmbedder
+        from counterpoint.workers.evaluate import RetrievalTask
+
+        task = RetrievalTask(path, split, max_docs, seed=seed)
+        qids = sorted(task.queries)[: max_queries or None]
+        self.qrels = {q: task.qrels[q] for q in qids}
+        self.queries = {q: task.queries[q] for q in qids}
+        self.corpus = task.corpus
+        embedder = TextEmbedder(retriever, max_seq_length=max_seq_length, batch_size=32)
+        doc_ids = list(self.corpus)
+        docs = embedder.embed([self.corpus[d] for d in doc_ids]).vectors
+        queries = embedder.embed([self.queries[q] for q in qids]).vectors
+        self.first_stage: Run = exact_search(queries, docs, qids, doc_ids, top_k)
+        self.top_k = top_k
+
+    def first_stage_metrics(self) -> dict[str, float]:
+        metrics = evaluate_run(self.first_stage, self.qrels).as_dict()
+        metrics.pop("n_queries", None)
+        return metrics
+
+    def __call__(self, model: CrossEncoderModel, *, batch_size: int = 32) -> dict[str, float]:
+        was_training = model.training
+        model.eval()
+        try:
+            run: Run = {}
+            with torch.no_grad():
+                for qid, hits in self.first_stage.items():
+                    doc_ids = list(hits)
+                    scores = model.model.predict(
+                        [(self.queries[qid], self.corpus[d]) for d in doc_ids],
+                        batch_size=batch_size,
+                        show_progress_bar=False,
+                    )
+                    run[qid] = {
+                        d: float(s) for d, s in zip(doc_ids, np.asarray(scores).reshape(-1), strict=True)
+                    }
+        finally:
+            model.train(was_training)
+        metrics = evaluate_run(run, self.qrels).as_dict()
+        metrics.pop("n_queries", None)
+        return {f"rerank_{k}": v for k, v in metrics.items()}
