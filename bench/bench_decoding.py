@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--top-p", type=float, default=0.95, help="sampling nucleus")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     parser.add_argument("--cd-alpha", type=float, default=0.1)
-    parser.add_argument("--amateur-layers", type=int, help="default: a quarter of the layers")
+    parser.add_argument("--amateur-layers", type=int, help="default: half of the layers")
     parser.add_argument("--amateur-temperature", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")

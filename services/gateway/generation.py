@@ -68,6 +68,36 @@ def _usage(end: StreamEnd) -> CompletionUsage:
     )
 
 
+class ClosingBody:
+    """A streamed response body that is closed as soon as the task iterating it ends.
+
+    Starlette's ``StreamingResponse`` never closes its body iterator. When a client disconnects
+    while the response task waits in ``send()`` (a slow reader), the cancellation hits that task
+    outside the generator, which stays suspended until the garbage collector finalizes it,
+    seconds later, with the generation still running and its decode slot taken. A done-callback
+    on the consuming task closes the generator at once instead (a no-op after a normal end).
+    """
+
+    def __init__(self, body: AsyncGenerator[bytes, None]) -> None:
+        self._body = body
+        self._watching = False
+        self._closing: asyncio.Task[None] | None = None
+
+    def __aiter__(self) -> ClosingBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if not self._watching:
+            self._watching = True
+            task = asyncio.current_task()
+            if task is not None:
+                task.add_done_callback(self._consumer_done)
+        return await anext(self._body)
+
+    def _consumer_done(self, task: asyncio.Task[Any]) -> None:
+        self._closing = task.get_loop().create_task(self._body.aclose())  # kept: tasks are weakly held
+
+
 class GenerationService:
     """Completions and chat completions over one served causal LM."""
 
@@ -173,11 +203,11 @@ class GenerationService:
     async def stream(self, request: CompletionRequest | ChatCompletionRequest) -> AsyncIterator[bytes]:
         """Validate and start the generation now; return the server-sent events to send."""
         _, _, events = await self._open(request)
-        return self._events(request, events)
+        return ClosingBody(self._events(request, events))
 
     async def _events(
         self, request: CompletionRequest | ChatCompletionRequest, events: AsyncGenerator[DecodeEvent, None]
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         chat = isinstance(request, ChatCompletionRequest)
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
         head = {

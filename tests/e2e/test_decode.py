@@ -2,7 +2,8 @@
 
 Short generations only (SmolLM2-135M on CPU): a contrastive-search completion, a streamed chat
 that must equal the non-streamed one, errors raised inside the decode replica arriving as the
-same 4xx, a client that leaves mid-stream freeing its slot, and the `counterpoint generate` CLI.
+same 4xx, clients that leave mid-stream giving their replica slots back, and the
+`counterpoint generate` CLI.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import pytest
 
 from counterpoint.client import Client
 from counterpoint.errors import LimitExceeded
+from counterpoint.settings import Settings
 from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.e2e
 
 SMOLLM2 = "SmolLM2-135M-Instruct"
 QUESTION = "Tell me about the history of the bicycle."
+COUNTING = ", ".join(str(i) for i in range(1, 21)) + ","  # greedy continues counting: no early EOS
 
 
 def decode_detail(stack: Stack) -> str:
@@ -50,7 +53,7 @@ def test_streamed_chat_equals_the_whole_answer(stack: Stack) -> None:
     assert stream.usage == whole.usage and stream.finish_reason == whole.finish_reason
 
 
-def test_replica_errors_are_4xx_and_a_disconnect_frees_the_slot(stack: Stack) -> None:
+def test_replica_errors_are_4xx(stack: Stack) -> None:
     client = Client(stack.url)
     too_long = "word " * 2000  # > max_prompt_tokens (1536): checked after tokenizing, in the replica
     with pytest.raises(LimitExceeded, match="1536"):
@@ -68,10 +71,35 @@ def test_replica_errors_are_4xx_and_a_disconnect_frees_the_slot(stack: Stack) ->
     )
     assert reply.status_code == 422 and "amateur_layers" in reply.json()["error"]["message"]
 
-    stream = client.stream_complete("Once upon a time", max_tokens=400)
-    next(stream)
-    assert decode_detail(stack).endswith("1 generating")
-    stream.close()  # leave mid-stream: the gateway cancels the replica's generation
+
+def test_a_disconnect_frees_the_replica_slot(stack: Stack) -> None:
+    """Fill every slot of the decode replica (max_ongoing_requests) with long generations, leave
+    them all mid-stream, then open as many again: they can only start if the abandoned ones gave
+    their slots back. Were the generations left running, their slots would stay taken for the
+    rest of their max_tokens, which is measured here from their own speed."""
+    slots = Settings.model_fields["decode_max_ongoing_requests"].default
+    limit = Settings.model_fields["max_tokens_limit"].default
+    client = Client(stack.url, timeout=300)
+    assert decode_detail(stack).endswith("0 generating")
+    streams = [client.stream_complete(COUNTING, max_tokens=limit) for _ in range(slots)]
+    started, received = time.monotonic(), 0
+    for _ in range(3):
+        for stream in streams:
+            assert next(stream)  # counting on: no EOS in sight
+            received += 1
+    rate = received / (time.monotonic() - started)  # deltas/s of the replica, all slots busy
+    leaked_for = (slots * limit - received) / rate  # how long the slots would stay taken
+
+    left = time.monotonic()
+    for stream in streams:
+        stream.close()
+    fresh = [client.stream_complete(COUNTING, max_tokens=limit) for _ in range(slots)]
+    for stream in fresh:
+        assert next(stream)
+    waited = time.monotonic() - left
+    for stream in fresh:
+        stream.close()
+    assert waited < leaked_for / 4, f"new generations waited {waited:.1f}s (slots held {leaked_for:.0f}s)"
     deadline = time.monotonic() + 15
     while not decode_detail(stack).endswith("0 generating") and time.monotonic() < deadline:
         time.sleep(0.2)

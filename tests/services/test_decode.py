@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,15 @@ from counterpoint.errors import InvalidInput, LimitExceeded, NotFound
 from counterpoint.generation_eval import evaluate_generation, log_to_mlflow, markdown_table, read_prompts
 from counterpoint.models.paths import packaged_minilm_path
 from counterpoint.schemas import ChatCompletionChunk, CompletionChunk
-from counterpoint.services.decode.backends import LocalDecoder, StreamEnd, StreamStart, collect
+from counterpoint.services.decode.backends import (
+    DecodeEvent,
+    LocalDecoder,
+    ServeDecoder,
+    StreamEnd,
+    StreamStart,
+    collect,
+)
+from counterpoint.services.decode.deployment import DecodeDeployment
 from counterpoint.services.gateway.app import create_app
 from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.services.gateway.generation import GenerationService
@@ -254,6 +263,7 @@ def test_client_disconnect_stops_the_generation(gen_api: TestClient, decoder: Lo
             lines = reply.iter_lines()
             first = next(line for line in lines if line.startswith("data: "))
             assert json.loads(first.removeprefix("data: "))["choices"][0]["text"]
+            time.sleep(0.1)  # a slow reader: the response now waits in send(), outside the generator
             assert decoder.active == 1
         deadline = time.monotonic() + 5
         while decoder.active and time.monotonic() < deadline:
@@ -266,6 +276,139 @@ def test_client_disconnect_stops_the_generation(gen_api: TestClient, decoder: Lo
         hook.remove()
     # the slot is free: the next request is served normally
     assert gen_api.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 3}).status_code == 200
+
+
+class FakeStreamingResponse:
+    """A streaming `DeploymentResponseGenerator` stand-in: the replica's generator runs in its
+    own task, holding one of the replica's slots until it ends; `cancel()` cancels that task,
+    as Ray Serve does (the replica's generator then gets CancelledError at its await)."""
+
+    def __init__(self, events: AsyncGenerator[DecodeEvent, None], handle: FakeDecodeHandle) -> None:
+        self.handle = handle
+        self.cancelled = False
+        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._task = asyncio.get_running_loop().create_task(self._pump(events))
+
+    async def _pump(self, events: AsyncGenerator[DecodeEvent, None]) -> None:
+        self.handle.ongoing += 1
+        try:
+            async with aclosing(events):
+                async for event in events:
+                    self._queue.put_nowait(("event", event))
+            self._queue.put_nowait(("end", None))
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, as Ray does
+            self._queue.put_nowait(("error", exc))
+        finally:
+            self.handle.ongoing -= 1
+
+    def __aiter__(self) -> AsyncIterator[DecodeEvent]:
+        return self
+
+    async def __anext__(self) -> DecodeEvent:
+        kind, value = await self._queue.get()
+        if kind == "end":
+            raise StopAsyncIteration
+        if kind == "error":
+            raise value
+        return value
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self._task.cancel()
+
+
+class FakeDecodeHandle:
+    """The decode deployment's handle, running the real `DecodeDeployment` methods in-process."""
+
+    def __init__(self, decoder: LocalDecoder) -> None:
+        replica = object.__new__(DecodeDeployment.func_or_class)  # the class without Serve's wrapper
+        replica.decoder = decoder
+        self.replica = replica
+        self.ongoing = 0  # requests the replica is running: its occupied slots
+        self.responses: list[FakeStreamingResponse] = []
+
+    def options(self, **_: Any) -> FakeDecodeHandle:
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.replica, name)
+        handle = self
+
+        class Caller:
+            @staticmethod
+            def remote(*args: Any) -> Any:
+                if name == "complete_stream":
+                    response = FakeStreamingResponse(method(*args), handle)
+                    handle.responses.append(response)
+                    return response
+                return method(*args)  # a coroutine: awaited like a DeploymentResponse
+
+        return Caller()
+
+
+def test_disconnect_through_the_serve_handle_frees_the_replica_slot(
+    core: GatewayCore, settings: Settings, decoder: LocalDecoder, lm: Any
+) -> None:
+    """The stack's path: gateway -> `ServeDecoder` -> the decode replica's generator. A client
+    that leaves mid-stream makes the gateway cancel the handle's response, which ends the
+    replica's generator (its slot) and the generation thread long before max_tokens."""
+    handle = FakeDecodeHandle(decoder)
+    limits = settings.model_copy(update={"max_tokens_limit": MAX_TOKENS_LIMIT})
+    service = GenerationService(limits, ServeDecoder(handle), LM)  # type: ignore[arg-type]
+    forwards = []
+
+    def slow(*_: Any) -> None:  # ~50 ms per forward pass: max_tokens would take over 3 s
+        forwards.append(time.monotonic())
+        time.sleep(0.05)
+
+    hook = lm.register_forward_pre_hook(slow)
+    try:
+        with TestClient(create_app(core, generation=service), raise_server_exceptions=False) as api:
+            body = {"prompt": PROMPT, "max_tokens": MAX_TOKENS_LIMIT, "stream": True}
+            with api.stream("POST", "/v1/completions", json=body) as reply:
+                assert reply.status_code == 200
+                lines = reply.iter_lines()  # held: a dropped iterator closes the response (a disconnect)
+                first = next(line for line in lines if line.startswith("data: "))
+                assert json.loads(first.removeprefix("data: "))["choices"][0]["text"]
+                time.sleep(0.1)  # the generation goes on while the client is connected
+                assert handle.ongoing == 1 and decoder.active == 1 and not handle.responses[0].cancelled
+            deadline = time.monotonic() + 5
+            while (handle.ongoing or decoder.active) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            (abandoned,) = handle.responses
+            assert abandoned.cancelled, "the gateway must cancel the replica's stream"
+            assert handle.ongoing == 0, "the replica's slot must be free once the client left"
+            assert decoder.active == 0 and decoder._finished == 1
+            stopped_at = len(forwards)
+            time.sleep(0.2)
+            assert len(forwards) == stopped_at < MAX_TOKENS_LIMIT // 2
+
+            # the freed slot serves the next request; a stream read to its end is not cancelled
+            reply = api.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 3})
+            assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] == 3
+            assert api.get("/healthz").json()["components"]["decode"]["detail"] == f"{LM}, 0 generating"
+    finally:
+        hook.remove()
+    assert len(handle.responses) == 2 and not handle.responses[1].cancelled and handle.ongoing == 0
+
+
+def test_replica_errors_reach_the_client_through_the_serve_handle(
+    core: GatewayCore, settings: Settings, decoder: LocalDecoder
+) -> None:
+    """Bad input found in the replica (after tokenizing) is the same 4xx behind the handle."""
+    limits = settings.model_copy(update={"max_tokens_limit": MAX_TOKENS_LIMIT})
+    service = GenerationService(limits, ServeDecoder(FakeDecodeHandle(decoder)), LM)  # type: ignore[arg-type]
+    with TestClient(create_app(core, generation=service), raise_server_exceptions=False) as api:
+        for stream in (False, True):
+            reply = api.post("/v1/completions", json={"prompt": LONG, "stream": stream})
+            assert_error(reply, 413, "limit_exceeded", "prompt has", "max_prompt_tokens")
+            body = {
+                "prompt": PROMPT,
+                "decoding": "contrastive_decoding",
+                "amateur_layers": 4,
+                "stream": stream,
+            }
+            assert_error(api.post("/v1/completions", json=body), 422, "invalid_request", "amateur_layers")
 
 
 def test_concurrent_generations_interleave_and_do_not_mix(decoder: LocalDecoder) -> None:

@@ -529,8 +529,7 @@ def test_cross_encoder_losses_learn_the_triplets(workspace: dict[str, Any], loss
     model = CrossEncoderModel.from_config(config)
     model.eval()  # dropout off: the tiny model then overfits eight triplets deterministically
     examples = [
-        Example((f"about {w}", f"{w} passage", f"{WORDS[8 + i]} passage"))
-        for i, w in enumerate(WORDS[:8])
+        Example((f"about {w}", f"{w} passage", f"{WORDS[8 + i]} passage")) for i, w in enumerate(WORDS[:8])
     ]
     batch = Batch.from_examples("triplets", examples)
     optimizer = torch.optim.AdamW(model.parameter_groups(0.0), lr=3e-3)
