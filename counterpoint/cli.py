@@ -369,6 +369,8 @@ def eval_retrieval(
     ] = None,
     top_k: Annotated[int, typer.Option(help="Hits retrieved per query.")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+    rerank: Annotated[bool, typer.Option(help="Two-stage: rerank each query's candidates.")] = False,
+    rerank_top_k: Annotated[int | None, typer.Option(help="Candidates reranked per query.")] = None,
 ) -> None:
     """nDCG@10, Recall@100 and MRR@10 of a collection against relevance judgements."""
     from counterpoint.datasets import default_scifact_dir, load_qrels, load_queries
@@ -387,8 +389,9 @@ def eval_retrieval(
     with _progress(f"searching {len(texts)} queries") as progress:
         task = progress.add_task("eval", total=len(texts))
         run = client().search_many(
-            collection, texts, top_k=top_k, on_progress=lambda n: progress.advance(task, n)
-        )
+            collection, texts, top_k=top_k, on_progress=lambda n: progress.advance(task, n),
+            rerank=rerank, rerank_top_k=rerank_top_k,
+        )  # fmt: skip
     metrics = evaluate_run(run, judged)
     if as_json:
         out.print_json(json.dumps(metrics.as_dict()))
@@ -557,11 +560,22 @@ def mine(
         typer.Option(help="Drop candidates scoring above this x the positive's score (false negatives)."),
     ] = 0.95,
     max_seq_length: Annotated[int, typer.Option(help="Tokens per text when embedding.")] = 256,
+    collection: Annotated[
+        str | None,
+        typer.Option(
+            help="Mine from this live collection through the gateway (its search is the retriever)."
+        ),
+    ] = None,
 ) -> None:
-    """Mine hard negatives for a BEIR split with a retriever; writes (anchor, positive, negative) triplets."""
+    """Mine hard negatives for a BEIR split with a retriever; writes (anchor, positive, negative) triplets.
+
+    By default the corpus is embedded here with --model; with --collection the platform's own search
+    over that collection retrieves the candidates (the BEIR directory gives the queries, the qrels and
+    the positives' text).
+    """
     from counterpoint.datasets import default_scifact_dir
     from counterpoint.infra.tracking import is_registry_ref, resolve_model_uri
-    from counterpoint.workers.mining import mine_beir, write_jsonl
+    from counterpoint.workers.mining import mine_beir
 
     root = beir or default_scifact_dir()
     if not (root / "qrels").is_dir():
@@ -569,6 +583,10 @@ def mine(
     qrels_file = root / "qrels" / f"{split}.tsv"
     if not (qrels_file.exists() or qrels_file.with_name(qrels_file.name + ".gz").exists()):
         raise InvalidInput(f"--split {split}: no {qrels_file.name} in {root / 'qrels'}")
+    if collection is not None:
+        triplets, report = _mine_collection(collection, root, split, top_k, skip_top, max_score_ratio)
+        _write_triplets(triplets, report, out_path, max_score_ratio)
+        return
     if is_registry_ref(model):
         settings = get_settings()
         model = str(resolve_model_uri(model, settings.tracking_uri, settings.models_dir / "registry"))
@@ -579,6 +597,51 @@ def mine(
             max_seq_length=max_seq_length,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )  # fmt: skip
+    _write_triplets(triplets, report, out_path, max_score_ratio)
+
+
+def _mine_collection(
+    collection: str, root: Path, split: str, top_k: int, skip_top: int, max_score_ratio: float
+) -> tuple[list[dict[str, str]], Any]:
+    """Candidates from the live collection's search; texts of positives and negatives from the BEIR corpus."""
+    from counterpoint.datasets import iter_corpus, load_qrels, load_queries, passage_text
+    from counterpoint.workers.mining import mine_triplets
+
+    if split == "test":
+        raise InvalidInput("mining the test split would train on test data; mine 'train' (or a dev split)")
+    cp = client()
+    info = cp.get_collection(collection)
+    qrels = load_qrels(root / "qrels" / f"{split}.tsv")
+    queries = load_queries(root / "queries.jsonl")
+    corpus = {d["_id"]: passage_text(d["title"], d["text"]) for d in iter_corpus(root)}
+
+    with _progress(f"searching '{collection}' ({info.count} documents)") as bar:
+        task = bar.add_task("mine", total=len(qrels))
+
+        def retrieve(texts: Any, k: int) -> list[list[tuple[str, float]]]:
+            run = cp.search_many(
+                collection, {str(i): t for i, t in enumerate(texts)}, top_k=k,
+                on_progress=lambda n: bar.advance(task, n),
+            )  # fmt: skip
+            return [sorted(run[str(i)].items(), key=lambda kv: -kv[1]) for i in range(len(texts))]
+
+        triplets, report = mine_triplets(
+            queries, qrels, corpus, retrieve, top_k=top_k, skip_top=skip_top, max_score_ratio=max_score_ratio
+        )
+    if report.queries and not report.dropped_positives:
+        raise InvalidInput(
+            f"collection '{collection}' returned none of the {split} queries' positives in their top {top_k}: "
+            f"it does not hold this data set's documents (or they are not indexed yet); index the corpus "
+            f"of {root} first"
+        )
+    return triplets, report
+
+
+def _write_triplets(
+    triplets: list[dict[str, str]], report: Any, out_path: Path, max_score_ratio: float
+) -> None:
+    from counterpoint.workers.mining import write_jsonl
+
     write_jsonl(triplets, out_path)
     out.print(
         f"wrote {report.triplets} triplets for {report.queries} queries to {out_path}: "

@@ -366,12 +366,16 @@ class Client:
         top_k: int = 100,
         concurrency: int = 4,
         on_progress: Progress | None = None,
+        rerank: bool = False,
+        rerank_top_k: int | None = None,
     ) -> dict[str, dict[str, float]]:
         """Run many text queries (a few at a time) and return a run: qid -> {doc id: score}."""
 
         def one(item: tuple[str, str]) -> tuple[str, dict[str, float]]:
             qid, text = item
-            reply = self.search(collection, text, top_k=top_k, with_text=False)
+            reply = self.search(
+                collection, text, top_k=top_k, with_text=False, rerank=rerank, rerank_top_k=rerank_top_k
+            )
             if on_progress is not None:
                 on_progress(1)
             return qid, {hit.id: hit.score for hit in reply.hits}

@@ -97,7 +97,7 @@ def test_train_job_through_the_gateway(stack: Stack, tmp_path: Path) -> None:
         stop.set()
         thread.join(30)
     assert errors == [] and answered[0] > 0, errors[:3]
-    assert f"now uses models:/e2e-smoke-model/{version}" in result.stdout, result.stdout
+    assert f"now uses models:/e2e-smoke-model/{version}" in " ".join(result.stdout.split()), result.stdout
     info = cp.get_collection("plain")
     assert info.model == f"models:/e2e-smoke-model/{version}" and info.count == 60 and len(info.previous) == 1
     assert "deleted 1" in stack.cli("collections", "prune", "plain").stdout
@@ -110,3 +110,38 @@ def test_bad_config_is_rejected_before_submission(stack: Stack, tmp_path: Path) 
         Client(stack.url).submit_job(config)
     failed = stack.cli("train", str(config), check=False)
     assert failed.returncode == 1 and "lr" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_mine_hard_negatives_from_a_live_collection(stack: Stack, tmp_path: Path) -> None:
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    topics = ["lighthouses", "bread", "volcanoes", "bicycles", "glaciers", "violins"]
+    docs = [
+        {"_id": f"d{i}", "title": t, "text": f"A passage about {t}, number {i}."}
+        for i, t in enumerate(topics)
+    ]
+    (beir / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in docs))
+    (beir / "queries.jsonl").write_text(
+        "\n".join(json.dumps({"_id": f"q{i}", "text": f"tell me about {t}"}) for i, t in enumerate(topics))
+    )
+    (beir / "qrels" / "train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(len(topics)))
+    )
+    cp = Client(stack.url)
+    cp.create_collection("minable")
+    cp.ingest("minable", [{"id": d["_id"], "title": d["title"], "text": d["text"]} for d in docs])
+    out = tmp_path / "triplets.jsonl"
+    args = ["mine", "--collection", "minable", "--beir", str(beir), "--top-k", "4", "--out", str(out)]
+    result = stack.cli(*args, "--max-score-ratio", "1.0")
+    assert "wrote 6 triplets" in " ".join(result.stdout.split()), result.stdout
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(r["negative"] != r["positive"] for r in rows) and len(rows) == 6
+
+    cp.create_collection("unrelated")
+    cp.ingest("unrelated", [{"id": f"x{i}", "text": f"unrelated text {i}"} for i in range(6)])
+    args[2] = "unrelated"
+    failed = stack.cli(*args, check=False)
+    assert failed.returncode == 1 and "none of the train queries' positives" in " ".join(
+        failed.stderr.split()
+    )
+    assert "Traceback" not in failed.stderr
