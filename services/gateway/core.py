@@ -403,7 +403,11 @@ class GatewayCore:
         if self.reranker is not None:
             try:
                 cards = await asyncio.wait_for(self.reranker.models(), timeout=5)
-                parts["rerank"] = ComponentHealth(status="ok", detail=", ".join(c.id for c in cards))
+                parts["rerank"] = (
+                    ComponentHealth(status="ok", detail=", ".join(c.id for c in cards))
+                    if cards
+                    else ComponentHealth(status="down", detail="the configured reranker is not available yet")
+                )
             except Exception as exc:  # noqa: BLE001
                 parts["rerank"] = ComponentHealth(status="down", detail=str(exc)[:200])
         try:

@@ -7,11 +7,14 @@ together and scores all their pairs in shared forward passes, per model, then sp
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from typing import Any
 
 import numpy as np
 from ray import serve
 
+from counterpoint.errors import CounterpointError, Unavailable
 from counterpoint.models.pool import ModelPool, model_card
 from counterpoint.models.reranker import Scores, TextReranker
 from counterpoint.schemas import ModelCard
@@ -30,24 +33,59 @@ def default_reranker(config: Settings) -> tuple[str, TextReranker]:
     return config.rerank_model, build_reranker(config.rerank_model_path or config.rerank_model, config)
 
 
+RETRY_S = 10.0
+
+
 @serve.deployment(name="rerank", max_ongoing_requests=64)
 class RerankDeployment:
+    """Serves the configured cross-encoder. A registered one that does not exist yet (the loop trains
+    it after the platform started) is retried on use, at most every ``RETRY_S``: the replica stays up
+    and answers 503 meanwhile, instead of failing the whole Serve application."""
+
     def __init__(self, settings: dict[str, Any]) -> None:
-        config = Settings(**settings)
-        name, reranker = default_reranker(config)
-        self.pool: ModelPool[TextReranker] = ModelPool(
-            name, reranker, loader=reranker_loader(config), max_models=config.embed_max_models
-        )
+        self.config = Settings(**settings)
+        self._pool: ModelPool[TextReranker] | None = None
+        self._error = ""
+        self._tried = -RETRY_S
+        with contextlib.suppress(Unavailable):  # not there yet: the replica still starts
+            self._ensure()
+
+    def _ensure(self) -> ModelPool[TextReranker]:
+        if self._pool is None and time.monotonic() - self._tried >= RETRY_S:
+            self._tried = time.monotonic()
+            try:
+                name, reranker = default_reranker(self.config)
+            except CounterpointError as exc:
+                self._error = exc.message
+            else:
+                self._pool = ModelPool(
+                    name,
+                    reranker,
+                    loader=reranker_loader(self.config),
+                    max_models=self.config.embed_max_models,
+                )
+        if self._pool is None:
+            raise Unavailable(f"the reranker {self.config.rerank_model} is not available yet: {self._error}")
+        return self._pool
+
+    @property
+    def pool(self) -> ModelPool[TextReranker]:
+        return self._ensure()
 
     async def rerank(self, query: str, documents: list[str], model: str | None = None) -> Scores:
-        name, _ = await asyncio.to_thread(self.pool.get, model)
+        pool = await asyncio.to_thread(self._ensure)
+        name, _ = await asyncio.to_thread(pool.get, model)
         return await self._score_many(query, documents, name)
 
     async def models(self) -> list[ModelCard]:
-        return self.pool.cards()
+        try:
+            return (await asyncio.to_thread(self._ensure)).cards()
+        except Unavailable:
+            return []
 
     async def load(self, model: str) -> ModelCard:
-        name, reranker = await asyncio.to_thread(self.pool.get, model)
+        pool = await asyncio.to_thread(self._ensure)
+        name, reranker = await asyncio.to_thread(pool.get, model)
         return model_card(name, reranker)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)

@@ -139,3 +139,31 @@ def test_without_a_reranker_rerank_is_a_clear_503(api: TestClient) -> None:
     api.post("/v1/collections", json={"name": "c"})
     search = api.post("/v1/collections/c/search", json={"query": "q", "rerank": True})
     assert search.status_code == 503
+
+
+def test_rerank_replica_waits_for_a_reranker_that_is_not_registered_yet(
+    tmp_path: Path, tracking: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop registers its reranker after the platform started: the replica must stay up (503s)
+    and pick the model up once it exists, instead of failing the whole Serve application."""
+    import asyncio
+
+    from counterpoint.errors import Unavailable
+    from counterpoint.services.rerank import deployment
+
+    settings = Settings(
+        data_dir=tmp_path / "d",
+        mlflow_tracking_uri=str(tracking["uri"]),
+        rerank_model="models:/tiny-reg@later",
+    )
+    replica = deployment.RerankDeployment.func_or_class(settings.export())
+    assert asyncio.run(replica.models()) == []
+    with pytest.raises(Unavailable, match="not available yet"):
+        asyncio.run(replica.rerank("q", ["d"]))
+    # the alias appears (here: pointing at a bi-encoder directory, which loads as a cross-encoder)
+    from counterpoint.infra.tracking import set_alias
+
+    set_alias("tiny-reg", "later", 1, str(tracking["uri"]))
+    monkeypatch.setattr(deployment, "RETRY_S", 0.0)
+    cards = asyncio.run(replica.models())
+    assert [c.id for c in cards] == ["models:/tiny-reg/1"] and cards[0].kind == "reranker"
