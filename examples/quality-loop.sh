@@ -17,6 +17,11 @@ cd "$(dirname "$0")/.."
 COLLECTION=${COLLECTION:-scifact}
 WORK=${WORK:-.counterpoint/loop}
 mkdir -p "$WORK"
+# An example config, training on the mined triplets instead of mining inside the job.
+on_mined() {
+  sed -e "s#^  path: counterpoint/data/scifact\$#  path: $PWD/$WORK/scifact-train-triplets.jsonl#" \
+      -e '/^  format: beir$/d' -e '/^  split: train$/d' -e '/^  hard_negatives:$/,/^    max_score_ratio/d' "$1"
+}
 latest() { counterpoint models registered "$1" --json | python -c 'import json,sys; print(json.load(sys.stdin)[0]["versions"][0]["version"])'; }
 
 echo "== 1. before: the base model's collection"
@@ -26,16 +31,12 @@ echo "== 2. mine hard negatives from the live collection (train split)"
 counterpoint mine --collection "$COLLECTION" --out "$WORK/scifact-train-triplets.jsonl"
 
 echo "== 3. fine-tune the bi-encoder on the mined triplets"
-sed -e "s#^  path: counterpoint/data/scifact\$#  path: $PWD/$WORK/scifact-train-triplets.jsonl#" \
-    -e '/^  format: beir$/d' -e '/^  split: train$/d' -e '/^  hard_negatives:$/,/^    max_score_ratio/d' \
-    examples/scifact-mnrl.yaml > "$WORK/bi-encoder.yaml"
+on_mined examples/scifact-mnrl.yaml > "$WORK/bi-encoder.yaml"
 counterpoint train "$WORK/bi-encoder.yaml" --follow
 counterpoint models alias scifact-minilm "$(latest scifact-minilm)"
 
 echo "== 4. train the reranker (cross-encoder) on the same triplets"
-sed -e "s#^  path: counterpoint/data/scifact\$#  path: $PWD/$WORK/scifact-train-triplets.jsonl#" \
-    -e '/^  format: beir$/d' -e '/^  split: train$/d' -e '/^  hard_negatives:$/,/^    max_score_ratio/d' \
-    examples/scifact-reranker.yaml > "$WORK/reranker.yaml"
+on_mined examples/scifact-reranker.yaml > "$WORK/reranker.yaml"
 counterpoint train "$WORK/reranker.yaml" --follow
 counterpoint models alias scifact-reranker "$(latest scifact-reranker)"
 

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from counterpoint.evaluation import Run, evaluate_run, exact_search
 from counterpoint.workers.config import TrainConfig
-from counterpoint.workers.model import Batch
+from counterpoint.workers.model import Batch, decay_groups
 
 
 def _backbone_dir(path: Path) -> Path:
@@ -105,14 +105,7 @@ class CrossEncoderModel(nn.Module):
         return self.compute_loss(batch)
 
     def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
-        decay, no_decay = [], []
-        for param in self.parameters():
-            if param.requires_grad:
-                (decay if param.ndim >= 2 else no_decay).append(param)
-        return [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
+        return decay_groups(self, weight_decay)
 
 
 class RerankTask:

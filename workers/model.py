@@ -171,15 +171,19 @@ class BiEncoder(nn.Module):
         return self.compute_loss(batch)
 
     def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
-        """AdamW groups: weight decay on matrices only (not biases, LayerNorm, the temperature)."""
-        decay, no_decay = [], []
-        for param in self.parameters():
-            if param.requires_grad:
-                (decay if param.ndim >= 2 else no_decay).append(param)
-        return [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
+        return decay_groups(self, weight_decay)
+
+
+def decay_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on matrices only (not biases, LayerNorm, the temperature)."""
+    decay, no_decay = [], []
+    for param in module.parameters():
+        if param.requires_grad:
+            (decay if param.ndim >= 2 else no_decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 def _grads(parameters: Iterator[nn.Parameter]) -> list[Tensor]:
