@@ -577,3 +577,18 @@ def test_decode_disabled_drops_its_deployment(
     (configmap,) = find(manifests, "ConfigMap")
     settings = {k[13:].lower(): v for k, v in configmap["data"].items() if k.startswith("COUNTERPOINT_")}
     assert configured == _graph_deployments(app, settings) == {"gateway", "embed"}
+
+
+def test_rerank_model_adds_its_deployment(helm: Path, helm_env: dict[str, str], chart_dir: Path) -> None:
+    """With settings.rerank_model the graph gains the rerank deployment, and the config names it."""
+    text = run_helm(
+        helm, helm_env, "template", RELEASE, str(chart_dir),
+        "--set", "settings.rerank_model=models:/scifact-reranker@champion",
+    )  # fmt: skip
+    manifests = [doc for doc in yaml.safe_load_all(text) if doc]
+    (app,) = serve_config(manifests)["applications"]
+    configured = {d["name"] for d in app["deployments"]}
+    (configmap,) = find(manifests, "ConfigMap")
+    settings = {k[13:].lower(): v for k, v in configmap["data"].items() if k.startswith("COUNTERPOINT_")}
+    assert configmap["data"]["COUNTERPOINT_RERANK_MODEL"] == "models:/scifact-reranker@champion"
+    assert configured == _graph_deployments(app, settings) == {"gateway", "embed", "decode", "rerank"}
