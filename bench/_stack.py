@@ -18,8 +18,9 @@ DECODE_CACHE = Path(__file__).resolve().parents[1] / ".counterpoint" / "models" 
 
 
 @contextlib.contextmanager
-def gateway(url: str | None, *, decode: bool = False) -> Iterator[str]:
-    """Yield a gateway URL; without ``url``, run `counterpoint up` (no demo/UI/MLflow) meanwhile.
+def gateway(url: str | None, *, decode: bool = False, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Yield a gateway URL; without ``url``, run `counterpoint up` (no demo/UI/MLflow) meanwhile,
+    with ``env`` added to its environment (e.g. ``COUNTERPOINT_RERANK_MODEL``).
 
     The private stack loads the causal LM only with ``decode`` (its converted copy is kept in
     ``COUNTERPOINT_DECODE_CACHE_DIR``, default the repository's ``.counterpoint/models``).
@@ -28,7 +29,7 @@ def gateway(url: str | None, *, decode: bool = False) -> Iterator[str]:
         yield url
         return
     data_dir = tempfile.mkdtemp(prefix="cp-bench-")
-    env = {**os.environ, "COUNTERPOINT_DATA_DIR": data_dir, "COUNTERPOINT_GATEWAY_PORT": str(PRIVATE_PORT),
+    env = {**os.environ, **(env or {}), "COUNTERPOINT_DATA_DIR": data_dir, "COUNTERPOINT_GATEWAY_PORT": str(PRIVATE_PORT),
            "COUNTERPOINT_RAY_DASHBOARD_PORT": "18365", "HF_HUB_OFFLINE": "1",
            "COUNTERPOINT_DECODE_ENABLED": "true" if decode else "false"}  # fmt: skip
     if decode:
