@@ -66,7 +66,7 @@ def main() -> None:
     ]
     model = args.model or fresh_cross_encoder(Path(tempfile.mkdtemp(prefix="cp-ce-")))
     calls = [
-        (queries[i], docs[i * 7 % len(docs) :][: args.per_query] or docs[: args.per_query])
+        (queries[i], [docs[(i * 7 + j) % len(docs)] for j in range(args.per_query)])
         for i in range(args.queries)
     ]
     pairs = sum(len(d) for _, d in calls)
