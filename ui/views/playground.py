@@ -188,7 +188,7 @@ def generation_panel(cp: Client) -> None:
             icon=":material/construction:",
         )
         return
-    lms = [m for m in (common.call(cp.models) or []) if m.kind != "embedding"]
+    lms = [m for m in (common.call(cp.models) or []) if m.kind == "causal-lm"]
     if not lms:
         st.text_area(
             "prompt", "Explain contrastive learning in one sentence.", disabled=True, key="pg_prompt"
