@@ -62,7 +62,9 @@ class TextReranker:
         pairs = [(query, doc) for query, docs in calls for doc in docs]
         if not pairs:
             return [Scores(np.zeros(0, dtype=np.float32), [], []) for _ in calls]
-        encoded = self.model.tokenizer([q for q, _ in pairs], [d for _, d in pairs], truncation=False)
+        encoded = self.model.tokenizer(
+            [q for q, _ in pairs], [d for _, d in pairs], truncation=False, verbose=False
+        )
         lengths = [len(ids) for ids in encoded["input_ids"]]
         order = np.argsort([-n for n in lengths], kind="stable")
         flat = np.empty(len(pairs), dtype=np.float32)
