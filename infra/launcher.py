@@ -206,7 +206,7 @@ class LocalStack:
                 self.start_mlflow()
         with console.status("starting Ray"):
             self.start_ray()
-        signal.signal(signal.SIGTERM, _raise_interrupt)  # ray.init replaced it with one that aborts
+        install_stop_signals()  # ray.init replaced SIGTERM's handler with one that aborts
         with console.status("starting Ray Serve: gateway + embed (loading the model)"):
             self.start_serve()
             if not wait_http(f"{s.gateway_url}/healthz", timeout=300):
@@ -258,8 +258,19 @@ class LocalStack:
                     return
 
 
+def install_stop_signals() -> None:
+    """SIGTERM and SIGINT raise KeyboardInterrupt, which stops the stack cleanly.
+
+    `counterpoint down` sends SIGINT; a shell starts background jobs (`up &`, nohup, scripts) with
+    SIGINT ignored and Python then installs no handler: taken explicitly here, or `down` would time
+    out, SIGKILL this process and leave MLflow and Streamlit orphaned.
+    """
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
+
+
 def _raise_interrupt(_signum: int, _frame: object) -> None:
-    """SIGTERM stops the stack the same way as Ctrl-C: through `LocalStack.stop`."""
+    """SIGTERM and SIGINT stop the stack the same way as Ctrl-C: through `LocalStack.stop`."""
     raise KeyboardInterrupt
 
 
@@ -271,7 +282,7 @@ def up(settings: Settings, *, wait: bool = True) -> None:
         console.print(f"  gateway {settings.gateway_url}; stop it with `counterpoint down`.")
         return
     stack = LocalStack(settings)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    install_stop_signals()
     try:
         stack.start()
         stack.print_urls()

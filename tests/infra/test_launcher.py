@@ -1,0 +1,38 @@
+"""The launcher's stop path: `counterpoint down` (SIGINT) must reach an `up` started in the background."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+CHILD = """
+import signal, sys, time
+from counterpoint.infra.launcher import install_stop_signals
+assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # as a shell starts `up &`
+install_stop_signals()
+try:
+    print("ready", flush=True)
+    time.sleep(30)
+except KeyboardInterrupt:
+    print("stopping cleanly", flush=True)
+    sys.exit(0)
+sys.exit(3)
+"""
+
+
+def test_sigint_stops_an_up_whose_shell_ignored_it() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "stopping cleanly" in out
+    assert time.monotonic() - started < 10
