@@ -215,10 +215,11 @@ class Client:
     def models(self) -> list[ModelCard]:
         return ModelList.model_validate(self._request("GET", "/v1/models")).data
 
-    def deploy_model(self, model: str) -> ModelCard:
-        """Load ``model`` into the embedding service (``models:/NAME@champion``, ``models:/NAME/3``);
-        the card's ``id`` is the concrete version now served."""
-        return ModelCard.model_validate(self._request("POST", "/v1/models", json={"model": model}))
+    def deploy_model(self, model: str, *, kind: str = "embedding") -> ModelCard:
+        """Load ``model`` into the embedding service (``models:/NAME@champion``, ``models:/NAME/3``), or
+        with ``kind="reranker"`` into the rerank service; the card's ``id`` is the concrete version."""
+        data = self._request("POST", "/v1/models", json={"model": model, "kind": kind})
+        return ModelCard.model_validate(data)
 
     def registered_models(self) -> list[RegisteredModel]:
         """Models in the MLflow registry, each with its aliases and newest versions (with metrics)."""

@@ -101,6 +101,7 @@ class ModelVersionInfo(BaseModel):
     status: str | None = None
     created_at: datetime | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
+    model_type: str = Field("bi-encoder", description="bi-encoder (embed service) or cross-encoder (rerank).")
 
 
 class RegisteredModel(BaseModel):

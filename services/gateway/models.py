@@ -51,6 +51,7 @@ class ModelRegistryService:
 
     def _version(self, client: Any, version: Any, aliases: dict[str, str]) -> ModelVersionInfo:
         metrics: dict[str, float] = {}
+        model_type = "bi-encoder"
         if version.run_id:
             try:
                 run = client.get_run(version.run_id)
@@ -59,6 +60,7 @@ class ModelRegistryService:
                     for k, v in run.data.metrics.items()
                     if k.startswith(METRIC_PREFIX)
                 }
+                model_type = run.data.tags.get("counterpoint.model_type", model_type)
             except Exception:  # noqa: BLE001 - a deleted run leaves the version without metrics
                 metrics = {}
         return ModelVersionInfo(
@@ -70,6 +72,7 @@ class ModelRegistryService:
             status=str(version.status) if version.status else None,
             created_at=_when(version.creation_timestamp),
             metrics=metrics,
+            model_type=model_type,
         )
 
     def _model(self, client: Any, registered: Any, *, with_versions: bool) -> RegisteredModel:

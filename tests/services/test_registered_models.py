@@ -102,6 +102,7 @@ def test_deploy_and_registry_listing(registered_api: TestClient) -> None:
     assert [v["version"] for v in mine["versions"]] == ["2", "1"]
     assert mine["versions"][1]["aliases"] == ["champion"]
     assert mine["versions"][0]["metrics"] == {"ndcg_at_10": 20.0}
+    assert {v["model_type"] for v in mine["versions"]} == {"bi-encoder"}
     assert registered_api.get(f"/v1/registry/models/{MODEL}").json()["aliases"] == {"champion": "1"}
 
 

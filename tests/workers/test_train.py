@@ -602,9 +602,15 @@ def test_cross_encoder_job_reranks_registers_and_serves(
         result["model_uri"].startswith("runs:/")
         and result["registered_model_uri"] == "models:/tiny-reranker/1"
     )
+    import asyncio
+
+    from counterpoint.services.gateway.models import ModelRegistryService
+
     settings = Settings(
         data_dir=tmp_path / "serve", mlflow_tracking_uri=stores["tracking_uri"], rerank_max_length=64
     )
+    registered = asyncio.run(ModelRegistryService(settings).get("tiny-reranker"))
+    assert registered.versions[0].model_type == "cross-encoder"  # the UI deploys it to the rerank service
     served = reranker_loader(settings)("models:/tiny-reranker/1")
     assert isinstance(served, TextReranker)
     scores = served.score("about alpha", ["alpha passage 0", "kappa passage 9"]).scores

@@ -27,6 +27,7 @@ def version_rows(model: RegisteredModel) -> list[dict[str, Any]]:
             "status": v.status or "—",
             "created": common.fmt_time(v.created_at) if v.created_at else "—",
             "run": (v.run_id or "")[:8],
+            "type": v.model_type,
             **{k: round(val, 4) for k, val in sorted(v.metrics.items())},
         }
         for v in model.versions
@@ -68,18 +69,23 @@ def registered_model(cp: Any, model: RegisteredModel, served: set[str]) -> None:
             st.rerun()
         uri = f"models:/{name}/{chosen}"
         deployed = uri in served
+        version = next(v for v in model.versions if v.version == chosen)
+        kind, service = (
+            ("reranker", "rerank") if version.model_type == "cross-encoder" else ("embedding", "embed")
+        )
         if c3.button(
-            "Serving" if deployed else "Deploy to the embed service",
+            "Serving" if deployed else f"Deploy to the {service} service",
             key=f"deploy-{name}",
             icon=":material/deployed_code:",
             disabled=deployed,
             width="stretch",
-            help=f"Loads {uri} into the embedding service: /v1/embeddings and new collections can use it "
-            f"as `{uri}` or `models:/{name}@{CHAMPION}`.",
+            help=f"Loads {uri} into the {service} service; requests can name it as `{uri}` or "
+            f"`models:/{name}@{CHAMPION}`.",
         ):
-            card = common.call(cp.deploy_model, uri, spinner=f"loading {uri}")
+            card = common.call(cp.deploy_model, uri, kind=kind, spinner=f"loading {uri}")
             if card is not None:
-                st.session_state["models_flash"] = f"`{card.id}` is served ({card.dimensions} dimensions)."
+                what = f"{card.dimensions} dimensions" if card.dimensions else f"by the {service} service"
+                st.session_state["models_flash"] = f"`{card.id}` is served ({what})."
                 st.rerun()
 
 
