@@ -336,8 +336,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     )
     model = build_model(config, world, str(device))
     model.train()
-    # fused: one kernel over all parameters (CPU too since torch 2.4), as the HF trainer defaults to
-    optimizer = torch.optim.AdamW(model.parameter_groups(config.weight_decay), lr=config.lr, fused=True)
+    optimizer = torch.optim.AdamW(model.parameter_groups(config.weight_decay), lr=config.lr)
     warmup = int(config.warmup_ratio * plan.total_steps)
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup, plan.total_steps)
 
