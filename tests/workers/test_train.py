@@ -462,8 +462,10 @@ def test_hard_negatives_are_mined_once_before_training(workspace: dict[str, Any]
         workspace, batch_size=2, data={"path": str(beir), "format": "beir", "hard_negatives": hard}
     )
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow_client = MlflowClient(tracking)
-    run_id = mlflow_client.create_run(mlflow_client.create_experiment("mining")).info.run_id
+    from counterpoint.infra.tracking import get_or_create_experiment
+
+    mlflow_client = MlflowClient(tracking)  # artifacts next to the database, not in ./mlruns
+    run_id = mlflow_client.create_run(get_or_create_experiment("mining", tracking)).info.run_id
 
     mined = mine_hard_negatives(config, tmp_path / "job", tracking, run_id)
     assert (mined.data.kind, mined.data.hard_negatives) == ("triplets", None)
