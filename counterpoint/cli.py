@@ -685,6 +685,15 @@ def follow(job_id: str) -> Any:
     return job
 
 
+def follow_to_the_end(job_id: str) -> None:
+    """Follow a job, print its outcome and final metrics; exit 1 unless it succeeded."""
+    job = follow(job_id)
+    out.print(f"job {job.id} {job.status}" + (f": {job.error}" if job.error else ""))
+    out.print(_job_line(job))
+    if job.status != "succeeded":
+        raise typer.Exit(1)
+
+
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="Training config, YAML or JSON (see examples/).")],
@@ -696,11 +705,7 @@ def train(
     job = client().submit_job(config)
     out.print(f"submitted job {job.id} ({job.name}); follow with `counterpoint jobs show {job.id}`")
     if follow_job:
-        job = follow(job.id)
-        out.print(f"job {job.id} {job.status}" + (f": {job.error}" if job.error else ""))
-        out.print(_job_line(job))
-        if job.status != "succeeded":
-            raise typer.Exit(1)
+        follow_to_the_end(job.id)
 
 
 @jobs_app.command("list")
@@ -737,8 +742,7 @@ def jobs_resume(
     job = client().resume_job(job_id)
     out.print(f"job {job.id} resubmitted ({job.status})")
     if follow_job:
-        job = follow(job.id)
-        out.print(f"job {job.id} {job.status}" + (f": {job.error}" if job.error else ""))
+        follow_to_the_end(job.id)
 
 
 @jobs_app.command("cancel")

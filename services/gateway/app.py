@@ -232,9 +232,7 @@ def create_app(
     async def load_model(body: ModelLoad) -> ModelCard:
         """Deploy a model to the embedding service: a served name, ``models:/NAME/VERSION`` or
         ``models:/NAME@ALIAS`` (resolved to its version now). Later requests may name it."""
-        if body.kind == "reranker":
-            return await core._require_reranker().load(await core.concrete_model(body.model))
-        return await core.model_card(body.model)
+        return await core.load_model(body.model, body.kind)
 
     def model_registry() -> ModelRegistryService:
         if registry is None:

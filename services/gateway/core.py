@@ -246,7 +246,7 @@ class GatewayCore:
         model: they are embedded again for it, so no write lands only in the retired collection.
         """
         while True:
-            vectors = await self._embed_chunks([d.embed_text() for d in docs], row.model)
+            records = await self.embed_records(docs, row.model)
             mirror = self.mirrors.get(name)
             if mirror is not None:
                 await self._mirror(mirror, docs)
@@ -254,13 +254,16 @@ class GatewayCore:
             if current.physical_name == row.physical_name:
                 break
             row = current
-        records = [VectorRecord(d.id, v, d.payload()) for d, v in zip(docs, vectors, strict=True)]
         await asyncio.to_thread(self.store.upsert, row.physical_name, records)
         return row
 
+    async def embed_records(self, docs: Sequence[Document], model: str) -> list[VectorRecord]:
+        """The vector-store records of ``docs``: each embedded with ``model``, its payload kept."""
+        vectors = await self._embed_chunks([d.embed_text() for d in docs], model)
+        return [VectorRecord(d.id, v, d.payload()) for d, v in zip(docs, vectors, strict=True)]
+
     async def _mirror(self, mirror: Mirror, docs: Sequence[Document]) -> None:
-        vectors = await self._embed_chunks([d.embed_text() for d in docs], mirror.model)
-        records = [VectorRecord(d.id, v, d.payload()) for d, v in zip(docs, vectors, strict=True)]
+        records = await self.embed_records(docs, mirror.model)
         async with mirror.lock:
             await asyncio.to_thread(self.store.upsert, mirror.physical_name, records)
             mirror.written.update(d.id for d in docs)
@@ -311,14 +314,13 @@ class GatewayCore:
         if request.rerank and hits:
             stage = time.perf_counter()
             assert request.query is not None
-            model = await self._rerank_model(request.rerank_model)
+            reranked_by = await self._rerank_model(request.rerank_model)
             texts = [passage_text(h.title or "", h.text or "") for h in hits]
-            scores = await self.reranker.rerank(request.query, texts, model)  # type: ignore[union-attr]
+            scores = await self.reranker.rerank(request.query, texts, reranked_by)  # type: ignore[union-attr]
             for rank, (hit, score) in enumerate(zip(hits, scores.scores, strict=True), start=1):
                 hit.first_stage_score, hit.first_stage_rank, hit.score = hit.score, rank, float(score)
             hits.sort(key=lambda h: -h.score)
             timings["rerank_ms"] = _ms_since(stage)
-            reranked_by = model or (await self.reranker.models())[0].id  # type: ignore[union-attr]
         hits = hits[: request.top_k]
         if not request.with_text:
             for hit in hits:
@@ -341,8 +343,17 @@ class GatewayCore:
             )
         return self.reranker
 
-    async def _rerank_model(self, name: str | None) -> str | None:
-        return None if name is None else await self.concrete_model(name)
+    async def _rerank_model(self, name: str | None) -> str:
+        """The reranker a request names, as served: its concrete version, or the default one."""
+        if name is None:
+            return (await self._require_reranker().models())[0].id
+        return await self.concrete_model(name)
+
+    async def load_model(self, name: str, kind: str = "embedding") -> ModelCard:
+        """Deploy ``name`` to the embedding service, or (``kind="reranker"``) the rerank service."""
+        if kind == "reranker":
+            return await self._require_reranker().load(await self.concrete_model(name))
+        return await self.model_card(name)
 
     async def rerank_models(self) -> list[ModelCard]:
         return await self.reranker.models() if self.reranker is not None else []
@@ -382,9 +393,8 @@ class GatewayCore:
                 f"{cut} of {len(docs)} (query, document) pairs were longer than {limit} tokens and were "
                 "truncated (the longer side first): their scores saw only the first tokens"
             )
-        served = model or (await reranker.models())[0].id
         usage = Usage(prompt_tokens=scores.total_tokens, total_tokens=scores.total_tokens)
-        return RerankResponse(model=served, results=results, usage=usage, truncated=cut, warnings=warnings)
+        return RerankResponse(model=model, results=results, usage=usage, truncated=cut, warnings=warnings)
 
     # --- health --------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from counterpoint.errors import Conflict, CounterpointError, InvalidInput
-from counterpoint.infra.vectors.base import CollectionSpec, VectorRecord
+from counterpoint.infra.vectors.base import CollectionSpec
 from counterpoint.schemas import Document, JobInfo
 
 if TYPE_CHECKING:
@@ -109,15 +109,10 @@ class Reindexer:
                 )
                 if core.registry.get_job(job_id).status == "cancelled":
                     raise ReindexCancelled("cancelled by the user")
-                docs = [document_of(r.payload) for r in page]
-                vectors = await core._embed_chunks([d.embed_text() for d in docs], mirror.model)
+                records = await core.embed_records([document_of(r.payload) for r in page], mirror.model)
                 async with mirror.lock:  # an id the mirror wrote meanwhile is newer: keep it
-                    records = [
-                        VectorRecord(d.id, v, d.payload())
-                        for d, v in zip(docs, vectors, strict=True)
-                        if d.id not in mirror.written
-                    ]
-                    await asyncio.to_thread(core.store.upsert, mirror.physical_name, records)
+                    fresh = [r for r in records if r.id not in mirror.written]
+                    await asyncio.to_thread(core.store.upsert, mirror.physical_name, fresh)
                 copied += len(page)
                 core.registry.update_job(
                     job_id, metrics={"step": copied, "total_steps": max(total, copied), "indexed": copied}
