@@ -12,6 +12,7 @@ class CounterpointError(Exception):
 
     status_code: int = 500
     type: str = "internal_error"
+    retry_after: int | None = None  # seconds; sent as Retry-After (429, 503)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -19,6 +20,11 @@ class CounterpointError(Exception):
 
     def to_body(self) -> dict[str, dict[str, str]]:
         return {"error": {"type": self.type, "message": self.message}}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the gateway sends with this error (``WWW-Authenticate``, ``Retry-After``)."""
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
 
 class InvalidInput(CounterpointError):
@@ -49,15 +55,55 @@ class LimitExceeded(CounterpointError):
     type = "limit_exceeded"
 
 
+class Unauthorized(CounterpointError):
+    """No API key, or one the gateway does not know (or that was revoked)."""
+
+    status_code = 401
+    type = "unauthorized"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(CounterpointError):
+    """The API key is valid but lacks the scope the route needs."""
+
+    status_code = 403
+    type = "forbidden"
+
+
+class RateLimited(CounterpointError):
+    """Too many requests for this key; retry after ``retry_after`` seconds."""
+
+    status_code = 429
+    type = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Unavailable(CounterpointError):
     """A part of the platform is down or still starting; retry later."""
 
     status_code = 503
     type = "unavailable"
+    retry_after = 1
 
 
 ERROR_TYPES: dict[str, type[CounterpointError]] = {
-    cls.type: cls for cls in (InvalidInput, NotFound, Conflict, LimitExceeded, Unavailable)
+    cls.type: cls
+    for cls in (
+        InvalidInput,
+        NotFound,
+        Conflict,
+        LimitExceeded,
+        Unauthorized,
+        Forbidden,
+        RateLimited,
+        Unavailable,
+    )
 }
 
 

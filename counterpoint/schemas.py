@@ -401,6 +401,30 @@ class JobLogs(BaseModel):
     logs: str
 
 
+class KeyCreate(StrictModel):
+    name: str = Field(..., min_length=1, max_length=255, description="Who or what uses the key.")
+    scopes: list[str] = Field(
+        ..., min_length=1, description="read, write, train, admin (admin may call every route)."
+    )
+
+
+class KeyInfo(BaseModel):
+    id: str
+    name: str
+    prefix: str = Field(..., description="Identifies the key in lists and logs; not a secret.")
+    scopes: list[str]
+    created_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class KeyCreated(KeyInfo):
+    key: str = Field(..., description="The API key itself: shown once, stored only as a hash.")
+
+
+class KeyList(BaseModel):
+    keys: list[KeyInfo]
+
+
 # --- text generation -------------------------------------------------------------------------
 # OpenAI's completions and chat completions, plus the decoding options of GenerationParams
 # (decoding, penalty_alpha, top_k, cd_alpha, amateur_layers, amateur_temperature, ...).

@@ -115,7 +115,32 @@ class Settings(BaseSettings):
     )
     max_prompt_tokens: int = Field(1536, ge=1, description="Longest prompt (in tokens) a generation accepts.")
 
+    # --- security ------------------------------------------------------------------------
+    auth_enabled: bool = Field(
+        True, description="Require an API key (Authorization: Bearer ...) on every route but /healthz."
+    )
+    api_key: SecretStr | None = Field(
+        None, description="Key the SDK, CLI and UI send; None reads <data_dir>/admin.key if present."
+    )
+    admin_key: SecretStr | None = Field(
+        None,
+        description="A bootstrap admin key the gateway accepts besides the stored ones; None: `up` "
+        "creates a local admin key in <data_dir>/admin.key.",
+    )
+    auth_cache_ttl_s: float = Field(
+        10.0, ge=0, description="How long a verified key is trusted before the registry is asked again."
+    )
+    rate_limit: str | None = Field(
+        "50/second",
+        description="Requests per key (per client address with auth off), in `limits` notation "
+        "('50/second', '10/second;1000/hour'); None: unlimited.",
+    )
+
     # --- request limits ------------------------------------------------------------------
+    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
+    max_text_tokens: int = Field(
+        8192, ge=1, description="Tokens accepted in one text to embed (longer ones get a 413)."
+    )
     max_texts_per_request: int = Field(512, ge=1, description="Texts accepted in one embeddings call.")
     max_text_chars: int = Field(100_000, ge=1, description="Characters accepted in one text.")
     max_documents_per_ingest: int = Field(2048, ge=1, description="Documents accepted in one ingest call.")
@@ -183,6 +208,21 @@ class Settings(BaseSettings):
     @property
     def logs_dir(self) -> Path:
         return self.resolved_data_dir / "logs"
+
+    @property
+    def admin_key_file(self) -> Path:
+        """The local admin key `counterpoint up` writes (mode 600) for the CLI, SDK and UI on this machine."""
+        return self.resolved_data_dir / "admin.key"
+
+    @property
+    def client_api_key(self) -> str | None:
+        """The key clients send: ``api_key``, else the local admin key file, else none."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        try:
+            return self.admin_key_file.read_text().strip() or None
+        except OSError:
+            return None
 
 
 @lru_cache(maxsize=1)

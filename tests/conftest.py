@@ -15,6 +15,12 @@ from typing import Any
 
 import pytest
 
+# Unit tests build gateways without keys and call them fast: auth and rate limits are off unless a
+# test turns them on (tests/services/test_auth.py). The e2e stack strips COUNTERPOINT_* variables,
+# so `counterpoint up` there runs as a user's would: auth on, a local admin key, default limits.
+os.environ.setdefault("COUNTERPOINT_AUTH_ENABLED", "false")
+os.environ.setdefault("COUNTERPOINT_RATE_LIMIT", "")
+
 # =============================================================================================
 # postgres_url: a real, throw-away PostgreSQL server for the whole test session.
 # Owner: registry database (infra/db). Self-contained: keep other fixtures outside this block.

@@ -7,6 +7,7 @@ unexpected failure is logged and answered with a 500 that carries no traceback.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from counterpoint import __version__
-from counterpoint.errors import CounterpointError, InvalidInput, Unavailable
+from counterpoint.errors import CounterpointError, InvalidInput, LimitExceeded, Unavailable
 from counterpoint.schemas import (
     AliasUpdate,
     ChatCompletionRequest,
@@ -42,6 +43,10 @@ from counterpoint.schemas import (
     JobInfo,
     JobList,
     JobLogs,
+    KeyCreate,
+    KeyCreated,
+    KeyInfo,
+    KeyList,
     ModelCard,
     ModelList,
     ModelLoad,
@@ -53,6 +58,7 @@ from counterpoint.schemas import (
     SearchRequest,
     SearchResponse,
 )
+from counterpoint.services.gateway.auth import Guard, KeyStore, require_scope
 from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.services.gateway.generation import SSE_HEADERS, GenerationService
 from counterpoint.services.gateway.jobs import JobService, check_tail
@@ -65,8 +71,51 @@ HealthCheck = Callable[[], Awaitable[dict[str, ComponentHealth]]]
 _JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines", "text/plain")
 
 
-def error_response(status: int, kind: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"type": kind, "message": message}})
+READ, WRITE, TRAIN, ADMIN = (require_scope(s) for s in ("read", "write", "train", "admin"))
+
+
+def error_response(
+    status: int, kind: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"type": kind, "message": message}}
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+class BodySizeLimit:
+    """ASGI middleware: a body over ``max_bytes`` gets a 413 naming the limit.
+
+    ``Content-Length`` is checked before the route runs; a chunked body is counted as it arrives."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def error(self) -> LimitExceeded:
+        return LimitExceeded(
+            f"request body exceeds {self.max_bytes} bytes (setting max_body_bytes): send smaller batches"
+        )
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            err = self.error()
+            await error_response(err.status_code, err.type, err.message)(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> dict[str, Any]:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise self.error()  # the route's error handler answers 413
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def _describe_validation(errors: list[Any]) -> str:
@@ -81,7 +130,7 @@ def _describe_validation(errors: list[Any]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CounterpointError)
     async def _counterpoint(_: Request, exc: CounterpointError) -> JSONResponse:
-        return error_response(exc.status_code, exc.type, getattr(exc, "message", str(exc)))
+        return error_response(exc.status_code, exc.type, getattr(exc, "message", str(exc)), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -96,7 +145,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         cause = getattr(exc, "cause", None)  # Ray wraps errors raised in other replicas
         if isinstance(cause, CounterpointError):
-            return error_response(cause.status_code, cause.type, cause.message)
+            return error_response(cause.status_code, cause.type, cause.message, cause.headers)
         logger.exception("unhandled error")
         return error_response(500, "internal_error", f"internal error ({type(exc).__name__}); see the logs")
 
@@ -194,6 +243,9 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    keys = KeyStore(core.registry, core.settings)
+    app.state.guard = Guard(core.settings, keys)
+    app.add_middleware(BodySizeLimit, max_bytes=core.settings.max_body_bytes)
 
     def openapi() -> dict[str, Any]:
         """Standard schema plus the ingest body, which the route parses by hand."""
@@ -221,14 +273,14 @@ def create_app(
         overall = "ok" if states <= {"ok"} else ("down" if states == {"down"} else "degraded")
         return Health(status=overall, components=parts)
 
-    @app.get("/v1/models", response_model=ModelList, tags=["models"])
+    @app.get("/v1/models", response_model=ModelList, tags=["models"], dependencies=[READ])
     async def models() -> ModelList:
         cards = await core.models() + await core.rerank_models()
         if generation is not None:
             cards += await generation.models()
         return ModelList(data=cards)
 
-    @app.post("/v1/models", response_model=ModelCard, tags=["models"])
+    @app.post("/v1/models", response_model=ModelCard, tags=["models"], dependencies=[TRAIN])
     async def load_model(body: ModelLoad) -> ModelCard:
         """Deploy a model to the embedding service: a served name, ``models:/NAME/VERSION`` or
         ``models:/NAME@ALIAS`` (resolved to its version now). Later requests may name it."""
@@ -239,15 +291,22 @@ def create_app(
             raise Unavailable("the model registry is not configured on this gateway (no MLflow tracking URI)")
         return registry
 
-    @app.get("/v1/registry/models", response_model=RegisteredModelList, tags=["models"])
+    @app.get("/v1/registry/models", response_model=RegisteredModelList, tags=["models"], dependencies=[READ])
     async def registered_models() -> RegisteredModelList:
         return RegisteredModelList(models=await model_registry().list())
 
-    @app.get("/v1/registry/models/{name}", response_model=RegisteredModel, tags=["models"])
+    @app.get(
+        "/v1/registry/models/{name}", response_model=RegisteredModel, tags=["models"], dependencies=[READ]
+    )
     async def registered_model(name: str) -> RegisteredModel:
         return await model_registry().get(name)
 
-    @app.put("/v1/registry/models/{name}/aliases/{alias}", response_model=RegisteredModel, tags=["models"])
+    @app.put(
+        "/v1/registry/models/{name}/aliases/{alias}",
+        response_model=RegisteredModel,
+        tags=["models"],
+        dependencies=[TRAIN],
+    )
     async def set_alias(name: str, alias: str, body: AliasUpdate) -> RegisteredModel:
         """Point ``models:/NAME@ALIAS`` (e.g. ``champion``) at a version."""
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_\-]{0,62}", alias) or re.fullmatch(r"[vV]\d+|latest", alias):
@@ -257,32 +316,45 @@ def create_app(
             )
         return await model_registry().set_alias(name, alias, body.version)
 
-    @app.delete("/v1/registry/models/{name}/aliases/{alias}", response_model=RegisteredModel, tags=["models"])
+    @app.delete(
+        "/v1/registry/models/{name}/aliases/{alias}",
+        response_model=RegisteredModel,
+        tags=["models"],
+        dependencies=[TRAIN],
+    )
     async def delete_alias(name: str, alias: str) -> RegisteredModel:
         return await model_registry().delete_alias(name, alias)
 
-    @app.post("/v1/embeddings", response_model=EmbeddingResponse, tags=["embeddings"])
+    @app.post("/v1/embeddings", response_model=EmbeddingResponse, tags=["embeddings"], dependencies=[READ])
     async def embeddings(body: EmbeddingRequest) -> EmbeddingResponse:
         return await core.embed(body)
 
-    @app.post("/v1/rerank", response_model=RerankResponse, tags=["rerank"])
+    @app.post("/v1/rerank", response_model=RerankResponse, tags=["rerank"], dependencies=[READ])
     async def rerank(body: RerankRequest) -> RerankResponse:
         """Score ``documents`` (or TEI's ``texts``) for ``query`` with the cross-encoder, best first."""
         return await core.rerank(body)
 
-    @app.get("/v1/collections", response_model=CollectionList, tags=["collections"])
+    @app.get("/v1/collections", response_model=CollectionList, tags=["collections"], dependencies=[READ])
     async def list_collections() -> CollectionList:
         return CollectionList(collections=await core.list_collections())
 
-    @app.post("/v1/collections", response_model=CollectionInfo, status_code=201, tags=["collections"])
+    @app.post(
+        "/v1/collections",
+        response_model=CollectionInfo,
+        status_code=201,
+        tags=["collections"],
+        dependencies=[WRITE],
+    )
     async def create_collection(body: CollectionCreate) -> CollectionInfo:
         return await core.create_collection(body)
 
-    @app.get("/v1/collections/{name}", response_model=CollectionInfo, tags=["collections"])
+    @app.get(
+        "/v1/collections/{name}", response_model=CollectionInfo, tags=["collections"], dependencies=[READ]
+    )
     async def describe_collection(name: str) -> CollectionInfo:
         return await core.describe(name)
 
-    @app.delete("/v1/collections/{name}", tags=["collections"])
+    @app.delete("/v1/collections/{name}", tags=["collections"], dependencies=[WRITE])
     async def delete_collection(name: str) -> dict[str, Any]:
         await core.delete_collection(name)
         return {"deleted": name}
@@ -292,21 +364,33 @@ def create_app(
         response_model=IngestResponse,
         tags=["collections"],
         openapi_extra=_INGEST_OPENAPI,
+        dependencies=[WRITE],
     )
     async def ingest(name: str, request: Request) -> IngestResponse:
         return await core.ingest(name, await read_ingest_body(request))
 
-    @app.post("/v1/collections/{name}/search", response_model=SearchResponse, tags=["collections"])
+    @app.post(
+        "/v1/collections/{name}/search",
+        response_model=SearchResponse,
+        tags=["collections"],
+        dependencies=[READ],
+    )
     async def search(name: str, body: SearchRequest) -> SearchResponse:
         return await core.search(name, body)
 
-    @app.post("/v1/collections/{name}/reindex", response_model=JobInfo, status_code=202, tags=["collections"])
+    @app.post(
+        "/v1/collections/{name}/reindex",
+        response_model=JobInfo,
+        status_code=202,
+        tags=["collections"],
+        dependencies=[WRITE],
+    )
     async def reindex(name: str, body: ReindexRequest) -> JobInfo:
         """Re-embed the collection with another model in the background, then switch to it at once;
         searches keep answering from the current one meanwhile. Follow it as a job."""
         return await core.reindexer.start(name, body.model)
 
-    @app.delete("/v1/collections/{name}/previous", tags=["collections"])
+    @app.delete("/v1/collections/{name}/previous", tags=["collections"], dependencies=[WRITE])
     async def delete_previous(name: str) -> dict[str, Any]:
         """Delete the physical collections kept from before this collection's re-indexes."""
         return {"collection": name, "deleted": await core.reindexer.delete_previous(name)}
@@ -321,6 +405,7 @@ def create_app(
         response_model=CompletionResponse,
         tags=["generation"],
         openapi_extra=_STREAM_OPENAPI,
+        dependencies=[READ],
     )
     async def completions(body: CompletionRequest) -> Any:
         service = generation_service()
@@ -334,6 +419,7 @@ def create_app(
         response_model=ChatCompletionResponse,
         tags=["generation"],
         openapi_extra=_STREAM_OPENAPI,
+        dependencies=[READ],
     )
     async def chat_completions(body: ChatCompletionRequest) -> Any:
         service = generation_service()
@@ -342,33 +428,59 @@ def create_app(
             return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
         return await service.chat(body)
 
+    def key_info(record: Any) -> KeyInfo:
+        return KeyInfo(
+            id=record.id,
+            name=record.name,
+            prefix=record.prefix,
+            scopes=list(record.scopes),
+            created_at=record.created_at,
+            revoked_at=record.revoked_at,
+        )
+
+    @app.post("/v1/keys", response_model=KeyCreated, status_code=201, tags=["keys"], dependencies=[ADMIN])
+    async def create_key(body: KeyCreate) -> KeyCreated:
+        """Create an API key with the given scopes; the key is in this response only."""
+        record, key = await asyncio.to_thread(keys.create, body.name, body.scopes)
+        return KeyCreated(**key_info(record).model_dump(), key=key)
+
+    @app.get("/v1/keys", response_model=KeyList, tags=["keys"], dependencies=[ADMIN])
+    async def list_keys(include_revoked: bool = False) -> KeyList:
+        records = await asyncio.to_thread(keys.list, include_revoked=include_revoked)
+        return KeyList(keys=[key_info(r) for r in records])
+
+    @app.delete("/v1/keys/{key_id}", response_model=KeyInfo, tags=["keys"], dependencies=[ADMIN])
+    async def revoke_key(key_id: str) -> KeyInfo:
+        """Revoke a key by id or prefix; it stops working at once on this gateway."""
+        return key_info(await asyncio.to_thread(keys.revoke, key_id))
+
     def job_service() -> JobService:
         if jobs is None:
             raise Unavailable("training jobs are not enabled on this gateway (no Ray job API configured)")
         return jobs
 
-    @app.get("/v1/jobs", response_model=JobList, tags=["jobs"])
+    @app.get("/v1/jobs", response_model=JobList, tags=["jobs"], dependencies=[READ])
     async def list_jobs() -> JobList:
         return JobList(jobs=await job_service().list())
 
-    @app.post("/v1/jobs", response_model=JobInfo, status_code=201, tags=["jobs"])
+    @app.post("/v1/jobs", response_model=JobInfo, status_code=201, tags=["jobs"], dependencies=[TRAIN])
     async def submit_job(body: JobCreate) -> JobInfo:
         return await job_service().submit(body)
 
-    @app.get("/v1/jobs/{job_id}", response_model=JobInfo, tags=["jobs"])
+    @app.get("/v1/jobs/{job_id}", response_model=JobInfo, tags=["jobs"], dependencies=[READ])
     async def get_job(job_id: str) -> JobInfo:
         return await job_service().get(job_id)
 
-    @app.get("/v1/jobs/{job_id}/logs", response_model=JobLogs, tags=["jobs"])
+    @app.get("/v1/jobs/{job_id}/logs", response_model=JobLogs, tags=["jobs"], dependencies=[TRAIN])
     async def job_logs(job_id: str, tail: int = 200) -> JobLogs:
         return await job_service().logs(job_id, check_tail(tail))
 
-    @app.post("/v1/jobs/{job_id}/resume", response_model=JobInfo, tags=["jobs"])
+    @app.post("/v1/jobs/{job_id}/resume", response_model=JobInfo, tags=["jobs"], dependencies=[TRAIN])
     async def resume_job(job_id: str) -> JobInfo:
         """Run a failed or cancelled job again: it continues from its last checkpoint."""
         return await job_service().resume(job_id)
 
-    @app.delete("/v1/jobs/{job_id}", response_model=JobInfo, tags=["jobs"])
+    @app.delete("/v1/jobs/{job_id}", response_model=JobInfo, tags=["jobs"], dependencies=[TRAIN])
     async def cancel_job(job_id: str) -> JobInfo:
         return await job_service().cancel(job_id)
 
