@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 
 PRIVATE_PORT = 18100
+_KEYS: dict[str, str] = {}  # url of a private stack -> its admin key
 DECODE_CACHE = Path(__file__).resolve().parents[1] / ".counterpoint" / "models" / "smollm2-135m-instruct"
 
 
@@ -29,7 +31,8 @@ def gateway(url: str | None, *, decode: bool = False, env: dict[str, str] | None
         yield url
         return
     data_dir = tempfile.mkdtemp(prefix="cp-bench-")
-    env = {**os.environ, **(env or {}), "COUNTERPOINT_DATA_DIR": data_dir, "COUNTERPOINT_GATEWAY_PORT": str(PRIVATE_PORT),
+    key = f"cp_bench_{secrets.token_urlsafe(24)}"
+    env = {**os.environ, **(env or {}), "COUNTERPOINT_DATA_DIR": data_dir, "COUNTERPOINT_ADMIN_KEY": key, "COUNTERPOINT_GATEWAY_PORT": str(PRIVATE_PORT),
            "COUNTERPOINT_RAY_DASHBOARD_PORT": "18365", "HF_HUB_OFFLINE": "1",
            "COUNTERPOINT_DECODE_ENABLED": "true" if decode else "false"}  # fmt: skip
     if decode:
@@ -47,7 +50,20 @@ def gateway(url: str | None, *, decode: bool = False, env: dict[str, str] | None
             time.sleep(1)
         else:
             raise SystemExit("the private stack did not start; see its logs in " + data_dir)
+        _KEYS[url] = key
         yield url
     finally:
         subprocess.run([sys.executable, "-m", "counterpoint", "down"], env=env, timeout=120)
         proc.wait(timeout=60)
+
+
+def api_key(url: str) -> str | None:
+    """The key to call ``url`` with: a private stack's admin key, else the settings' (COUNTERPOINT_API_KEY)."""
+    from counterpoint.settings import get_settings
+
+    return _KEYS.get(url) or get_settings().client_api_key
+
+
+def auth_headers(url: str) -> dict[str, str]:
+    key = api_key(url)
+    return {"Authorization": f"Bearer {key}"} if key else {}

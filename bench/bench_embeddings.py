@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx  # noqa: E402
-from _stack import gateway  # noqa: E402
+from _stack import auth_headers, gateway  # noqa: E402
 
 from counterpoint.datasets import default_scifact_dir, iter_corpus, passage_text  # noqa: E402
 
@@ -49,7 +49,7 @@ def main() -> None:
     in_process = n / (time.perf_counter() - started)
 
     os.environ["COUNTERPOINT_MAX_SEQ_LENGTH"] = str(args.max_seq_length)
-    with gateway(args.url) as url, httpx.Client(base_url=url, timeout=300) as http:
+    with gateway(args.url) as url, httpx.Client(base_url=url, timeout=300, headers=auth_headers(url)) as http:
         http.post("/v1/embeddings", json={"input": docs[:8]}).raise_for_status()
 
         def send(texts: list[str]) -> int:

@@ -12,7 +12,7 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from _stack import gateway  # noqa: E402
+from _stack import api_key, gateway  # noqa: E402
 
 from counterpoint.client import Client  # noqa: E402
 from counterpoint.datasets import default_scifact_dir, iter_corpus, passage_text, to_ingest_document  # noqa: E402
@@ -44,7 +44,7 @@ def main() -> None:
     model.encode(texts, batch_size=64, normalize_embeddings=True)
     in_process = len(texts) / (time.perf_counter() - started)
 
-    with gateway(args.url) as url, Client(url, timeout=600) as client:
+    with gateway(args.url) as url, Client(url, api_key=api_key(url), timeout=600) as client:
         name = f"bench-ingest-{int(time.time())}"
         client.create_collection(name)
         started = time.perf_counter()

@@ -25,7 +25,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx  # noqa: E402
-from _stack import gateway  # noqa: E402
+from _stack import auth_headers, gateway  # noqa: E402
 
 from counterpoint.datasets import default_scifact, passage_text  # noqa: E402
 
@@ -82,7 +82,10 @@ def main() -> None:
     del reranker
 
     env = {"COUNTERPOINT_RERANK_MODEL": str(model), "COUNTERPOINT_RERANK_MAX_LENGTH": str(args.max_length)}
-    with gateway(args.url, env=env) as url, httpx.Client(base_url=url, timeout=600) as http:
+    with (
+        gateway(args.url, env=env) as url,
+        httpx.Client(base_url=url, timeout=600, headers=auth_headers(url)) as http,
+    ):
         http.post("/v1/rerank", json={"query": calls[0][0], "documents": calls[0][1]}).raise_for_status()
         started = time.perf_counter()
         with ThreadPoolExecutor(args.clients) as pool:

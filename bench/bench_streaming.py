@@ -24,7 +24,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from _stack import DECODE_CACHE, gateway  # noqa: E402
+from _stack import DECODE_CACHE, api_key, gateway  # noqa: E402
 
 from counterpoint.client import Client  # noqa: E402
 from counterpoint.generation_eval import read_prompts  # noqa: E402
@@ -84,7 +84,7 @@ def main() -> None:
     encoded = [encode_prompt(tokenizer, p, chat=True) for p in prompts]
 
     with gateway(args.url, decode=True) as url:
-        client = Client(url, timeout=300)
+        client = Client(url, api_key=api_key(url), timeout=300)
         served = [m.id for m in client.models() if m.kind == "causal-lm"]
         print(
             f"gateway {url}, serving {served}; in-process {args.model}, torch threads {torch.get_num_threads()}"

@@ -45,6 +45,10 @@ from counterpoint.schemas import (
     JobInfo,
     JobList,
     JobLogs,
+    KeyCreate,
+    KeyCreated,
+    KeyInfo,
+    KeyList,
     ModelCard,
     ModelList,
     RegisteredModel,
@@ -177,9 +181,13 @@ class GenerationStream(Iterator[str]):
 class Client:
     """Synchronous client of one Counterpoint gateway."""
 
-    def __init__(self, url: str | None = None, *, timeout: float = 120.0) -> None:
-        self.url = (url or get_settings().gateway_url).rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+    def __init__(self, url: str | None = None, *, api_key: str | None = None, timeout: float = 120.0) -> None:
+        """``api_key`` defaults to the settings' (COUNTERPOINT_API_KEY, else the local admin key file)."""
+        settings = get_settings()
+        self.url = (url or settings.gateway_url).rstrip("/")
+        key = api_key if api_key is not None else settings.client_api_key
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
     def __enter__(self) -> Client:
         return self
@@ -427,6 +435,21 @@ class Client:
             if job.finished or (deadline is not None and time.monotonic() > deadline):
                 return
             time.sleep(interval)
+
+    # --- API keys (admin scope) -----------------------------------------------------------
+
+    def create_key(self, name: str, scopes: Iterable[str] = ("read",)) -> KeyCreated:
+        """Create an API key; ``.key`` holds the secret, returned this once only."""
+        body = KeyCreate(name=name, scopes=list(scopes)).model_dump()
+        return KeyCreated.model_validate(self._request("POST", "/v1/keys", json=body))
+
+    def list_keys(self, *, include_revoked: bool = False) -> list[KeyInfo]:
+        params = {"include_revoked": str(include_revoked).lower()}
+        return KeyList.model_validate(self._request("GET", "/v1/keys", params=params)).keys
+
+    def revoke_key(self, key_id: str) -> KeyInfo:
+        """Revoke a key by its id or prefix."""
+        return KeyInfo.model_validate(self._request("DELETE", f"/v1/keys/{key_id}"))
 
     # --- text generation ---------------------------------------------------------------
 

@@ -22,7 +22,7 @@ DEMO_BATCH = 32
 def index_demo(settings: Settings, stop: threading.Event | None = None, *, show_progress: bool = True) -> int:
     """Create the demo collection if needed and ingest what is missing; returns its final count."""
     docs = [to_ingest_document(doc) for doc in iter_corpus(default_scifact_dir())]
-    with Client(settings.gateway_url) as client:
+    with Client(settings.gateway_url, api_key=settings.client_api_key) as client:
         try:
             info = client.get_collection(settings.demo_collection)
         except NotFound:

@@ -121,6 +121,7 @@ class LocalStack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
+    admin_key: str | None = None
 
     # --- parts -------------------------------------------------------------------------
 
@@ -201,6 +202,7 @@ class LocalStack:
         from counterpoint.infra.db.engine import migrate
 
         migrate(s.db_url)
+        self.admin_key = local_admin_key(s)
         if s.start_mlflow:
             with console.status("starting MLflow"):
                 self.start_mlflow()
@@ -226,6 +228,15 @@ class LocalStack:
             console.print(f"  MLflow          {s.tracking_uri}")
         console.print(f"  Ray dashboard   http://{s.host}:{s.ray_dashboard_port}")
         console.print(f"  data directory  {s.resolved_data_dir}")
+        if self.admin_key:
+            console.print(f"  admin API key   {self.admin_key}")
+            console.print(
+                f"                  (in {s.admin_key_file}; the CLI, SDK and UI here read it from there)"
+            )
+        else:
+            console.print(
+                "  [yellow]auth is off[/] (auth_enabled=false): anyone who reaches the gateway may call it"
+            )
         console.print("Stop with Ctrl-C or `counterpoint down`.")
 
     def stop(self) -> None:
@@ -256,6 +267,37 @@ class LocalStack:
                 if proc.poll() is not None:
                     console.print(f"[red]{name} exited with {proc.returncode}; see {self.settings.logs_dir}")
                     return
+
+
+def local_admin_key(settings: Settings) -> str | None:
+    """The admin key this machine's CLI, SDK and UI use, when auth is on.
+
+    A key given in settings (``api_key`` or ``admin_key``) wins. Otherwise the key in
+    ``<data_dir>/admin.key`` is reused while the registry still accepts it, or a new admin key is
+    stored (hashed) in the registry and written there, readable by this user only."""
+    if not settings.auth_enabled:
+        return None
+    given = settings.api_key or settings.admin_key
+    if given is not None:
+        return given.get_secret_value()
+    from counterpoint.errors import Unauthorized
+    from counterpoint.infra.db.registry import Registry
+    from counterpoint.services.gateway.auth import KeyStore
+
+    with Registry.from_url(settings.db_url) as registry:
+        keys = KeyStore(registry, settings)
+        path = settings.admin_key_file
+        if path.exists():
+            with contextlib.suppress(Unauthorized):
+                key = path.read_text().strip()
+                keys.verify(key)
+                return key
+        _, key = keys.create("local-admin", ["admin"])
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    path.chmod(0o600)
+    return key
 
 
 def install_stop_signals() -> None:

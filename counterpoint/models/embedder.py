@@ -15,6 +15,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import batch_to_device
 
+from counterpoint.errors import LimitExceeded
 from counterpoint.models.paths import resolve_model_path
 
 
@@ -69,6 +70,22 @@ class TextEmbedder:
         """Tokens each text occupies after truncation (what the model actually reads)."""
         encoded = self.model.tokenizer(texts, truncation=True, max_length=self.max_seq_length)
         return [len(ids) for ids in encoded["input_ids"]]
+
+    def check_token_limit(self, texts: list[str], limit: int) -> None:
+        """Refuse (413) a text longer than ``limit`` tokens rather than silently embedding its start.
+
+        Only texts that could exceed it are tokenized: a token spans at least a quarter of a
+        character even for byte-level BPE, so shorter texts cannot."""
+        long = [i for i, text in enumerate(texts) if 4 * len(text) > limit]
+        if not long:
+            return
+        encoded = self.model.tokenizer([texts[i] for i in long], truncation=False, add_special_tokens=False)
+        for i, ids in zip(long, encoded["input_ids"], strict=True):
+            if len(ids) > limit:
+                raise LimitExceeded(
+                    f"text {i} has {len(ids)} tokens; the limit is {limit} tokens per text "
+                    "(setting max_text_tokens): split it into passages"
+                )
 
     @torch.inference_mode()
     def embed(self, texts: list[str]) -> Embeddings:

@@ -51,12 +51,16 @@ def registry_loader(settings: Settings) -> Loader:
 class LocalEmbedder:
     """Runs the pool's embedders in this process, off the event loop, one call at a time."""
 
-    def __init__(self, name: str, embedder: TextEmbedder, *, loader: Loader | None = None) -> None:
+    def __init__(
+        self, name: str, embedder: TextEmbedder, *, loader: Loader | None = None, max_text_tokens: int = 8192
+    ) -> None:
         self.pool = EmbedderPool(name, embedder, loader=loader)
+        self.max_text_tokens = max_text_tokens
         self._lock = asyncio.Lock()
 
     async def embed(self, texts: list[str], model: str | None = None) -> Embeddings:
         _, embedder = await asyncio.to_thread(self.pool.get, model)
+        embedder.check_token_limit(texts, self.max_text_tokens)
         async with self._lock:
             return await asyncio.to_thread(embedder.embed, texts)
 

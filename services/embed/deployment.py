@@ -51,9 +51,11 @@ class EmbedDeployment:
         )
         self._embed_many.set_max_batch_size(256)
         self._embed_many.set_batch_wait_timeout_s(config.embed_batch_wait_s)
+        self.max_text_tokens = config.max_text_tokens
 
     async def embed(self, texts: list[str], model: str | None = None) -> Embeddings:
-        name, _ = await asyncio.to_thread(self.pool.get, model)  # loads a registered model once
+        name, embedder = await asyncio.to_thread(self.pool.get, model)  # loads a registered model once
+        embedder.check_token_limit(texts, self.max_text_tokens)  # before batching: fails this call only
         return await self._embed_many(texts, name)
 
     async def models(self) -> list[ModelCard]:

@@ -138,6 +138,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, CounterpointError):  # FastAPI wraps errors raised reading the body
+            return error_response(exc.__cause__.status_code, exc.__cause__.type, exc.__cause__.message)
         kind = "not_found" if exc.status_code == 404 else "http_error"
         return error_response(exc.status_code, kind, str(exc.detail))
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from counterpoint.client import Client
+
 PORTS = {"GATEWAY_PORT": 18000, "MLFLOW_PORT": 15000, "RAY_DASHBOARD_PORT": 18265, "UI_PORT": 18501}
 # Every stack gets a fresh data dir, but the converted SmolLM2 copy (~30 s to convert) is shared
 # with `make up`'s data dir: the conversion is atomic, so concurrent stacks may share it.
@@ -24,6 +26,19 @@ class Stack:
     data_dir: Path
     env: dict[str, str]
     url: str
+
+    @property
+    def api_key(self) -> str:
+        """The local admin key `counterpoint up` wrote (auth is on, as for a user)."""
+        return (self.data_dir / "admin.key").read_text().strip()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def client(self, timeout: float = 120.0) -> Client:
+        """An SDK client of this stack, with its admin key."""
+        return Client(self.url, api_key=self.api_key, timeout=timeout)
 
     def cli(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """Run the real `counterpoint` CLI against this stack."""

@@ -13,7 +13,6 @@ import time
 import httpx
 import pytest
 
-from counterpoint.client import Client
 from counterpoint.errors import LimitExceeded
 from counterpoint.settings import Settings
 from tests.e2e.conftest import Stack
@@ -30,7 +29,7 @@ def decode_detail(stack: Stack) -> str:
 
 
 def test_contrastive_search_completion(stack: Stack) -> None:
-    client = Client(stack.url)
+    client = stack.client()
     cards = {m.id: m for m in client.models()}
     assert cards[SMOLLM2].kind == "causal-lm" and cards[SMOLLM2].context_length
     reply = client.chat(QUESTION, decoding="contrastive_search", top_k=4, penalty_alpha=0.6, max_tokens=16)
@@ -45,7 +44,7 @@ def test_contrastive_search_completion(stack: Stack) -> None:
 
 
 def test_streamed_chat_equals_the_whole_answer(stack: Stack) -> None:
-    client = Client(stack.url)
+    client = stack.client()
     whole = client.chat(QUESTION, max_tokens=16)
     with client.stream_chat(QUESTION, max_tokens=16) as stream:
         deltas = list(stream)
@@ -54,11 +53,16 @@ def test_streamed_chat_equals_the_whole_answer(stack: Stack) -> None:
 
 
 def test_replica_errors_are_4xx(stack: Stack) -> None:
-    client = Client(stack.url)
+    client = stack.client()
     too_long = "word " * 2000  # > max_prompt_tokens (1536): checked after tokenizing, in the replica
     with pytest.raises(LimitExceeded, match="1536"):
         client.complete(too_long, max_tokens=4)
-    reply = httpx.post(f"{stack.url}/v1/completions", json={"prompt": too_long, "stream": True}, timeout=60)
+    reply = httpx.post(
+        f"{stack.url}/v1/completions",
+        json={"prompt": too_long, "stream": True},
+        headers=stack.headers,
+        timeout=60,
+    )
     assert reply.status_code == 413 and "max_prompt_tokens" in reply.json()["error"]["message"]
     reply = httpx.post(
         f"{stack.url}/v1/chat/completions",
@@ -67,6 +71,7 @@ def test_replica_errors_are_4xx(stack: Stack) -> None:
             "decoding": "contrastive_decoding",
             "amateur_layers": 30,
         },
+        headers=stack.headers,
         timeout=60,
     )
     assert reply.status_code == 422 and "amateur_layers" in reply.json()["error"]["message"]
@@ -79,7 +84,7 @@ def test_a_disconnect_frees_the_replica_slot(stack: Stack) -> None:
     rest of their max_tokens, which is measured here from their own speed."""
     slots = Settings.model_fields["decode_max_ongoing_requests"].default
     limit = Settings.model_fields["max_tokens_limit"].default
-    client = Client(stack.url, timeout=300)
+    client = stack.client(timeout=300)
     assert decode_detail(stack).endswith("0 generating")
     streams = [client.stream_complete(COUNTING, max_tokens=limit) for _ in range(slots)]
     started, received = time.monotonic(), 0

@@ -9,7 +9,6 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from counterpoint.client import Client
 from counterpoint.errors import InvalidInput
 from tests.e2e.conftest import PORTS, Stack
 
@@ -39,7 +38,7 @@ def test_train_job_through_the_gateway(stack: Stack, tmp_path: Path) -> None:
     result = stack.cli("train", str(config), "--follow", timeout=600)
     assert "succeeded" in result.stdout, result.stdout + result.stderr
 
-    job = Client(stack.url).list_jobs()[0]
+    job = stack.client().list_jobs()[0]
     assert job.status == "succeeded" and job.mlflow_run_id
     assert job.metrics["step"] == 2 and "train/loss" in job.metrics
 
@@ -53,7 +52,7 @@ def test_train_job_through_the_gateway(stack: Stack, tmp_path: Path) -> None:
     assert stack.cli("jobs", "resume", job.id, check=False).returncode == 1  # succeeded jobs stay done
 
     # The registered model goes into service: champion alias, deploy, embed, a collection on it.
-    cp = Client(stack.url)
+    cp = stack.client()
     version = job.metrics["registered_version"]
     assert "champion" in stack.cli("models", "alias", "e2e-smoke-model", version).stdout
     listed = json.loads(stack.cli("models", "registered", "e2e-smoke-model", "--json").stdout)
@@ -81,7 +80,7 @@ def test_train_job_through_the_gateway(stack: Stack, tmp_path: Path) -> None:
     stop = threading.Event()
 
     def search_loop() -> None:
-        with Client(stack.url) as searcher:
+        with stack.client() as searcher:
             while not stop.is_set():
                 try:
                     searcher.search("plain", "passage on topic 3", top_k=5)
@@ -107,7 +106,7 @@ def test_bad_config_is_rejected_before_submission(stack: Stack, tmp_path: Path) 
     config = tmp_path / "bad.yaml"
     config.write_text("name: bad\ndata:\n  path: /no/such/data.jsonl\nlr: -1\n")
     with pytest.raises(InvalidInput, match="lr"):
-        Client(stack.url).submit_job(config)
+        stack.client().submit_job(config)
     failed = stack.cli("train", str(config), check=False)
     assert failed.returncode == 1 and "lr" in failed.stderr and "Traceback" not in failed.stderr
 
@@ -127,7 +126,7 @@ def test_mine_hard_negatives_from_a_live_collection(stack: Stack, tmp_path: Path
     (beir / "qrels" / "train.tsv").write_text(
         "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(len(topics)))
     )
-    cp = Client(stack.url)
+    cp = stack.client()
     cp.create_collection("minable")
     cp.ingest("minable", [{"id": d["_id"], "title": d["title"], "text": d["text"]} for d in docs])
     out = tmp_path / "triplets.jsonl"

@@ -8,6 +8,8 @@ exact search with the same model, and its embeddings must equal sentence-transfo
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from sentence_transformers import SentenceTransformer
 
 from counterpoint.client import Client
 from counterpoint.datasets import default_scifact, passage_text
-from counterpoint.errors import InvalidInput, NotFound
+from counterpoint.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from counterpoint.evaluation import evaluate_run, exact_search
 from counterpoint.models.paths import packaged_minilm_path
 from tests.e2e.conftest import PORTS, Stack, start, stop
@@ -66,7 +68,7 @@ def reference_model() -> SentenceTransformer:
 
 
 def test_health_and_parts(stack: Stack) -> None:
-    health = Client(stack.url).health()
+    health = stack.client().health()
     assert health.status == "ok"
     assert {"database", "embed", "vectors", "serve", "mlflow"} <= set(health.components)
     assert httpx.get(f"http://127.0.0.1:{PORTS['MLFLOW_PORT']}/health").status_code == 200
@@ -79,13 +81,16 @@ def test_embeddings_over_http_equal_sentence_transformers(
 ) -> None:
     texts = ["Contrastive learning pulls positives together.", "Vitamin D deficiency and bone density."]
     reply = httpx.post(
-        f"{stack.url}/v1/embeddings", json={"input": texts, "model": "all-MiniLM-L6-v2"}, timeout=60
+        f"{stack.url}/v1/embeddings",
+        json={"input": texts, "model": "all-MiniLM-L6-v2"},
+        headers=stack.headers,
+        timeout=60,
     )
     assert reply.status_code == 200
     got = np.array([item["embedding"] for item in reply.json()["data"]])
     expected = reference_model.encode(texts, normalize_embeddings=True)
     np.testing.assert_allclose(got, expected, atol=1e-4)
-    assert [m.kind for m in Client(stack.url).models()].count("embedding") == 1
+    assert [m.kind for m in stack.client().models()].count("embedding") == 1
 
 
 def test_ingest_search_and_evaluate_through_the_cli(
@@ -97,7 +102,7 @@ def test_ingest_search_and_evaluate_through_the_cli(
     again = stack.cli("ingest", "sci", str(scifact_slice["docs"]), "--skip-existing")
     assert f"skipped {N_DOCS}" in again.stdout
 
-    client = Client(stack.url)
+    client = stack.client()
     first_qid, query = next(iter(scifact_slice["query_texts"].items()))
     hits = client.search("sci", query, top_k=10).hits
     relevant = set(scifact_slice["judged"][first_qid])
@@ -130,12 +135,12 @@ def test_ingest_search_and_evaluate_through_the_cli(
 
 
 def test_bad_input_is_a_clear_error_everywhere(stack: Stack) -> None:
-    client = Client(stack.url)
+    client = stack.client()
     with pytest.raises(NotFound, match="ghost"):
         client.search("ghost", "anything")
     with pytest.raises(InvalidInput, match="dimensions"):
         client.search("sci", vector=[0.1, 0.2, 0.3])
-    reply = httpx.post(f"{stack.url}/v1/embeddings", json={"input": []})
+    reply = httpx.post(f"{stack.url}/v1/embeddings", json={"input": []}, headers=stack.headers)
     assert reply.status_code == 422 and reply.json()["error"]["message"]
     failed = stack.cli("search", "ghost", "x", check=False)
     assert failed.returncode == 1
@@ -150,7 +155,7 @@ def test_restart_keeps_data_and_demo_is_searchable_while_indexing(stack: Stack) 
     assert stack.cli("down").stdout.strip() == "Counterpoint is not running."
     proc = start(stack)
     stack.proc = proc  # type: ignore[attr-defined]
-    client = Client(stack.url)
+    client = stack.client()
     assert client.get_collection("sci").count == N_DOCS
     deadline = time.monotonic() + 120
     count = 0
@@ -168,3 +173,31 @@ def test_restart_keeps_data_and_demo_is_searchable_while_indexing(stack: Stack) 
     later = client.get_collection("scifact").count
     assert later < 5183, "the demo is still indexing while we search"
     stop(stack, proc)
+
+
+def test_auth_is_on_with_a_local_admin_key_and_scoped_keys(stack: Stack) -> None:
+    """`up` runs with auth on: no key is a 401, a `search` key reads but cannot write, a revoked key fails."""
+    assert (stack.data_dir / "admin.key").stat().st_mode & 0o077 == 0  # readable by its owner only
+    anonymous = httpx.post(f"{stack.url}/v1/embeddings", json={"input": ["x"]})
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["type"] == "unauthorized"
+    assert anonymous.headers["www-authenticate"] == "Bearer"
+    assert httpx.get(f"{stack.url}/healthz").status_code == 200  # probes need no key
+
+    created = stack.cli("keys", "create", "--scope", "search", "--name", "reader")
+    key = created.stdout.strip()
+    assert key.startswith("cp_") and "shown" not in created.stdout  # only the key on stdout
+    reader = Client(stack.url, api_key=key)
+    assert reader.embed(["a lighthouse"]).data[0].embedding
+    with pytest.raises(Forbidden, match="'write'"):
+        reader.create_collection("not-allowed")
+    listed = stack.cli("keys", "list").stdout
+    assert "reader" in listed and key not in listed
+
+    stack.cli("keys", "revoke", key.split("_")[1])
+    with pytest.raises(Unauthorized, match="revoked"):
+        reader.embed(["a lighthouse"])
+    denied = subprocess.run(
+        [sys.executable, "-m", "counterpoint", "collections", "list"],
+        env={**stack.env, "COUNTERPOINT_API_KEY": key}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert denied.returncode == 1 and "revoked" in denied.stderr and "Traceback" not in denied.stderr

@@ -63,7 +63,7 @@ class UIStack:
 
     @functools.cached_property
     def sdk(self) -> Client:
-        return Client(self.stack.url, timeout=120)
+        return self.stack.client(timeout=120)
 
     def client(self) -> Client:
         """The SDK client of the stack (one, closed when the stack stops)."""
