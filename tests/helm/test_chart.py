@@ -38,6 +38,8 @@ IMPORT_PATH = "counterpoint.services.app:app_builder"
 SECRET_ENV = {
     "COUNTERPOINT_DATABASE_URL",
     "COUNTERPOINT_QDRANT_API_KEY",
+    "COUNTERPOINT_ADMIN_KEY",
+    "COUNTERPOINT_API_KEY",
     "MLFLOW_BACKEND_STORE_URI",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
@@ -102,11 +104,13 @@ def source_text(package: str, subdir: str) -> str:
 @cache
 def gateway_routes() -> frozenset[str]:
     """Paths of the gateway's FastAPI app. The routes only close over the core, so a stand-in
-    object is enough to build the app and list them."""
+    with its settings and no registry is enough to build the app and list them."""
+    from types import SimpleNamespace
+
     from counterpoint.services.gateway.app import create_app
     from counterpoint.services.gateway.core import GatewayCore
 
-    app = create_app(cast(GatewayCore, object()))
+    app = create_app(cast(GatewayCore, SimpleNamespace(settings=Settings(), registry=None)))
     return frozenset(route.path for route in app.routes if hasattr(route, "path"))
 
 
@@ -292,7 +296,9 @@ def test_values_schema_settings_are_settings_fields() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     allowed = set(schema["properties"]["settings"]["properties"])
     assert allowed <= set(Settings.model_fields), allowed - set(Settings.model_fields)
-    assert not allowed & {"database_url", "qdrant_api_key"}, "secrets must not be plain values"
+    assert not allowed & {"database_url", "qdrant_api_key", "admin_key", "api_key"}, (
+        "secrets must not be plain values"
+    )
 
 
 def test_platform_pods_get_the_settings_they_need(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -311,7 +317,8 @@ def test_platform_pods_get_the_settings_they_need(rendered: dict[str, list[dict[
     for label, names in ray.items():
         assert needed <= names, f"{label} lacks {needed - names}"
     ui = [names for label, names in env.items() if label.endswith("/ui")]
-    assert ui and all(names == {"COUNTERPOINT_API_URL"} for names in ui), "the UI needs only the API URL"
+    needs = {"COUNTERPOINT_API_URL", "COUNTERPOINT_API_KEY"}
+    assert ui and all(names == needs for names in ui), "the UI needs only the API URL and its key"
 
 
 def test_settings_values_parse(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -435,6 +442,10 @@ def test_secrets_are_wired_in_production(rendered: dict[str, list[dict[str, Any]
     qdrant_ref = prod["qdrant"]["apiKey"]["valueFrom"]["secretKeyRef"]
     assert refs["COUNTERPOINT_QDRANT_API_KEY"] == {(qdrant_ref["name"], qdrant_ref["key"])}
     assert refs["COUNTERPOINT_DATABASE_URL"] == {("counterpoint-database", "url")}
+    # the gateway's bootstrap admin key and the UI's key: one Secret, never a value
+    assert (
+        refs["COUNTERPOINT_ADMIN_KEY"] == refs["COUNTERPOINT_API_KEY"] == {("counterpoint-admin-key", "key")}
+    )
     assert {"MLFLOW_BACKEND_STORE_URI", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(refs)
 
 

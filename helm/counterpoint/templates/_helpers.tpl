@@ -151,6 +151,13 @@ key: api-key
       name: {{ .name }}
       key: {{ .key }}
 {{- end }}
+{{- with .Values.secrets.adminKey }}{{ if .existingSecret }}
+- name: COUNTERPOINT_ADMIN_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .key }}
+{{- end }}{{ end }}
 {{- end }}
 
 {{- define "counterpoint.podSecurity" -}}
