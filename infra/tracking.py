@@ -72,6 +72,15 @@ def _redact(value: str) -> str:
     return _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}***@", value)
 
 
+def redacted(data: Any) -> Any:
+    """A copy of a config fit to log as an artifact: secret-looking keys masked, URL credentials too."""
+    if isinstance(data, Mapping):
+        return {k: "***" if _SECRET_KEY.search(str(k)) else redacted(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [redacted(v) for v in data]
+    return _redact(data) if isinstance(data, str) else data
+
+
 def flatten_params(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """``{"loss": {"scale": 20}}`` -> ``{"loss.scale": "20"}``; secret-looking keys are left out and
     credentials in URLs masked, so a config can be logged as MLflow params as it is."""

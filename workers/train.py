@@ -620,7 +620,7 @@ def _mlflow_run(config: TrainConfig, job_id: str, tracking_uri: str, run_id: str
     """The job's MLflow run: ``run_id`` if it still exists, else a new one with params and config."""
     from mlflow.entities import Param, RunTag
 
-    from counterpoint.infra.tracking import client, flatten_params, get_or_create_experiment
+    from counterpoint.infra.tracking import client, flatten_params, get_or_create_experiment, redacted
 
     mlflow_client = client(tracking_uri)
     if run_id:
@@ -646,7 +646,7 @@ def _mlflow_run(config: TrainConfig, job_id: str, tracking_uri: str, run_id: str
     mlflow_client.log_batch(
         run.info.run_id, tags=[RunTag("mlflow.note.content", f"Counterpoint job {job_id}")]
     )
-    mlflow_client.log_dict(run.info.run_id, config_dict, "config.yaml")
+    mlflow_client.log_dict(run.info.run_id, redacted(config_dict), "config.yaml")
     return run.info.run_id
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,7 +64,10 @@ def test_every_route_but_healthz_needs_a_key(secured: tuple[TestClient, KeyStore
             assert reply.headers["www-authenticate"] == "Bearer"
 
 
-def test_keys_are_scoped_hashed_and_revocable(secured: tuple[TestClient, KeyStore]) -> None:
+def test_keys_are_scoped_hashed_and_revocable(
+    secured: tuple[TestClient, KeyStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     api, keys = secured
     admin = bearer("bootstrap-secret")  # settings.admin_key
     created = api.post("/v1/keys", json={"name": "search-ui", "scopes": ["search"]}, headers=admin)
@@ -93,6 +97,8 @@ def test_keys_are_scoped_hashed_and_revocable(secured: tuple[TestClient, KeyStor
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]
     again = api.post("/v1/embeddings", json={"input": ["hi"]}, headers=bearer(reader))
     assert again.status_code == 401 and "revoked" in again.json()["error"]["message"]
+    assert reader not in again.text and reader not in caplog.text  # keys are never echoed or logged
+    assert "bootstrap-secret" not in repr(keys.settings) and "bootstrap-secret" not in caplog.text
 
 
 def test_bad_keys_and_scopes_are_clear_errors(secured: tuple[TestClient, KeyStore]) -> None:

@@ -222,15 +222,17 @@ def test_example_configs_validate(example: Path) -> None:
 def test_params_are_flattened_without_secrets_and_local_artifacts_stay_next_to_the_database(
     tmp_path: Path,
 ) -> None:
-    from counterpoint.infra.tracking import flatten_params, local_artifact_root, resolve_model_uri
+    from counterpoint.infra.tracking import flatten_params, local_artifact_root, redacted, resolve_model_uri
 
-    params = flatten_params(
-        {
-            "loss": {"name": "mnrl", "matryoshka_dims": [64, 32]},
-            "api_key": "sk-123",
-            "nested": {"password": "hunter2", "db": "postgresql://user:pw@host/db"},
-        }
-    )
+    config = {
+        "loss": {"name": "mnrl", "matryoshka_dims": [64, 32]},
+        "api_key": "sk-123",
+        "nested": {"password": "hunter2", "db": "postgresql://user:pw@host/db"},
+    }
+    artifact = redacted(config)  # what config.yaml holds
+    assert artifact["api_key"] == artifact["nested"]["password"] == "***"
+    assert artifact["nested"]["db"] == "postgresql://***@host/db" and artifact["loss"] == config["loss"]
+    params = flatten_params(config)
     assert params == {
         "loss.name": "mnrl",
         "loss.matryoshka_dims": "[64, 32]",
