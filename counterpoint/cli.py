@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from counterpoint.client import Client, read_jsonl
-from counterpoint.errors import CounterpointError, InvalidInput
+from counterpoint.errors import CounterpointError, InvalidInput, Unauthorized
 from counterpoint.settings import get_settings
 
 app = typer.Typer(
@@ -802,4 +802,9 @@ def main() -> None:
         app()
     except CounterpointError as exc:
         err.print(f"[red]error:[/] {exc.message}")
+        if isinstance(exc, Unauthorized):
+            key_file = get_settings().admin_key_file
+            err.print(
+                f"set COUNTERPOINT_API_KEY to a key (`counterpoint keys create`), or run where {key_file} is"
+            )
         sys.exit(1)
