@@ -149,32 +149,6 @@ def test_bad_input_is_a_clear_error_everywhere(stack: Stack) -> None:
     assert missing.returncode == 1 and "no such file" in missing.stderr
 
 
-def test_restart_keeps_data_and_demo_is_searchable_while_indexing(stack: Stack) -> None:
-    """Stop the stack, start it again with the demo on: old data is there, the demo answers early."""
-    stop(stack, stack.proc)  # type: ignore[attr-defined]
-    assert stack.cli("down").stdout.strip() == "Counterpoint is not running."
-    proc = start(stack)
-    stack.proc = proc  # type: ignore[attr-defined]
-    client = stack.client()
-    assert client.get_collection("sci").count == N_DOCS
-    deadline = time.monotonic() + 120
-    count = 0
-    while time.monotonic() < deadline:
-        try:
-            count = client.get_collection("scifact").count
-        except NotFound:
-            count = 0
-        if count >= 64:
-            break
-        time.sleep(2)
-    assert count >= 64, "the demo collection should fill in the background"
-    hits = client.search("scifact", "vitamin D and bone health", top_k=5).hits
-    assert len(hits) == 5
-    later = client.get_collection("scifact").count
-    assert later < 5183, "the demo is still indexing while we search"
-    stop(stack, proc)
-
-
 def test_auth_is_on_with_a_local_admin_key_and_scoped_keys(stack: Stack) -> None:
     """`up` runs with auth on: no key is a 401, a `search` key reads but cannot write, a revoked key fails."""
     assert (stack.data_dir / "admin.key").stat().st_mode & 0o077 == 0  # readable by its owner only
@@ -201,3 +175,29 @@ def test_auth_is_on_with_a_local_admin_key_and_scoped_keys(stack: Stack) -> None
         env={**stack.env, "COUNTERPOINT_API_KEY": key}, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert denied.returncode == 1 and "revoked" in denied.stderr and "Traceback" not in denied.stderr
+
+
+def test_restart_keeps_data_and_demo_is_searchable_while_indexing(stack: Stack) -> None:
+    """Stop the stack, start it again with the demo on: old data is there, the demo answers early."""
+    stop(stack, stack.proc)  # type: ignore[attr-defined]
+    assert stack.cli("down").stdout.strip() == "Counterpoint is not running."
+    proc = start(stack)
+    stack.proc = proc  # type: ignore[attr-defined]
+    client = stack.client()
+    assert client.get_collection("sci").count == N_DOCS
+    deadline = time.monotonic() + 120
+    count = 0
+    while time.monotonic() < deadline:
+        try:
+            count = client.get_collection("scifact").count
+        except NotFound:
+            count = 0
+        if count >= 64:
+            break
+        time.sleep(2)
+    assert count >= 64, "the demo collection should fill in the background"
+    hits = client.search("scifact", "vitamin D and bone health", top_k=5).hits
+    assert len(hits) == 5
+    later = client.get_collection("scifact").count
+    assert later < 5183, "the demo is still indexing while we search"
+    stop(stack, proc)
