@@ -22,7 +22,7 @@ import streamlit as st
 from pydantic import ValidationError
 
 from counterpoint.client import Client
-from counterpoint.errors import CounterpointError, InvalidInput, Unavailable
+from counterpoint.errors import CounterpointError, Forbidden, InvalidInput, Unauthorized, Unavailable
 from counterpoint.schemas import FieldType, JobInfo
 from counterpoint.settings import Settings, get_settings
 
@@ -98,6 +98,11 @@ def error_text(exc: BaseException) -> str:
     """A one-paragraph, human message for an exception raised by the SDK or MLflow."""
     if isinstance(exc, Unavailable):
         return f"The gateway at {settings().gateway_url} is not reachable or not ready: {exc.message}"
+    if isinstance(exc, Unauthorized | Forbidden):
+        return (
+            f"{exc.message}. The dashboard sends COUNTERPOINT_API_KEY (else {settings().admin_key_file}); "
+            "give it a key with the scopes this page needs (`counterpoint keys create`)."
+        )
     if isinstance(exc, CounterpointError):
         kind = getattr(exc, "type", "error").replace("_", " ")
         return f"{kind} ({exc.status_code}): {exc.message}"

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from counterpoint.errors import InvalidInput, NotFound, Unavailable
+from counterpoint.errors import Forbidden, InvalidInput, NotFound, Unauthorized, Unavailable
 from counterpoint.schemas import Filter, JobInfo
 from counterpoint.ui import common
 
@@ -136,6 +136,8 @@ def test_formatting_and_error_text() -> None:
     assert common.badge("ok") == ":green-badge[:material/check_circle: ok]"
     assert common.error_text(NotFound("no collection 'x'")) == "not found (404): no collection 'x'"
     assert "is not reachable" in common.error_text(Unavailable("down"))
+    assert "COUNTERPOINT_API_KEY" in common.error_text(Unauthorized("invalid API key"))
+    assert "keys create" in common.error_text(Forbidden("needs 'write'"))
     assert common.error_text(RuntimeError("boom\nline two")) == "RuntimeError: boom"
 
 
