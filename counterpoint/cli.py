@@ -6,9 +6,12 @@ gateway; it never shows a traceback for an error the user can fix.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from counterpoint.client import Client, read_jsonl
-from counterpoint.errors import CounterpointError, InvalidInput, Unauthorized
+from counterpoint.errors import Conflict, CounterpointError, InvalidInput, Unauthorized
 from counterpoint.settings import get_settings
 
 app = typer.Typer(
@@ -37,6 +40,17 @@ models_app = typer.Typer(
 app.add_typer(models_app, name="models")
 keys_app = typer.Typer(help="Create, list and revoke API keys (needs an admin key).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+backup_app = typer.Typer(
+    help="Back up a collection (an archive: registry entry + vector snapshot) or the registry (a JSON dump). "
+    "Needs an admin key, or --offline on a stopped platform's data directory.",
+    no_args_is_help=True,
+)
+app.add_typer(backup_app, name="backup")
+restore_app = typer.Typer(
+    help="Restore a collection from its backup archive, or the registry from its dump into an empty database.",
+    no_args_is_help=True,
+)
+app.add_typer(restore_app, name="restore")
 
 out = Console()
 err = Console(stderr=True)
@@ -794,6 +808,202 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id or pref
     """Revoke an API key; requests with it get 401 from then on."""
     key = client().revoke_key(key_id)
     out.print(f"revoked key {key.prefix} '{key.name}'")
+
+
+# --- backups ----------------------------------------------------------------------------
+
+OFFLINE_HELP = (
+    "Work on this machine's data directory (COUNTERPOINT_DATA_DIR) directly instead of through the "
+    "gateway; the platform there must be stopped."
+)
+
+
+def _bytes_progress(label: str) -> Progress:
+    from rich.progress import DownloadColumn, TransferSpeedColumn
+
+    return Progress(TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err)
+
+
+@contextlib.contextmanager
+def _offline() -> Iterator[Any]:
+    """`Backups` on this machine's registry and vector store, refused while the platform runs on them."""
+    from counterpoint.infra.db.registry import Registry
+    from counterpoint.infra.launcher import running_pid
+    from counterpoint.infra.vectors import make_vector_store
+    from counterpoint.services.gateway.backups import Backups
+
+    settings = get_settings()
+    pid = running_pid(settings)
+    if pid is not None:
+        raise Conflict(
+            f"the platform is running (pid {pid}) on {settings.resolved_data_dir}: drop --offline (the gateway "
+            "then does it), or stop the platform first (`counterpoint down`)"
+        )
+    registry = Registry.from_settings(settings)
+    store = make_vector_store(settings)
+    try:
+        yield Backups(settings, registry, store)
+    finally:
+        store.close()
+        registry.close()
+
+
+@backup_app.command("collection")
+def backup_collection(
+    name: Annotated[str, typer.Argument(help="Collection to back up.")],
+    out_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Archive file, or a directory for NAME-TIMESTAMP.cpbackup.tar.gz (default: here).",
+        ),
+    ] = None,
+    offline: Annotated[bool, typer.Option("--offline", help=OFFLINE_HELP)] = False,
+) -> None:
+    """Write a collection's backup archive: its registry entry and a consistent snapshot of its vectors.
+
+    Searches keep answering meanwhile; ingest into it waits while the snapshot is copied.
+    Restore it with `counterpoint restore collection FILE`.
+    """
+    target = out_path or Path.cwd()
+    if offline:
+        with _offline() as backups, backups.scratch() as work:
+            made = backups.backup_collection(name, work)
+            path = target / made.name if target.is_dir() else target
+            shutil.move(str(made), path)
+    else:
+        with _bytes_progress(f"backup of '{name}'") as progress:
+            task = progress.add_task("download", total=None)
+            path = client().backup_collection(name, target, on_progress=lambda n: progress.advance(task, n))
+    _print_archive(path)
+
+
+def _print_archive(path: Path) -> None:
+    import tarfile
+
+    from counterpoint.services.gateway.archive import MANIFEST
+
+    with tarfile.open(path) as tar:
+        manifest = json.load(tar.extractfile(MANIFEST))  # type: ignore[arg-type]
+    coll, vectors = manifest["collection"], manifest["vectors"]
+    size = path.stat().st_size / 1e6
+    out.print(
+        f"wrote {path} ({size:.1f} MB): '{coll['name']}', {vectors['points']} documents, {coll['model']} "
+        f"({coll['dimensions']} dims), {vectors['format']} snapshot",
+        soft_wrap=True,
+    )
+
+
+@backup_app.command("registry")
+def backup_registry(
+    out_path: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="JSON file to write (default: registry-TIMESTAMP.json)."),
+    ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option("--offline", help="Read the configured database directly (COUNTERPOINT_DATABASE_URL)."),
+    ] = False,
+) -> None:
+    """Dump every row of the registry database (collections, jobs, models, API key hashes) to JSON.
+
+    The dump loads into an empty SQLite or PostgreSQL database: `counterpoint restore registry FILE`.
+    It holds API key hashes, not keys; keep it as private as the database.
+    """
+    if offline:
+        from counterpoint.infra.db.dump import dump_registry
+        from counterpoint.infra.db.registry import Registry
+
+        with Registry.from_settings(get_settings()) as registry:
+            dump = dump_registry(registry.engine)
+    else:
+        dump = client().backup_registry().model_dump(mode="json")
+    path = out_path or Path(f"registry-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json")
+    path.write_text(json.dumps(dump, indent=1))
+    counts = ", ".join(f"{len(rows)} {table}" for table, rows in dump["tables"].items())
+    out.print(f"wrote {path}: {counts} (schema {dump['schema_revision']})", soft_wrap=True)
+
+
+@restore_app.command("collection")
+def restore_collection(
+    archive: Annotated[Path, typer.Argument(help="Backup archive (.cpbackup.tar.gz).")],
+    name: Annotated[
+        str | None, typer.Option(help="Restore under this name (default: its name in the backup).")
+    ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Overwrite an existing collection of that name (its documents are lost)."
+        ),
+    ] = False,
+    offline: Annotated[bool, typer.Option("--offline", help=OFFLINE_HELP)] = False,
+) -> None:
+    """Restore a collection from its backup archive; searchable at once.
+
+    The whole archive is checked first: a damaged or foreign file changes nothing. An existing
+    collection is refused unless --replace; one the registry lists without vectors (after
+    `counterpoint restore registry`) is filled in.
+    """
+    if not archive.is_file():
+        raise InvalidInput(f"no such backup file: {archive}")
+    if offline:
+        import asyncio
+
+        with _offline() as backups:
+            done = asyncio.run(backups.restore_collection(archive, name=name, replace=replace))
+    else:
+        with _bytes_progress(f"restore of {archive.name}") as progress:
+            task = progress.add_task("upload", total=archive.stat().st_size)
+            done = client().restore_collection(
+                archive, name=name, replace=replace, on_progress=lambda n: progress.advance(task, n)
+            )
+    info = done.collection
+    out.print(
+        f"restored '{info.name}' from the backup of '{done.source}' taken {done.backed_up_at:%Y-%m-%d %H:%M} UTC: "
+        f"{info.count} documents, {info.model} ({info.dimensions} dims)"
+        + ("; replaced the previous collection" if done.replaced else ""),
+        soft_wrap=True,
+    )
+
+
+@restore_app.command("registry")
+def restore_registry(
+    dump_path: Annotated[
+        Path, typer.Argument(metavar="DUMP", help="Registry dump (JSON) from `backup registry`.")
+    ],
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="Target database (default: COUNTERPOINT_DATABASE_URL, or SQLite in the data dir)."),
+    ] = None,
+) -> None:
+    """Load a registry dump into an empty database (SQLite or PostgreSQL; either from either).
+
+    Run it before the platform starts on that database; then restore each collection's archive
+    (`counterpoint restore collection FILE`) to bring back its vectors.
+    """
+    from counterpoint.infra.db.dump import load_registry
+    from counterpoint.infra.launcher import running_pid
+
+    if not dump_path.is_file():
+        raise InvalidInput(f"no such dump file: {dump_path}")
+    settings = get_settings()
+    url = database_url or settings.db_url
+    if url == settings.db_url and (pid := running_pid(settings)) is not None:
+        raise Conflict(
+            f"the platform is running (pid {pid}) on this database: stop it first (`counterpoint down`)"
+        )
+    try:
+        dump = json.loads(dump_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidInput(
+            f"{dump_path} is not JSON: pass a dump written by `counterpoint backup registry`"
+        ) from None
+    counts = load_registry(url, dump)
+    from sqlalchemy import make_url
+
+    where = make_url(url).render_as_string(hide_password=True)
+    out.print(f"restored into {where}: " + ", ".join(f"{n} {t}" for t, n in counts.items()), soft_wrap=True)
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ from counterpoint.schemas import (
     CollectionCreate,
     CollectionInfo,
     CollectionList,
+    CollectionRestored,
     CompletionResponse,
     CompletionUsage,
     Distance,
@@ -53,6 +55,7 @@ from counterpoint.schemas import (
     ModelList,
     RegisteredModel,
     RegisteredModelList,
+    RegistryDump,
     RerankRequest,
     RerankResponse,
     SearchRequest,
@@ -61,6 +64,8 @@ from counterpoint.schemas import (
 from counterpoint.settings import get_settings
 
 Progress = Callable[[int], None]
+# Backups move whole collections: no read/write timeout (the gateway snapshots before the first byte).
+BACKUP_TIMEOUT = httpx.Timeout(30.0, read=None, write=None)
 Messages = str | Iterable[ChatMessage | Mapping[str, str]]
 
 
@@ -88,6 +93,19 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
             if "_id" in item and "id" not in item:
                 item["id"] = item.pop("_id")
             yield item
+
+
+def _json_or_none(reply: httpx.Response) -> Any:
+    try:
+        return reply.json()
+    except ValueError:
+        return None
+
+
+def _attachment_name(headers: httpx.Headers, default: str) -> str:
+    """The file name of a ``Content-Disposition: attachment; filename="..."`` header (its last part only)."""
+    found = re.search(r'filename="?([^";]+)"?', headers.get("content-disposition", ""))
+    return Path(found.group(1)).name if found else default
 
 
 def _messages(messages: Messages) -> list[dict[str, str]]:
@@ -450,6 +468,78 @@ class Client:
     def revoke_key(self, key_id: str) -> KeyInfo:
         """Revoke a key by its id or prefix."""
         return KeyInfo.model_validate(self._request("DELETE", f"/v1/keys/{key_id}"))
+
+    # --- backups (admin scope) ------------------------------------------------------------
+
+    def backup_collection(
+        self, name: str, path: str | Path | None = None, *, on_progress: Progress | None = None
+    ) -> Path:
+        """Download a backup archive of collection ``name``; returns the file written.
+
+        ``path``: the file, or a directory to put it in under the gateway's name
+        (``NAME-YYYYMMDDTHHMMSSZ.cpbackup.tar.gz``); default the current directory. The file appears
+        only once complete. ``on_progress`` gets the bytes of each chunk received.
+        """
+        target = Path(path) if path is not None else Path.cwd()
+        try:
+            with self._http.stream("GET", f"/v1/backups/collections/{name}", timeout=BACKUP_TIMEOUT) as reply:
+                if reply.status_code >= 400:
+                    reply.read()
+                    raise error_from_body(reply.status_code, _json_or_none(reply))
+                if target.is_dir():
+                    target = target / _attachment_name(reply.headers, f"{name}.cpbackup.tar.gz")
+                partial = target.with_name(target.name + ".part")
+                with open(partial, "wb") as out:
+                    for chunk in reply.iter_bytes(1 << 20):
+                        out.write(chunk)
+                        if on_progress is not None:
+                            on_progress(len(chunk))
+                partial.replace(target)
+        except httpx.TransportError as exc:
+            raise Unavailable(
+                f"cannot reach the gateway at {self.url} ({type(exc).__name__}); is `counterpoint up` running?"
+            ) from None
+        return target
+
+    def restore_collection(
+        self,
+        path: str | Path,
+        *,
+        name: str | None = None,
+        replace: bool = False,
+        on_progress: Progress | None = None,
+    ) -> CollectionRestored:
+        """Upload the backup archive at ``path`` and restore it as ``name`` (default: its name in the backup).
+
+        An existing collection is refused (``Conflict``) unless ``replace``; a bad archive is an
+        ``InvalidInput`` and changes nothing. ``on_progress`` gets the bytes of each chunk sent.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise InvalidInput(f"no such backup file: {path}")
+
+        def chunks() -> Iterator[bytes]:
+            with open(path, "rb") as handle:
+                while block := handle.read(1 << 20):
+                    yield block
+                    if on_progress is not None:
+                        on_progress(len(block))
+
+        params: dict[str, str] = {"replace": str(replace).lower()}
+        if name is not None:
+            params["name"] = name
+        headers = {"Content-Type": "application/gzip", "Content-Length": str(path.stat().st_size)}
+        data = self._request(
+            "POST", "/v1/backups/collections", params=params, content=chunks(), headers=headers,
+            timeout=BACKUP_TIMEOUT,
+        )  # fmt: skip
+        return CollectionRestored.model_validate(data)
+
+    def backup_registry(self) -> RegistryDump:
+        """Every row of the registry database (collections, jobs, models, API key hashes) as a dump."""
+        return RegistryDump.model_validate(
+            self._request("GET", "/v1/backups/registry", timeout=BACKUP_TIMEOUT)
+        )
 
     # --- text generation ---------------------------------------------------------------
 

@@ -138,6 +138,12 @@ class Settings(BaseSettings):
 
     # --- request limits ------------------------------------------------------------------
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
+    max_restore_bytes: int = Field(
+        64 * 1024**3,
+        ge=1024,
+        description="Largest backup archive a restore (POST /v1/backups/collections) accepts; it is "
+        "streamed to disk, never held in memory.",
+    )
     max_text_tokens: int = Field(
         8192, ge=1, description="Tokens accepted in one text to embed (longer ones get a 413)."
     )
@@ -204,6 +210,11 @@ class Settings(BaseSettings):
             return self.decode_cache_dir.expanduser().resolve()
         name = Path(self.decode_model)
         return self.models_dir / (name.stem if name.suffix == ".gguf" else name.name).lower()
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Scratch space in the data dir (backup archives being written or checked), same disk as the vectors."""
+        return self.resolved_data_dir / "tmp"
 
     @property
     def logs_dir(self) -> Path:

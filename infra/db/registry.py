@@ -308,6 +308,32 @@ class Registry:
             session.flush()
             return old
 
+    def replace_collection(
+        self,
+        name: str,
+        *,
+        physical_name: str,
+        model: str,
+        dimensions: int,
+        distance: str,
+        payload_indexes: Mapping[str, str],
+        expected: str,
+    ) -> str:
+        """The end of a restore over an existing collection: every field from the backup, status ready,
+        in one update; returns the previous physical name. ``Conflict`` unless it still points at
+        ``expected``."""
+        with self._tx(write=True) as session:
+            row = self._collection_row(session, name, for_update=True)
+            old = row.physical_name
+            if old != expected:
+                raise Conflict(f"collection {name!r} points at {old!r}, not {expected!r}; not replaced")
+            row.physical_name, row.model, row.dimensions = physical_name, model, dimensions
+            row.distance, row.payload_indexes = distance, dict(payload_indexes)
+            row.status = "ready"
+            row.updated_at = utcnow()
+            session.flush()
+            return old
+
     @staticmethod
     def _collection_row(session: Session, name: str, *, for_update: bool = False) -> CollectionRow:
         query = select(CollectionRow).where(CollectionRow.name == name)

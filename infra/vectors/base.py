@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from counterpoint.schemas import Distance, FieldType, Filter
@@ -74,3 +75,23 @@ class VectorStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Snapshots(Protocol):
+    """Backends that copy a collection out to files and back in (backups, ``services/gateway/backups.py``).
+
+    ``snapshot_format`` names what ``export_snapshot`` writes (``edge-shard``: the embedded engine's
+    shard directory; ``qdrant-snapshot``: a Qdrant server's native snapshot file); ``import_snapshot``
+    reads the same format back into a new collection.
+    """
+
+    snapshot_format: str
+
+    def export_snapshot(self, name: str, dest: Path) -> int:
+        """Write a consistent copy of collection ``name`` into the empty directory ``dest``; its point count."""
+        ...
+
+    def import_snapshot(self, spec: CollectionSpec, source: Path) -> None:
+        """Create collection ``spec.name`` from what ``export_snapshot`` wrote to ``source`` (may move it)."""
+        ...

@@ -30,6 +30,7 @@ from typing import Any
 import qdrant_edge as qe
 
 from counterpoint.errors import Conflict, InvalidInput, NotFound, Unavailable
+from counterpoint.infra.sparse import copy_tree_sparse
 from counterpoint.infra.vectors.base import CollectionSpec, ScoredRecord, VectorRecord, point_id
 from counterpoint.infra.vectors.common import (
     ID_KEY,
@@ -309,6 +310,60 @@ class EdgeVectorStore:
                 _swap_in(coll, work)
             return True
 
+    # --- snapshots (backups) --------------------------------------------------------------
+
+    snapshot_format = "edge-shard"
+
+    def export_snapshot(self, name: str, dest: Path) -> int:
+        """Copy collection ``name``'s shard to ``dest/shard`` and return its number of points.
+
+        The copy is consistent: the shard is flushed and copied while upserts and ``optimize`` wait
+        (searches go on). Holes in the engine's preallocated files stay holes in the copy.
+        """
+        with self._use(name, write=True) as coll:
+            coll.shard.flush()
+            count = coll.shard.count(qe.CountRequest(exact=True))
+            copy_tree_sparse(coll.path / SHARD_DIR, Path(dest) / SHARD_DIR)
+        return count
+
+    def import_snapshot(self, spec: CollectionSpec, source: Path) -> None:
+        """Create collection ``spec.name`` from a shard ``export_snapshot`` wrote to ``source`` (moved in).
+
+        The shard must match the spec's dimensions and distance (``InvalidInput`` otherwise); it gets
+        this store's tuning and any payload index of the spec it lacks. ``Conflict`` if the name is taken.
+        """
+        check_spec(spec)
+        shard_dir = Path(source) / SHARD_DIR
+        if not (shard_dir / "edge_config.json").is_file():
+            raise InvalidInput("the snapshot holds no qdrant-edge shard (no shard/edge_config.json)")
+        with self._lock:
+            path = self.root / spec.name
+            if (path / SPEC_FILE).exists():
+                raise Conflict(f"collection '{spec.name}' already exists")
+            if path.exists():  # left over by an interrupted create or delete
+                shutil.rmtree(path)
+            path.mkdir(parents=True)
+            try:
+                shutil.move(str(shard_dir), str(path / SHARD_DIR))
+                try:
+                    shard = qe.EdgeShard.load(str(path / SHARD_DIR), self._config(spec))
+                except Exception as exc:  # the engine raises plain Exception
+                    raise InvalidInput(f"the snapshot's shard does not load: {str(exc)[:300]}") from None
+                try:
+                    have = set(shard.info().payload_schema)
+                    for key, kind in {**spec.payload_indexes, ID_KEY: "keyword"}.items():
+                        if key not in have:
+                            shard.update(qe.UpdateOperation.create_field_index(key, _SCHEMA[kind]))
+                    shard.flush()
+                    _write_json(path / SPEC_FILE, spec_to_dict(spec))
+                except BaseException:
+                    shard.close()
+                    raise
+            except BaseException:
+                shutil.rmtree(path, ignore_errors=True)
+                raise
+            self._open[spec.name] = _Collection(spec, shard, path)
+
     def index_status(self, name: str) -> dict[str, int]:
         """Points, segments and HNSW-indexed vectors: shows whether ``optimize`` built a graph."""
         with self._use(name) as coll:
@@ -373,6 +428,31 @@ class EdgeVectorStore:
             if coll.closed:  # deleted or store closed while we waited
                 raise NotFound(f"collection '{name}' does not exist")
             yield coll
+
+
+def shard_records(shard_dir: Path, page: int = 256) -> Iterator[list[VectorRecord]]:
+    """The points of a shard directory (a backup's) as records with their vectors, a page at a time.
+
+    How a backup of the embedded engine is loaded into another backend (a Qdrant server).
+    """
+    shard = qe.EdgeShard.load(str(shard_dir))
+    try:
+        offset = None
+        while True:
+            points, offset = shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=page, with_payload=True, with_vector=True)
+            )
+            records = []
+            for point in points:
+                payload = dict(point.payload or {})
+                doc_id = str(payload.pop(ID_KEY, point.id))
+                records.append(VectorRecord(doc_id, list(point.vector), payload))
+            if records:
+                yield records
+            if offset is None:
+                return
+    finally:
+        shard.close()
 
 
 def _swap_in(coll: _Collection, work: Path) -> None:

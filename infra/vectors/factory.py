@@ -20,5 +20,6 @@ def make_vector_store(settings: Settings) -> VectorStore:
         if not settings.qdrant_url:
             raise ValueError("vector_backend 'qdrant' needs COUNTERPOINT_QDRANT_URL")
         api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        return QdrantVectorStore(QdrantClient(url=settings.qdrant_url, api_key=api_key))
+        client = QdrantClient(url=settings.qdrant_url, api_key=api_key)
+        return QdrantVectorStore(client, url=settings.qdrant_url, api_key=api_key)
     raise ValueError(f"unknown vector backend {settings.vector_backend!r}")

@@ -10,12 +10,14 @@ import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from counterpoint.errors import Conflict, InvalidInput, NotFound
+from counterpoint.errors import Conflict, InvalidInput, NotFound, Unavailable
 from counterpoint.infra.vectors.base import CollectionSpec, ScoredRecord, VectorRecord, point_id
 from counterpoint.infra.vectors.common import (
     ID_KEY,
@@ -32,6 +34,7 @@ from counterpoint.infra.vectors.filters import to_qdrant_filter
 from counterpoint.schemas import Filter
 
 METADATA_KEY = "counterpoint_spec"
+SNAPSHOT_FILE = "collection.snapshot"
 _RETRIEVE_CHUNK = 1024
 
 _DISTANCE = {"cosine": qm.Distance.COSINE, "dot": qm.Distance.DOT, "euclid": qm.Distance.EUCLID}
@@ -46,10 +49,15 @@ _SCHEMA_BACK = {v: k for k, v in _SCHEMA.items()}
 
 
 class QdrantVectorStore:
-    """``VectorStore`` on a ``QdrantClient`` (a server URL, or ``":memory:"`` for tests)."""
+    """``VectorStore`` on a ``QdrantClient`` (a server URL, or ``":memory:"`` for tests).
 
-    def __init__(self, client: QdrantClient) -> None:
+    ``url`` and ``api_key`` (the server's) are needed only for snapshots, which travel over plain HTTP.
+    """
+
+    def __init__(self, client: QdrantClient, *, url: str | None = None, api_key: str | None = None) -> None:
         self.client = client
+        self.url = url.rstrip("/") if url else None
+        self._headers = {"api-key": api_key} if api_key else {}
         self._lock = threading.Lock()
         self._specs: dict[str, CollectionSpec] = {}  # cache: dimension checks without a round trip
 
@@ -182,6 +190,91 @@ class QdrantVectorStore:
         if not self.collection_exists(name):
             raise NotFound(f"collection '{name}' does not exist")
         return False
+
+    # --- snapshots (backups) --------------------------------------------------------------
+
+    snapshot_format = "qdrant-snapshot"
+
+    def _server(self) -> str:
+        if self.url is None:
+            raise Unavailable("collection snapshots need a Qdrant server (COUNTERPOINT_QDRANT_URL)")
+        return self.url
+
+    def export_snapshot(self, name: str, dest: Path) -> int:
+        """Download a native Qdrant snapshot of ``name`` to ``dest/collection.snapshot``; return the count.
+
+        The server takes the snapshot (consistent, indexes included), we stream it down and delete it
+        from the server. A multi-node cluster holds a collection's shards on several nodes: this
+        snapshots the node at ``url`` only.
+        """
+        check_name(name)
+        server = self._server()
+        count = self.count(name)
+        with _translated(name):
+            taken = self.client.create_snapshot(name, wait=True)
+        if taken is None:
+            raise Unavailable(f"Qdrant did not return a snapshot of collection '{name}'")
+        try:
+            url = f"{server}/collections/{name}/snapshots/{taken.name}"
+            with httpx.stream("GET", url, headers=self._headers, timeout=None) as reply:
+                if reply.status_code >= 400:
+                    reply.read()
+                    raise Unavailable(
+                        f"downloading the snapshot failed: HTTP {reply.status_code} {reply.text[:300]}"
+                    )
+                with open(Path(dest) / SNAPSHOT_FILE, "wb") as out:
+                    for chunk in reply.iter_bytes(1 << 20):
+                        out.write(chunk)
+        finally:
+            self.client.delete_snapshot(name, taken.name, wait=True)
+        return count
+
+    def import_snapshot(self, spec: CollectionSpec, source: Path) -> None:
+        """Create collection ``spec.name`` from a snapshot ``export_snapshot`` wrote to ``source``.
+
+        The snapshot is uploaded to the server (``/snapshots/upload``); a vector size or distance that
+        does not match the spec is an ``InvalidInput`` and the half-restored collection is deleted.
+        """
+        check_spec(spec)
+        server = self._server()
+        snapshot = Path(source) / SNAPSHOT_FILE
+        if not snapshot.is_file():
+            raise InvalidInput(f"the backup holds no Qdrant snapshot ({SNAPSHOT_FILE})")
+        if self.client.collection_exists(spec.name):
+            raise Conflict(f"collection '{spec.name}' already exists")
+        try:
+            with open(snapshot, "rb") as handle:
+                reply = httpx.post(
+                    f"{server}/collections/{spec.name}/snapshots/upload",
+                    params={"priority": "snapshot", "wait": "true"},
+                    files={"snapshot": (SNAPSHOT_FILE, handle, "application/octet-stream")},
+                    headers=self._headers,
+                    timeout=None,
+                )
+            if reply.status_code >= 400:
+                raise InvalidInput(
+                    f"Qdrant refused the snapshot: HTTP {reply.status_code} {reply.text[:300]}"
+                )
+            info = self.client.get_collection(spec.name)
+            vectors = info.config.params.vectors
+            if not isinstance(vectors, qm.VectorParams) or (vectors.size, vectors.distance) != (
+                spec.dimensions,
+                _DISTANCE[spec.distance],
+            ):
+                raise InvalidInput(
+                    f"the snapshot's vectors ({vectors}) do not match {spec.dimensions}-d {spec.distance}"
+                )
+            self.client.update_collection(spec.name, metadata={METADATA_KEY: spec_to_dict(spec)})
+            have = set(info.payload_schema or {})
+            for key, kind in {**spec.payload_indexes, ID_KEY: "keyword"}.items():
+                if key not in have:
+                    self.client.create_payload_index(spec.name, key, field_schema=_SCHEMA[kind], wait=True)
+        except BaseException:
+            if self.client.collection_exists(spec.name):
+                self.client.delete_collection(spec.name)
+            raise
+        with self._lock:
+            self._specs[spec.name] = spec
 
     def close(self) -> None:
         self.client.close()

@@ -18,8 +18,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from counterpoint import __version__
@@ -31,6 +32,7 @@ from counterpoint.schemas import (
     CollectionCreate,
     CollectionInfo,
     CollectionList,
+    CollectionRestored,
     CompletionRequest,
     CompletionResponse,
     ComponentHealth,
@@ -52,6 +54,7 @@ from counterpoint.schemas import (
     ModelLoad,
     RegisteredModel,
     RegisteredModelList,
+    RegistryDump,
     ReindexRequest,
     RerankRequest,
     RerankResponse,
@@ -59,6 +62,7 @@ from counterpoint.schemas import (
     SearchResponse,
 )
 from counterpoint.services.gateway.auth import Guard, KeyStore, require_scope
+from counterpoint.services.gateway.backups import gateway_backups
 from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.services.gateway.generation import SSE_HEADERS, GenerationService
 from counterpoint.services.gateway.jobs import JobService, check_tail
@@ -84,24 +88,27 @@ def error_response(
 class BodySizeLimit:
     """ASGI middleware: a body over ``max_bytes`` gets a 413 naming the limit.
 
-    ``Content-Length`` is checked before the route runs; a chunked body is counted as it arrives."""
+    ``Content-Length`` is checked before the route runs; a chunked body is counted as it arrives.
+    ``overrides`` maps exact paths to (limit, setting name): a backup restore may send gigabytes."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, app: Any, max_bytes: int, overrides: dict[str, tuple[int, str]] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.overrides = overrides or {}
 
-    def error(self) -> LimitExceeded:
+    def error(self, limit: int | None = None, setting: str = "max_body_bytes") -> LimitExceeded:
         return LimitExceeded(
-            f"request body exceeds {self.max_bytes} bytes (setting max_body_bytes): send smaller batches"
+            f"request body exceeds {limit or self.max_bytes} bytes (setting {setting}): send smaller batches"
         )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit, setting = self.overrides.get(scope.get("path", ""), (self.max_bytes, "max_body_bytes"))
         length = dict(scope.get("headers") or []).get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.max_bytes:
-            err = self.error()
+        if length.isdigit() and int(length) > limit:
+            err = self.error(limit, setting)
             await error_response(err.status_code, err.type, err.message)(scope, receive, send)
             return
         seen = 0
@@ -111,8 +118,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise self.error()  # the route's error handler answers 413
+                if seen > limit:
+                    raise self.error(limit, setting)  # the route's error handler answers 413
             return message
 
         await self.app(scope, counted, send)
@@ -213,6 +220,14 @@ _INGEST_OPENAPI = {
 }
 
 
+RESTORE_PATH = "/v1/backups/collections"
+_ARCHIVE_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
 _STREAM_OPENAPI = {
     "responses": {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
 }
@@ -247,7 +262,11 @@ def create_app(
     install_error_handlers(app)
     keys = KeyStore(core.registry, core.settings)
     app.state.guard = Guard(core.settings, keys)
-    app.add_middleware(BodySizeLimit, max_bytes=core.settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=core.settings.max_body_bytes,
+        overrides={RESTORE_PATH: (core.settings.max_restore_bytes, "max_restore_bytes")},
+    )
 
     def openapi() -> dict[str, Any]:
         """Standard schema plus the ingest body, which the route parses by hand."""
@@ -455,6 +474,44 @@ def create_app(
     async def revoke_key(key_id: str) -> KeyInfo:
         """Revoke a key by id or prefix; it stops working at once on this gateway."""
         return key_info(await asyncio.to_thread(keys.revoke, key_id))
+
+    backups = gateway_backups(core)
+
+    @app.get(
+        "/v1/backups/collections/{name}",
+        response_class=FileResponse,
+        tags=["backups"],
+        dependencies=[ADMIN],
+        responses={200: {"content": {"application/gzip": {}}, "description": "the backup archive"}},
+    )
+    async def backup_collection(name: str) -> FileResponse:
+        """A backup archive of the collection (.cpbackup.tar.gz): its registry entry and a consistent
+        snapshot of the vectors serving it now (ingest waits while the snapshot is copied)."""
+        path, cleanup = await backups.backup_for_download(name)
+        return FileResponse(
+            path, media_type="application/gzip", filename=path.name, background=BackgroundTask(cleanup)
+        )
+
+    @app.post(
+        RESTORE_PATH,
+        response_model=CollectionRestored,
+        status_code=201,
+        tags=["backups"],
+        dependencies=[ADMIN],
+        openapi_extra=_ARCHIVE_OPENAPI,
+    )
+    async def restore_collection(
+        request: Request, name: str | None = None, replace: bool = False
+    ) -> CollectionRestored:
+        """Restore a collection from a backup archive sent as the body, as ``name`` (default: its name in
+        the backup). An existing collection is refused (409) unless ``replace``; a bad archive is a 422
+        and changes nothing."""
+        return await backups.restore_upload(request.stream(), name=name, replace=replace)
+
+    @app.get("/v1/backups/registry", response_model=RegistryDump, tags=["backups"], dependencies=[ADMIN])
+    async def backup_registry() -> RegistryDump:
+        """Every row of the registry database as JSON (`counterpoint restore registry` loads it)."""
+        return await asyncio.to_thread(backups.dump_registry)
 
     def job_service() -> JobService:
         if jobs is None:
