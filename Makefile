@@ -11,7 +11,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 export MLFLOW_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install up down status test test-fast lint format bench clean help
+.PHONY: install up down status test test-fast lint audit format bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,7 +44,12 @@ format: install  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: install lint  ## the whole suite: unit, both databases, both vector stores, end-to-end
+# No advisory service reachable (or one answering without data) prints AUDIT SKIPPED and passes;
+# `make audit AUDIT_FLAGS=--require-service` makes that a failure (exit 2) where auditing is a must.
+audit: install  ## pip-audit every pinned package: fails on a known vulnerability that has a fix
+	$(BIN)/python -m counterpoint.infra.tools.audit $(AUDIT_FLAGS)
+
+test: install lint audit  ## the whole suite: unit, both databases, both vector stores, end-to-end
 	$(BIN)/pytest -q -rs --durations=15; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 test-fast: install  ## everything but the end-to-end tests

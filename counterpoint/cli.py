@@ -856,7 +856,7 @@ def backup_collection(
         typer.Option(
             "--out",
             "-o",
-            help="Archive file, or a directory for NAME-TIMESTAMP.cpbackup.tar.gz (default: here).",
+            help="Archive file, or a directory (made if missing) for NAME-TIMESTAMP.cpbackup.tar.gz; default: here.",
         ),
     ] = None,
     offline: Annotated[bool, typer.Option("--offline", help=OFFLINE_HELP)] = False,
@@ -867,10 +867,13 @@ def backup_collection(
     Restore it with `counterpoint restore collection FILE`.
     """
     target = out_path or Path.cwd()
+    if not target.suffix and not target.exists():  # `-o backups/`: a directory, made if missing
+        target.mkdir(parents=True)
     if offline:
         with _offline() as backups, backups.scratch() as work:
             made = backups.backup_collection(name, work)
             path = target / made.name if target.is_dir() else target
+            path.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(made), path)
     else:
         with _bytes_progress(f"backup of '{name}'") as progress:

@@ -489,6 +489,7 @@ class Client:
                 if target.is_dir():
                     target = target / _attachment_name(reply.headers, f"{name}.cpbackup.tar.gz")
                 partial = target.with_name(target.name + ".part")
+                partial.parent.mkdir(parents=True, exist_ok=True)
                 with open(partial, "wb") as out:
                     for chunk in reply.iter_bytes(1 << 20):
                         out.write(chunk)

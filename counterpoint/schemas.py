@@ -16,6 +16,8 @@ from counterpoint.decoding.params import MAX_CS_TOP_K, GenerationParams
 
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,62}$")
 RESERVED_PAYLOAD_KEYS = frozenset({"id", "text", "title"})
+# Indexed metadata field names: what both vector engines accept as a (one-level) field path.
+PAYLOAD_FIELD = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 Distance = Literal["cosine", "dot", "euclid"]
 FieldType = Literal["keyword", "integer", "float", "bool"]
@@ -140,6 +142,9 @@ class CollectionCreate(StrictModel):
         clash = RESERVED_PAYLOAD_KEYS & value.keys() - {"title"}
         if clash:
             raise ValueError(f"reserved payload keys cannot be indexed: {sorted(clash)}")
+        bad = sorted(k for k in value if not PAYLOAD_FIELD.match(k))
+        if bad:
+            raise ValueError(f"payload index names must be 1-64 ASCII letters, digits, '_' or '-': {bad}")
         return value
 
 

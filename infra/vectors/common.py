@@ -8,7 +8,7 @@ from typing import Any, get_args
 
 from counterpoint.errors import InvalidInput
 from counterpoint.infra.vectors.base import CollectionSpec, VectorRecord
-from counterpoint.schemas import Distance, FieldType
+from counterpoint.schemas import PAYLOAD_FIELD, Distance, FieldType
 
 DISTANCES: frozenset[str] = frozenset(get_args(Distance))
 FIELD_TYPES: frozenset[str] = frozenset(get_args(FieldType))
@@ -38,6 +38,9 @@ def check_spec(spec: CollectionSpec) -> None:
     bad = {k: v for k, v in spec.payload_indexes.items() if v not in FIELD_TYPES}
     if bad:
         raise InvalidInput(f"unknown payload index types {bad}; expected one of {sorted(FIELD_TYPES)}")
+    names = [k for k in spec.payload_indexes if not isinstance(k, str) or not PAYLOAD_FIELD.match(k)]
+    if names:
+        raise InvalidInput(f"invalid payload index names {names}: use 1-64 ASCII letters, digits, '_' or '-'")
 
 
 def check_dimensions(name: str, expected: int, vectors: Sequence[Sequence[float]]) -> None:

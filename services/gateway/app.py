@@ -128,10 +128,36 @@ class BodySizeLimit:
 def _describe_validation(errors: list[Any]) -> str:
     parts = []
     for err in errors[:5]:
+        if err.get("type") == "json_invalid":  # loc is ("body", character offset)
+            reason = (err.get("ctx") or {}).get("error", "JSON decode error")
+            parts.append(f"body is not valid JSON ({reason} at character {err.get('loc', ('', '?'))[-1]})")
+            continue
         loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
         parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
     return "; ".join(parts) + more
+
+
+async def authenticate_first(request: Request) -> JSONResponse | None:
+    """The 401/403 (or 429) owed to a request whose body FastAPI could not parse, else None.
+
+    FastAPI reads and parses a JSON body before the route's dependencies run, so a malformed body
+    would be answered 422/400 before the key is looked at: a caller without a valid key would learn
+    the route's body rules and make the gateway parse its body. The handlers of those errors call
+    this first, with the scope the route requires (its ``require_<scope>`` dependency).
+    """
+    guard = getattr(request.app.state, "guard", None)
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if guard is None or not guard.enabled or dependant is None:
+        return None
+    for dep in dependant.dependencies:
+        name = getattr(dep.call, "__name__", "")
+        if name.startswith("require_"):
+            try:
+                await guard.check(request, name.removeprefix("require_"))
+            except CounterpointError as err:
+                return error_response(err.status_code, err.type, err.message, err.headers)
+    return None
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -140,13 +166,22 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, exc.type, getattr(exc, "message", str(exc)), exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "invalid_request", _describe_validation(list(exc.errors())))
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(err.get("type") == "json_invalid" for err in errors):  # raised before the auth dependency
+            denied = await authenticate_first(request)
+            if denied is not None:
+                return denied
+        return error_response(422, "invalid_request", _describe_validation(errors))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if isinstance(exc.__cause__, CounterpointError):  # FastAPI wraps errors raised reading the body
             return error_response(exc.__cause__.status_code, exc.__cause__.type, exc.__cause__.message)
+        if exc.status_code == 400:  # FastAPI could not parse the body: before the auth dependency ran
+            denied = await authenticate_first(request)
+            if denied is not None:
+                return denied
         kind = "not_found" if exc.status_code == 404 else "http_error"
         return error_response(exc.status_code, kind, str(exc.detail))
 

@@ -361,6 +361,9 @@ def test_cli_backup_and_restore(
     made = runner.invoke(cli.app, ["backup", "collection", "papers", "-o", str(out)])
     assert made.exit_code == 0, made.output
     assert out.is_file() and f"wrote {out}" in made.stdout and "70 documents" in made.stdout
+    into = runner.invoke(cli.app, ["backup", "collection", "papers", "-o", str(tmp_path / "made")])
+    assert into.exit_code == 0, into.output
+    assert [p.name.startswith("papers-") for p in (tmp_path / "made").iterdir()] == [True]
 
     copy = runner.invoke(cli.app, ["restore", "collection", str(out), "--name", "copy"])
     assert copy.exit_code == 0, copy.output
@@ -414,3 +417,28 @@ def test_cli_offline_restores_into_a_stopped_platforms_data_dir(
         assert later.results("papers") == source.results("papers")
     finally:
         later.close()
+
+
+def test_cli_errors_are_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """Through the real entry point (`python -m counterpoint`): bad files never reach the gateway."""
+    import os
+    import subprocess
+    import sys
+
+    bad = tmp_path / "registry.json"
+    bad.write_text("{not json")
+    env = {**os.environ, "COUNTERPOINT_DATA_DIR": str(tmp_path / "data")}
+    for args, message in [
+        (["restore", "collection", str(tmp_path / "missing.cpbackup.tar.gz")], "no such backup file"),
+        (["restore", "registry", str(bad)], "is not JSON"),
+        (["restore", "registry", str(bad.with_name("nope.json"))], "no such dump file"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", "counterpoint", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert done.returncode == 1, done.stderr
+        assert message in " ".join(done.stderr.split()) and "Traceback" not in done.stderr  # rich may wrap
