@@ -8,6 +8,7 @@ no snapshots.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -100,4 +101,27 @@ def test_qdrant_server_snapshot_roundtrip(tmp_path: Path) -> None:
         for each in (name, copy):
             if store.collection_exists(each):
                 store.delete_collection(each)
+        store.close()
+
+
+def test_edge_snapshots_taken_during_upserts_hold_whole_batches(tmp_path: Path) -> None:
+    """A snapshot waits for the upsert in progress: every copy holds a whole number of batches."""
+    store = EdgeVectorStore(tmp_path / "a")
+    store.create_collection(SPEC)
+    batches = [RECORDS[i : i + 10] for i in range(0, 120, 10)]
+    writer = threading.Thread(target=lambda: [store.upsert("docs", batch) for batch in batches])
+    try:
+        writer.start()
+        counts = []
+        for n in range(3):
+            counts.append(store.export_snapshot("docs", tmp_path / f"snap{n}"))
+            store.import_snapshot(
+                CollectionSpec(f"copy{n}", DIM, "cosine", {"year": "integer"}), tmp_path / f"snap{n}"
+            )
+            assert store.count(f"copy{n}") == counts[-1]
+        writer.join()
+        assert all(count % 10 == 0 for count in counts), counts
+        assert store.count("docs") == 120
+    finally:
+        writer.join()
         store.close()
