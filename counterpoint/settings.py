@@ -128,7 +128,7 @@ class Settings(BaseSettings):
         "creates a local admin key in <data_dir>/admin.key.",
     )
     auth_cache_ttl_s: float = Field(
-        10.0, ge=0, description="How long a verified key is trusted before the registry is asked again."
+        60.0, ge=0, description="How long a verified key is trusted before the registry is asked again."
     )
     rate_limit: str | None = Field(
         "50/second",
