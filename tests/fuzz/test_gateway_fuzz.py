@@ -56,7 +56,7 @@ SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", SCHEMA_APP)
 SCHEMA.config.generation.update(database="none")  # nothing written into the checkout (.hypothesis/)
 
 # Derandomized: CI runs the same examples every time (a red run is reproducible, never a fluke of
-# the draw); drop derandomize locally, to explore further locally.
+# the draw); drop derandomize locally to explore further.
 # A failure prints its @reproduce_failure blob (there is no example database to replay it from).
 FUZZ = settings(
     max_examples=20,
