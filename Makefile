@@ -11,7 +11,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 export MLFLOW_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install up down status test test-fast lint audit format bench clean help
+.PHONY: install up down status test test-fast test-faults lint audit format bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ test: install lint audit  ## the whole suite: unit, both databases, both vector 
 
 test-fast: install  ## everything but the end-to-end tests
 	$(BIN)/pytest -q -m "not e2e"
+
+test-faults: install  ## only the fault tests: kill a Train worker, the embed replica, MLflow, the DB, an ingest
+	$(BIN)/pytest -q -rs -m faults --durations=10
 
 bench: install  ## run the benchmarks (minutes; prints numbers and ratios)
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     embed_max_models: int = Field(
         3, ge=1, description="Embedding models a replica keeps loaded (the default one always stays)."
     )
+    embed_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="Longest the gateway waits for one embedding call (e.g. while a replica restarts) "
+        "before answering 503.",
+    )
     model_alias_ttl_s: float = Field(
         5.0,
         ge=0,
@@ -93,6 +99,14 @@ class Settings(BaseSettings):
     rerank_replicas: int = Field(1, ge=1, description="Rerank replicas.")
     max_rerank_documents: int = Field(1000, ge=1, description="Documents one rerank call may score.")
     rerank_top_k: int = Field(100, ge=1, description="First-stage candidates a reranked search rescores.")
+
+    # --- training jobs -------------------------------------------------------------------
+    train_tracking_wait_s: float = Field(
+        300.0,
+        ge=0,
+        description="How long a finished training job waits for an unreachable MLflow server to log "
+        "and register its model before it fails (resumable: `counterpoint jobs resume ID`).",
+    )
 
     # --- decoding (text generation) -------------------------------------------------------
     decode_enabled: bool = Field(

@@ -105,6 +105,13 @@ class TrainConfig(BaseModel):
     seed: int = 42
     report_every: int = Field(20, ge=1, description="Steps between Ray reports / MLflow metrics.")
     checkpoint_every: int = Field(200, ge=1)
+    max_failures: int = Field(
+        2,
+        ge=0,
+        le=100,
+        description="Times Ray Train restarts the workers from the last checkpoint after a worker or "
+        "node dies (or a step raises) before the job fails.",
+    )
     experiment: str = "counterpoint"
     register_as: str | None = Field(None, description="Register the result under this MLflow model name.")
 

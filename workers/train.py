@@ -9,9 +9,11 @@ Three layers:
   each worker's RNG). Rank 0 logs the curves to MLflow, evaluates (:mod:`.evaluate`), and at the
   end logs the model with the sentence_transformers flavor and registers it.
 * :func:`run_training` (the driver) creates or re-joins the job's MLflow run, runs the trainer with
-  ``RunConfig(name=job_id, storage_path=storage_dir)`` and ``FailureConfig(max_failures=2)``, and
-  keeps the registry job row current. Calling it again with the same ``job_id`` after the process
-  died continues from the last checkpoint, in the same MLflow run.
+  ``RunConfig(name=job_id, storage_path=storage_dir)`` and ``FailureConfig(config.max_failures)``
+  (2 by default: a killed worker restarts the group from the last checkpoint), and keeps the
+  registry job row current. Calling it again with the same ``job_id`` after the process died
+  continues from the last checkpoint, in the same MLflow run. MLflow going away mid-job is
+  buffered (:class:`RunLogger`); at the end the job waits for it, then fails saying so.
 * ``python -m counterpoint.workers.train`` is the entry point the gateway submits as a Ray job.
 
 Batches: ``batch_size`` is the **global** batch. Step ``s`` of epoch ``e`` takes rows
@@ -51,6 +53,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # longer than Ray's 60 s default, and a timed-out start counts as a failure. (Propagated by Ray Train
 # from this driver to the controller and workers.)
 os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600")
+# MLflow's HTTP client retries a refused connection 7 times with a doubling backoff (about 4 minutes
+# per call): a training loop would stall that long at every report while its server restarts. Three
+# quick retries (~7 s), then `RunLogger` buffers the metrics and training goes on.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -64,8 +71,10 @@ log = logging.getLogger("counterpoint.workers.train")
 JOB_STATE_FILE = "counterpoint_job.json"
 CHECKPOINT_STATE = "state.pt"
 CHECKPOINT_RESULT = "result.json"
-MAX_FAILURES = 2
+PENDING_METRICS = "pending_metrics.json"  # rank 0's metric points MLflow did not take yet
 CHECKPOINTS_KEPT = 2
+MLFLOW_RETRY_S = 10.0  # after a failed send, metrics are buffered this long before the next try
+MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -173,9 +182,17 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
 
 
 def _write_checkpoint(
-    directory: Path, *, rank: int, step: int, model: Any, optimizer: Any, scheduler: Any
+    directory: Path,
+    *,
+    rank: int,
+    step: int,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    pending: list[list[Any]] | None = None,
 ) -> None:
-    """Rank 0 writes the shared training state; every rank writes its own RNG state (Ray merges the dirs)."""
+    """Rank 0 writes the shared training state (and the metric points MLflow has not taken yet);
+    every rank writes its own RNG state (Ray merges the dirs)."""
     if rank == 0:
         torch.save(
             {
@@ -186,6 +203,8 @@ def _write_checkpoint(
             },
             directory / CHECKPOINT_STATE,
         )
+        if pending:
+            (directory / PENDING_METRICS).write_text(json.dumps(pending))
     torch.save(_rng_state(), directory / f"rng_rank{rank}.pt")
 
 
@@ -197,12 +216,28 @@ class RunLogger:
 
     Metric points at steps already in the run's history are skipped, so the steps a resumed job
     replays (those after its last checkpoint) appear once in one continuous curve.
+
+    An MLflow server that stops answering does not stop training: the points it did not take stay
+    in ``pending`` (which goes into every checkpoint, so a restarted worker still has them), another
+    send is tried at a report ``MLFLOW_RETRY_S`` later, and the end of the job waits for them
+    (:func:`_publish_when_reachable`).
     """
 
-    def __init__(self, tracking_uri: str | None, run_id: str | None, *, enabled: bool) -> None:
+    def __init__(
+        self,
+        tracking_uri: str | None,
+        run_id: str | None,
+        *,
+        enabled: bool,
+        pending: list[list[Any]] | None = None,
+    ) -> None:
         self.enabled = bool(enabled and tracking_uri and run_id)
         self.run_id = run_id or ""
+        self.tracking_uri = tracking_uri or ""
         self.logged_until: dict[str, int] = {}
+        self.pending: list[Any] = []
+        self.last_error: Exception | None = None
+        self._retry_at = 0.0
         if not self.enabled:
             return
         import mlflow
@@ -217,6 +252,14 @@ class RunLogger:
             if not key.startswith("system/"):
                 history = self.client.get_metric_history(run_id, key)
                 self.logged_until[key] = max((m.step for m in history), default=-1)
+        from mlflow.entities import Metric
+
+        for key, value, timestamp, step in pending or []:  # kept by the checkpoint we resume from
+            if step > self.logged_until.get(key, -1):
+                self.pending.append(Metric(key, float(value), int(timestamp), int(step)))
+        for point in self.pending:
+            self.logged_until[point.key] = max(self.logged_until.get(point.key, -1), point.step)
+        self.flush()
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         if not self.enabled:
@@ -229,10 +272,43 @@ class RunLogger:
             for key, value in metrics.items()
             if step > self.logged_until.get(key, -1) and math.isfinite(float(value))
         ]
-        if points:
-            self.client.log_batch(self.run_id, metrics=points)
-            for point in points:
-                self.logged_until[point.key] = step
+        for point in points:
+            self.logged_until[point.key] = step
+        self.pending.extend(points)
+        self.flush(force=False)
+
+    def flush(self, *, force: bool = True) -> bool:
+        """Send the pending points; False (they stay pending) when MLflow did not take them.
+
+        Without ``force`` nothing is tried until ``MLFLOW_RETRY_S`` after the last failure, so a
+        server that is down costs the loop one failed call per interval, not one per report.
+        """
+        if not self.enabled or not self.pending:
+            return True
+        if not force and time.monotonic() < self._retry_at:
+            return False
+        try:
+            while self.pending:
+                chunk = self.pending[:MAX_METRICS_PER_BATCH]
+                self.client.log_batch(self.run_id, metrics=chunk)
+                del self.pending[: len(chunk)]
+        except Exception as exc:  # noqa: BLE001 - MLflow down or failing: keep the points, train on
+            if self.last_error is None:
+                log.warning(
+                    "MLflow at %s did not take %d metric points (%s); keeping them until it answers",
+                    self.tracking_uri, len(self.pending), _first_line(exc),
+                )  # fmt: skip
+            self.last_error = exc
+            self._retry_at = time.monotonic() + MLFLOW_RETRY_S
+            return False
+        if self.last_error is not None:
+            log.info("MLflow at %s answers again; the buffered metric points are sent", self.tracking_uri)
+            self.last_error = None
+        return True
+
+    def pending_rows(self) -> list[list[Any]]:
+        """The pending points as JSON rows ``[key, value, timestamp, step]``, for a checkpoint."""
+        return [[m.key, m.value, m.timestamp, m.step] for m in self.pending]
 
     def tags(self) -> dict[str, str]:
         return dict(self.client.get_run(self.run_id).data.tags) if self.enabled else {}
@@ -243,8 +319,33 @@ class RunLogger:
                 self.client.set_tag(self.run_id, key, str(value))
 
     def end(self, status: str) -> None:
+        """End the run in this process (stops the system metrics thread); best effort when MLflow is down."""
         if self.enabled and self.mlflow.active_run() is not None:
-            self.mlflow.end_run(status=status)
+            try:
+                self.mlflow.end_run(status=status)
+            except Exception as exc:  # noqa: BLE001 - never hide the error that ended the loop
+                log.warning("could not end MLflow run %s: %s", self.run_id, _first_line(exc))
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:500]
+
+
+class TrackingUnavailable(RuntimeError):
+    """MLflow stayed unreachable at the end of a job; resuming the job once it is back finishes it."""
+
+
+def tracking_reachable(tracking_uri: str) -> bool:
+    """Whether the MLflow server answers its health check (stores that are not servers: always)."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return True
+    import httpx
+
+    try:
+        return httpx.get(f"{tracking_uri.rstrip('/')}/health", timeout=3).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @functools.lru_cache(maxsize=4)
@@ -341,6 +442,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup, plan.total_steps)
 
     start_step = 0
+    pending: list[list[Any]] = []
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
@@ -357,8 +459,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             rng_file = Path(directory) / f"rng_rank{rank}.pt"
             if rng_file.exists():
                 _set_rng_state(torch.load(rng_file, weights_only=True))
+            pending_file = Path(directory) / PENDING_METRICS
+            if rank == 0 and pending_file.exists():
+                pending = json.loads(pending_file.read_text())
 
-    logger = RunLogger(loop_config.get("tracking_uri"), loop_config.get("mlflow_run_id"), enabled=rank == 0)
+    logger = RunLogger(
+        loop_config.get("tracking_uri"), loop_config.get("mlflow_run_id"), enabled=rank == 0, pending=pending
+    )
     try:
         _train(
             loop_config,
@@ -472,7 +579,13 @@ def _train(
             if is_checkpoint:
                 with tempfile.TemporaryDirectory(prefix="counterpoint-ckpt-") as tmp:
                     _write_checkpoint(
-                        Path(tmp), rank=rank, step=step, model=model, optimizer=optimizer, scheduler=scheduler
+                        Path(tmp),
+                        rank=rank,
+                        step=step,
+                        model=model,
+                        optimizer=optimizer,
+                        scheduler=scheduler,
+                        pending=logger.pending_rows(),
                     )
                     ray.train.report(
                         report,
@@ -520,13 +633,48 @@ def _finish(
         logger.log(final, total)
         result.update({k: v for k, v in latest.items() if k.startswith("train/")})
         result.update(final)
-        result.update(_publish_model(loop_config, config, model=model, logger=logger))
+        result.update(_publish_when_reachable(loop_config, config, model=model, logger=logger))
     with tempfile.TemporaryDirectory(prefix="counterpoint-result-") as tmp:
         checkpoint = None
         if rank == 0:
             (Path(tmp) / CHECKPOINT_RESULT).write_text(json.dumps(result, indent=2))
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report(result, checkpoint=checkpoint, checkpoint_dir_name=f"result_{total:07d}")
+
+
+def _publish_when_reachable(
+    loop_config: Mapping[str, Any], config: TrainConfig, *, model: Any, logger: RunLogger
+) -> dict[str, Any]:
+    """Send the buffered metrics, then :func:`_publish_model`; while MLflow is unreachable, wait for
+    it up to ``tracking_wait_s`` (setting train_tracking_wait_s), then fail with `TrackingUnavailable`.
+
+    A failure while the server answers its health check is raised at once (on the second try: the
+    first may have raced the server's return), so a real error does not wait out the deadline.
+    """
+    uri = str(loop_config.get("tracking_uri") or "")
+    deadline = time.monotonic() + float(loop_config.get("tracking_wait_s") or 0.0)
+    delay, failed_while_up = 1.0, 0
+    while True:
+        try:
+            if not logger.flush() and logger.last_error is not None:
+                raise logger.last_error
+            return _publish_model(loop_config, config, model=model, logger=logger)
+        except Exception as exc:
+            if tracking_reachable(uri):
+                failed_while_up += 1
+                if failed_while_up >= 2:
+                    raise
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TrackingUnavailable(
+                    f"MLflow at {uri} is unreachable ({_first_line(exc)}): training finished, but the "
+                    f"model and {len(logger.pending)} metric points are not logged; resume the job once "
+                    "MLflow is back (it continues from its last checkpoint, in the same run)"
+                ) from None
+            log.warning("MLflow at %s unreachable; trying again for another %.0f s", uri, remaining)
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 30.0)
 
 
 def _publish_model(
@@ -703,6 +851,14 @@ def mine_hard_negatives(config: TrainConfig, job_dir: Path, tracking_uri: str, r
     return config.model_copy(update={"data": data})
 
 
+def _failure_text(exc: BaseException, tracking_uri: str) -> str:
+    """The error a failed job records; it says so first when MLflow is unreachable (the likely cause)."""
+    text = f"{type(exc).__name__}: {exc}"
+    if not tracking_reachable(tracking_uri):
+        text = f"MLflow at {tracking_uri} is unreachable; resume the job once it answers again. {text}"
+    return text[:10_000]
+
+
 def _was_cancelled(registry_url: str | None, job_id: str) -> bool:
     """Whether the gateway cancelled this job (its stop is why the driver is failing now)."""
     if not registry_url:
@@ -722,6 +878,7 @@ def run_training(
     registry_url: str | None = None,
     cpus_per_worker: float | None = None,
     crash_at_step: int | None = None,
+    tracking_wait_s: float | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) training job ``job_id``; returns the final metrics and the model URI.
 
@@ -729,6 +886,8 @@ def run_training(
     job's MLflow run id; a second call with the same ``job_id`` continues from the last checkpoint in
     the same MLflow run, and a call for a job that already succeeded returns its stored result.
     ``crash_at_step`` is a testing aid: rank 0 raises once at that step (FailureConfig retries it).
+    ``tracking_wait_s`` (default: setting train_tracking_wait_s) bounds how long the end of the job
+    waits for an unreachable MLflow server.
 
     Registry row (when ``registry_url``): ``running`` with ``mlflow_run_id``, metrics updated at every
     report, then ``succeeded`` with the final metrics, or ``failed`` with the error text.
@@ -750,7 +909,11 @@ def run_training(
     stored_run_id = state.get("mlflow_run_id")
     if registry_url:
         stored_run_id = stored_run_id or _ensure_job_row(registry_url, job_id, config)
-    run_id = _mlflow_run(config, job_id, tracking_uri, stored_run_id)
+    try:
+        run_id = _mlflow_run(config, job_id, tracking_uri, stored_run_id)
+    except Exception as exc:
+        _registry_update(registry_url, job_id, status="failed", error=_failure_text(exc, tracking_uri))
+        raise
     _write_state(job_dir, {"job_id": job_id, "mlflow_run_id": run_id, "status": "running"})
     _registry_update(registry_url, job_id, status="running", mlflow_run_id=run_id, error=None)
     client(tracking_uri).update_run(run_id, status="RUNNING")
@@ -760,6 +923,10 @@ def run_training(
 
     cpus = cpus_per_worker or default_cpus_per_worker(config.workers)
     threads = max(1, math.floor(cpus))
+    if tracking_wait_s is None:
+        from counterpoint.settings import get_settings
+
+        tracking_wait_s = get_settings().train_tracking_wait_s
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
@@ -771,6 +938,7 @@ def run_training(
             "threads": threads,
             "crash_at_step": crash_at_step,
             "crash_marker": str(job_dir / "crash_injected"),
+            "tracking_wait_s": tracking_wait_s,
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=config.workers, use_gpu=False, resources_per_worker={"CPU": cpus}
@@ -778,7 +946,7 @@ def run_training(
         run_config=ray.train.RunConfig(
             name=job_id,
             storage_path=str(storage_dir),
-            failure_config=ray.train.FailureConfig(max_failures=MAX_FAILURES),
+            failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
         ),
     )
@@ -787,7 +955,7 @@ def run_training(
         if fit.error is not None:
             raise fit.error
     except BaseException as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        error = _failure_text(exc, tracking_uri)
         cancelled = _was_cancelled(registry_url, job_id)
         if not cancelled:
             _registry_update(registry_url, job_id, status="failed", error=error[:10_000])

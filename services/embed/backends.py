@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from counterpoint.errors import Unavailable
 from counterpoint.models.embedder import Embeddings, TextEmbedder
 from counterpoint.models.pool import EmbedderPool, Loader, model_card
 from counterpoint.schemas import ModelCard
+from counterpoint.services.outages import as_unavailable
 from counterpoint.settings import Settings
 
 if TYPE_CHECKING:
@@ -73,16 +75,38 @@ class LocalEmbedder:
 
 
 class ServeEmbedder:
-    """Calls the `EmbedDeployment` through its Ray Serve handle."""
+    """Calls the `EmbedDeployment` through its Ray Serve handle.
 
-    def __init__(self, handle: DeploymentHandle) -> None:
+    A replica that died or is restarting becomes `Unavailable` (503, ``Retry-After``) naming the
+    embedding service; a call that gets no answer within ``timeout_s`` (no replica came back, e.g.
+    a model that fails to load) is cancelled and answered the same way, so no request hangs.
+    """
+
+    PART = "the embedding service"
+
+    def __init__(self, handle: DeploymentHandle, *, timeout_s: float | None = None) -> None:
         self.handle = handle
+        self.timeout_s = timeout_s
+
+    async def _call(self, method: str, *args: object) -> Any:
+        try:
+            return await asyncio.wait_for(getattr(self.handle, method).remote(*args), self.timeout_s)
+        except Exception as exc:
+            if type(exc) is TimeoutError and self.timeout_s is not None:  # ours, not one of Ray's
+                raise Unavailable(
+                    f"{self.PART} did not answer within {self.timeout_s:g} s (setting embed_timeout_s); "
+                    "its replica may be restarting"
+                ) from None
+            outage = as_unavailable(exc, self.PART)
+            if outage is None:
+                raise
+            raise outage from exc
 
     async def embed(self, texts: list[str], model: str | None = None) -> Embeddings:
-        return await self.handle.embed.remote(texts, model)
+        return await self._call("embed", texts, model)
 
     async def models(self) -> list[ModelCard]:
-        return await self.handle.models.remote()
+        return await self._call("models")
 
     async def load(self, model: str) -> ModelCard:
-        return await self.handle.load.remote(model)
+        return await self._call("load", model)

@@ -2,7 +2,8 @@
 
 Routes only parse HTTP and delegate to `GatewayCore`. Every error leaves as
 ``{"error": {"type": ..., "message": ...}}`` with a 4xx status for bad input; an
-unexpected failure is logged and answered with a 500 that carries no traceback.
+unexpected failure is logged and answered with a 500 that carries no traceback; a part that is
+down or restarting (a dead Serve replica, an unreachable database) is a 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.services.gateway.generation import SSE_HEADERS, GenerationService
 from counterpoint.services.gateway.jobs import JobService, check_tail
 from counterpoint.services.gateway.models import ModelRegistryService
+from counterpoint.services.outages import as_unavailable, outage_types
 
 logger = logging.getLogger("counterpoint.gateway")
 
@@ -185,11 +187,24 @@ def install_error_handlers(app: FastAPI) -> None:
         kind = "not_found" if exc.status_code == 404 else "http_error"
         return error_response(exc.status_code, kind, str(exc.detail))
 
+    async def _outage(_: Request, exc: Exception) -> JSONResponse:
+        """A dead or restarting replica, an unreachable database: 503 with Retry-After, never a 500."""
+        err = as_unavailable(exc) or Unavailable(
+            f"a part of the platform is unavailable ({type(exc).__name__})"
+        )
+        logger.warning("answering 503: %s", err.message)
+        return error_response(err.status_code, err.type, err.message, err.headers)
+
+    for outage in outage_types():
+        app.add_exception_handler(outage, _outage)
+
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         cause = getattr(exc, "cause", None)  # Ray wraps errors raised in other replicas
         if isinstance(cause, CounterpointError):
             return error_response(cause.status_code, cause.type, cause.message, cause.headers)
+        if as_unavailable(exc) is not None:  # an outage wrapped in another error
+            return await _outage(request, exc)
         logger.exception("unhandled error")
         return error_response(500, "internal_error", f"internal error ({type(exc).__name__}); see the logs")
 

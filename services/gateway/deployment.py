@@ -47,7 +47,7 @@ class GatewayDeployment:
             self.settings,
             registry,
             store,
-            ServeEmbedder(embedder),
+            ServeEmbedder(embedder, timeout_s=self.settings.embed_timeout_s),
             ServeReranker(reranker) if reranker is not None else None,
         )
         self.registry = ModelRegistryService(self.settings)
