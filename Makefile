@@ -52,8 +52,8 @@ audit: install  ## pip-audit every pinned package: fails on a known vulnerabilit
 test: install lint audit  ## the whole suite: unit, both databases, both vector stores, end-to-end
 	$(BIN)/pytest -q -rs --durations=15; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
-test-fast: install  ## everything but the end-to-end tests
-	$(BIN)/pytest -q -m "not e2e"
+test-fast: install  ## everything but the end-to-end and fault tests
+	$(BIN)/pytest -q -m "not e2e and not faults"
 
 test-faults: install  ## only the fault tests: kill a Train worker, the embed replica, MLflow, the DB, an ingest
 	$(BIN)/pytest -q -rs -m faults --durations=10
