@@ -104,13 +104,13 @@ def source_text(package: str, subdir: str) -> str:
 @cache
 def gateway_routes() -> frozenset[str]:
     """Paths of the gateway's FastAPI app. The routes only close over the core, so a stand-in
-    with its settings and no registry is enough to build the app and list them."""
+    with its settings and no registry or store is enough to build the app and list them."""
     from types import SimpleNamespace
 
     from counterpoint.services.gateway.app import create_app
     from counterpoint.services.gateway.core import GatewayCore
 
-    app = create_app(cast(GatewayCore, SimpleNamespace(settings=Settings(), registry=None)))
+    app = create_app(cast(GatewayCore, SimpleNamespace(settings=Settings(), registry=None, store=None)))
     return frozenset(route.path for route in app.routes if hasattr(route, "path"))
 
 
