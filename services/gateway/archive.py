@@ -14,6 +14,7 @@ extracted into a staging directory the caller owns, keeping the engine's sparse 
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import tarfile
@@ -173,7 +174,7 @@ def read_archive(archive: Path, staging: Path) -> Manifest:
                         f"the backup is corrupt: {member.name} does not match its checksum (altered or damaged)"
                     )
                 seen.add(member.name)
-    except (tarfile.TarError, EOFError, zlib.error) as exc:
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:  # e.g. "CRC check failed"
         raise InvalidInput(f"the backup is corrupt or truncated ({type(exc).__name__}: {exc})") from None
     except OSError as exc:
         if "gzip" in str(exc).lower() or "compressed" in str(exc).lower():

@@ -259,10 +259,13 @@ def test_bad_archives_are_422s_that_change_nothing(source: Gateway, archive: Pat
         tar.addfile(info, io.BytesIO(data))
     truncated = tmp_path / "truncated.tar.gz"
     truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
-    flipped = tmp_path / "flipped.tar.gz"
-    raw = bytearray(archive.read_bytes())
-    raw[len(raw) // 2] ^= 0xFF
-    flipped.write_bytes(bytes(raw))
+    flips = []  # a damaged byte anywhere in the compressed stream
+    size = archive.stat().st_size
+    for at in (size // 4, size // 2, 3 * size // 4):
+        raw = bytearray(archive.read_bytes())
+        raw[at] ^= 0xFF
+        flips.append(tmp_path / f"flipped-{at}.tar.gz")
+        flips[-1].write_bytes(bytes(raw))
     text = tmp_path / "registry.json"
     text.write_text(json.dumps(source.sdk.backup_registry().model_dump(mode="json")))
     cases = {
@@ -270,7 +273,7 @@ def test_bad_archives_are_422s_that_change_nothing(source: Gateway, archive: Pat
         foreign: "does not start with counterpoint-backup.json",
         not_ours_json: "kind 'something-else'",
         truncated: "corrupt or truncated",
-        flipped: "corrupt",
+        **{flipped: "corrupt" for flipped in flips},
         _rewrite(archive, tmp_path / "tampered.tar.gz", _tampered): "does not match its checksum",
         _rewrite(archive, tmp_path / "escape.tar.gz", _foreign_member): "unexpected member",
         _rewrite(archive, tmp_path / "dropped.tar.gz", _dropped): "truncated: 1 file",
