@@ -19,25 +19,6 @@ from counterpoint.infra.db import Registry, make_engine
 from counterpoint.infra.db.dump import dump_registry, load_registry
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """URL of a new database with nothing in it (no schema either): a SQLite file or a PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'target.db'}"
-        return
-    server = make_url(request.getfixturevalue("postgres_url"))
-    name = f"dump_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield server.set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
-
-
 def fill(registry: Registry) -> None:
     """A row of every kind, with the awkward values: nested JSON, NULLs, a revoked key, non-ASCII text."""
     registry.create_collection(
@@ -75,12 +56,12 @@ def source(tmp_path: Path) -> Iterator[Registry]:
         yield registry
 
 
-def test_a_dump_restores_into_an_empty_database_of_either_engine(source: Registry, empty_db: str) -> None:
+def test_a_dump_restores_into_an_empty_database_of_either_engine(source: Registry, db_url: str) -> None:
     dump = json.loads(json.dumps(dump_registry(source.engine)))  # what travels is JSON
     assert dump["source_dialect"] == "sqlite" and dump["schema_revision"] == "0001"
-    counts = load_registry(empty_db, dump)
+    counts = load_registry(db_url, dump)
     assert counts == {"api_keys": 2, "collections": 2, "jobs": 2, "models": 2}
-    with Registry.from_url(empty_db) as restored:
+    with Registry.from_url(db_url) as restored:
         assert snapshot(restored) == snapshot(source)
         again = dump_registry(restored.engine)
         assert again["tables"] == dump["tables"]
@@ -114,13 +95,13 @@ def test_a_postgresql_dump_restores_into_sqlite(source: Registry, postgres_url: 
         admin.dispose()
 
 
-def test_a_database_with_rows_is_refused_and_kept(source: Registry, empty_db: str) -> None:
+def test_a_database_with_rows_is_refused_and_kept(source: Registry, db_url: str) -> None:
     dump = dump_registry(source.engine)
-    with Registry.from_url(empty_db) as target:
+    with Registry.from_url(db_url) as target:
         target.create_collection("mine", model="tiny", dimensions=32)
         before = snapshot(target)
         with pytest.raises(Conflict, match="not empty \\(1 collections\\)"):
-            load_registry(empty_db, dump)
+            load_registry(db_url, dump)
         assert snapshot(target) == before
 
 
