@@ -32,6 +32,7 @@ from counterpoint.services.gateway.auth import KeyStore
 from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.services.gateway.jobs import JobService
 from counterpoint.settings import Settings
+from tests.fakes import NoRay
 from tests.faults.conftest import free_port
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres]
@@ -94,22 +95,6 @@ class Proxy:
         for sock in (src, dst):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-
-
-class NoRay:
-    """The jobs API without Ray: listing jobs only reads the registry."""
-
-    def submit(self, job_id: str, entrypoint: str) -> str:
-        raise AssertionError("not used")
-
-    def status(self, ray_job_id: str) -> str:
-        return "RUNNING"
-
-    def logs(self, ray_job_id: str) -> str:
-        return ""
-
-    def stop(self, ray_job_id: str) -> None:
-        pass
 
 
 @pytest.fixture()

@@ -23,26 +23,11 @@ from counterpoint.services.gateway.app import create_app
 from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.services.gateway.jobs import JobService
 from counterpoint.settings import Settings
+from tests.fakes import NoRay
 from tests.services.conftest import MODEL
 
 NEW = f"models:/{MODEL}/2"
 N_DOCS = 300
-
-
-class NoRay:
-    """Re-index jobs never reach Ray; the jobs API only reads their rows."""
-
-    def submit(self, job_id: str, entrypoint: str) -> str:
-        raise AssertionError("not used")
-
-    def status(self, ray_job_id: str) -> str:
-        return "RUNNING"
-
-    def logs(self, ray_job_id: str) -> str:
-        return ""
-
-    def stop(self, ray_job_id: str) -> None:
-        pass
 
 
 @pytest.fixture()
