@@ -421,6 +421,11 @@ class KeyInfo(BaseModel):
     created_at: datetime | None = None
     revoked_at: datetime | None = None
 
+    @classmethod
+    def from_record(cls, record: object) -> KeyInfo:
+        """From the registry's key record (its hash is not a field here, so it never leaves)."""
+        return cls.model_validate(record, from_attributes=True)
+
 
 class KeyCreated(KeyInfo):
     key: str = Field(..., description="The API key itself: shown once, stored only as a hash.")

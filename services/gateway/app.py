@@ -499,31 +499,21 @@ def create_app(
             return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
         return await service.chat(body)
 
-    def key_info(record: Any) -> KeyInfo:
-        return KeyInfo(
-            id=record.id,
-            name=record.name,
-            prefix=record.prefix,
-            scopes=list(record.scopes),
-            created_at=record.created_at,
-            revoked_at=record.revoked_at,
-        )
-
     @app.post("/v1/keys", response_model=KeyCreated, status_code=201, tags=["keys"], dependencies=[ADMIN])
     async def create_key(body: KeyCreate) -> KeyCreated:
         """Create an API key with the given scopes; the key is in this response only."""
         record, key = await asyncio.to_thread(keys.create, body.name, body.scopes)
-        return KeyCreated(**key_info(record).model_dump(), key=key)
+        return KeyCreated(**KeyInfo.from_record(record).model_dump(), key=key)
 
     @app.get("/v1/keys", response_model=KeyList, tags=["keys"], dependencies=[ADMIN])
     async def list_keys(include_revoked: bool = False) -> KeyList:
         records = await asyncio.to_thread(keys.list, include_revoked=include_revoked)
-        return KeyList(keys=[key_info(r) for r in records])
+        return KeyList(keys=[KeyInfo.from_record(r) for r in records])
 
     @app.delete("/v1/keys/{key_id}", response_model=KeyInfo, tags=["keys"], dependencies=[ADMIN])
     async def revoke_key(key_id: str) -> KeyInfo:
         """Revoke a key by id or prefix; it stops working at once on this gateway."""
-        return key_info(await asyncio.to_thread(keys.revoke, key_id))
+        return KeyInfo.from_record(await asyncio.to_thread(keys.revoke, key_id))
 
     backups = gateway_backups(core)
 
