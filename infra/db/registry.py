@@ -297,16 +297,9 @@ class Registry:
         """The end of a re-index: point ``name`` at its new physical collection, model and size, and
         mark it ready, in one update; returns the previous physical name. ``Conflict`` unless the
         collection still points at ``expected`` (nothing else swapped it meanwhile)."""
-        with self._tx(write=True) as session:
-            row = self._collection_row(session, name, for_update=True)
-            old = row.physical_name
-            if old != expected:
-                raise Conflict(f"collection {name!r} points at {old!r}, not {expected!r}; not swapped")
-            row.physical_name, row.model, row.dimensions = physical_name, model, dimensions
-            row.status = "ready"
-            row.updated_at = utcnow()
-            session.flush()
-            return old
+        return self._repoint(
+            name, expected, "swapped", physical_name=physical_name, model=model, dimensions=dimensions
+        )
 
     def replace_collection(
         self,
@@ -322,13 +315,27 @@ class Registry:
         """The end of a restore over an existing collection: every field from the backup, status ready,
         in one update; returns the previous physical name. ``Conflict`` unless it still points at
         ``expected``."""
+        return self._repoint(
+            name,
+            expected,
+            "replaced",
+            physical_name=physical_name,
+            model=model,
+            dimensions=dimensions,
+            distance=distance,
+            payload_indexes=dict(payload_indexes),
+        )
+
+    def _repoint(self, name: str, expected: str, action: str, **fields: Any) -> str:
+        """Set ``fields`` and status ready in one update if ``name`` still points at ``expected``
+        (compare-and-swap on the physical name); returns the previous physical name."""
         with self._tx(write=True) as session:
             row = self._collection_row(session, name, for_update=True)
             old = row.physical_name
             if old != expected:
-                raise Conflict(f"collection {name!r} points at {old!r}, not {expected!r}; not replaced")
-            row.physical_name, row.model, row.dimensions = physical_name, model, dimensions
-            row.distance, row.payload_indexes = distance, dict(payload_indexes)
+                raise Conflict(f"collection {name!r} points at {old!r}, not {expected!r}; not {action}")
+            for field_name, value in fields.items():
+                setattr(row, field_name, value)
             row.status = "ready"
             row.updated_at = utcnow()
             session.flush()
