@@ -171,14 +171,20 @@ class EdgeVectorStore:
 
     # --- collections ---------------------------------------------------------------------
 
+    def _claim(self, name: str) -> Path:
+        """The directory a new collection ``name`` goes in: ``Conflict`` if a complete one is there,
+        and whatever an interrupted create or delete left there is removed. Call under the lock."""
+        path = self.root / name
+        if (path / SPEC_FILE).exists():
+            raise Conflict(f"collection '{name}' already exists")
+        if path.exists():
+            shutil.rmtree(path)
+        return path
+
     def create_collection(self, spec: CollectionSpec) -> None:
         check_spec(spec)
         with self._lock:
-            path = self.root / spec.name
-            if (path / SPEC_FILE).exists():
-                raise Conflict(f"collection '{spec.name}' already exists")
-            if path.exists():  # left over by an interrupted create or delete
-                shutil.rmtree(path)
+            path = self._claim(spec.name)
             shard = qe.EdgeShard.create(str(path / SHARD_DIR), self._config(spec))
             try:
                 for key, kind in {**spec.payload_indexes, ID_KEY: "keyword"}.items():
@@ -337,11 +343,7 @@ class EdgeVectorStore:
         if not (shard_dir / "edge_config.json").is_file():
             raise InvalidInput("the snapshot holds no qdrant-edge shard (no shard/edge_config.json)")
         with self._lock:
-            path = self.root / spec.name
-            if (path / SPEC_FILE).exists():
-                raise Conflict(f"collection '{spec.name}' already exists")
-            if path.exists():  # left over by an interrupted create or delete
-                shutil.rmtree(path)
+            path = self._claim(spec.name)
             path.mkdir(parents=True)
             try:
                 shutil.move(str(shard_dir), str(path / SHARD_DIR))
