@@ -576,6 +576,12 @@ def mine(
         typer.Option(help="Drop candidates scoring above this x the positive's score (false negatives)."),
     ] = 0.95,
     max_seq_length: Annotated[int, typer.Option(help="Tokens per text when embedding.")] = 256,
+    negatives: Annotated[
+        int,
+        typer.Option(
+            help="Hard negatives per (query, positive): columns negative, negative_2 .. (a reranker's group)."
+        ),
+    ] = 1,
     collection: Annotated[
         str | None,
         typer.Option(
@@ -583,7 +589,8 @@ def mine(
         ),
     ] = None,
 ) -> None:
-    """Mine hard negatives for a BEIR split with a retriever; writes (anchor, positive, negative) triplets.
+    """Mine hard negatives for a BEIR split with a retriever; writes (anchor, positive, negative) triplets
+    (with --negatives K, K negatives per row).
 
     By default the corpus is embedded here with --model; with --collection the platform's own search
     over that collection retrieves the candidates (the BEIR directory gives the queries, the qrels and
@@ -600,7 +607,9 @@ def mine(
     if not (qrels_file.exists() or qrels_file.with_name(qrels_file.name + ".gz").exists()):
         raise InvalidInput(f"--split {split}: no {qrels_file.name} in {root / 'qrels'}")
     if collection is not None:
-        triplets, report = _mine_collection(collection, root, split, top_k, skip_top, max_score_ratio)
+        triplets, report = _mine_collection(
+            collection, root, split, top_k, skip_top, max_score_ratio, negatives
+        )
         _write_triplets(triplets, report, out_path, max_score_ratio)
         return
     if is_registry_ref(model):
@@ -610,14 +619,14 @@ def mine(
         task = bar.add_task("embed", total=None)
         triplets, report = mine_beir(
             root, split, model=model, top_k=top_k, skip_top=skip_top, max_score_ratio=max_score_ratio,
-            max_seq_length=max_seq_length,
+            max_seq_length=max_seq_length, negatives=negatives,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )  # fmt: skip
     _write_triplets(triplets, report, out_path, max_score_ratio)
 
 
 def _mine_collection(
-    collection: str, root: Path, split: str, top_k: int, skip_top: int, max_score_ratio: float
+    collection: str, root: Path, split: str, top_k: int, skip_top: int, max_score_ratio: float, negatives: int
 ) -> tuple[list[dict[str, str]], Any]:
     """Candidates from the live collection's search; texts of positives and negatives from the BEIR corpus."""
     from counterpoint.datasets import iter_corpus, load_qrels, load_queries, passage_text
@@ -642,8 +651,9 @@ def _mine_collection(
             return [sorted(run[str(i)].items(), key=lambda kv: -kv[1]) for i in range(len(texts))]
 
         triplets, report = mine_triplets(
-            queries, qrels, corpus, retrieve, top_k=top_k, skip_top=skip_top, max_score_ratio=max_score_ratio
-        )
+            queries, qrels, corpus, retrieve, top_k=top_k, skip_top=skip_top,
+            max_score_ratio=max_score_ratio, negatives=negatives,
+        )  # fmt: skip
     if report.queries and not report.dropped_positives:
         raise InvalidInput(
             f"collection '{collection}' returned none of the {split} queries' positives in their top {top_k}: "

@@ -45,6 +45,9 @@ class LossConfig(BaseModel):
         None, ge=0, description="Mask in-batch negatives scoring above positive - margin (GTE/GISTEmbed)."
     )
     matryoshka_dims: list[int] = Field(default_factory=list, description="Also train truncated dimensions.")
+    in_batch_negatives: bool = Field(
+        True, description="listwise (cross-encoder): other queries' documents join each query's group."
+    )
 
 
 class RetrievalEval(BaseModel):

@@ -6,10 +6,14 @@ fresh one-logit head, on (query, positive, hard negative) triplets, with
 
 * ``bce``: binary cross-entropy, positive pairs labelled 1 and negative pairs 0 (monoBERT,
   Nogueira & Cho 2019);
-* ``listwise``: softmax cross-entropy over each query's [positive, negative, the batch's other
-  positives] logits, i.e. InfoNCE on cross-encoder scores (Gao et al. 2021, "Rethink Training of
-  BERT Rerankers in Multi-Stage Retrieval Pipeline", the localized contrastive estimation loss),
-  with the other queries' documents as extra negatives.
+* ``listwise``: softmax cross-entropy over each query's group [positive, its hard negatives]
+  logits, i.e. InfoNCE on cross-encoder scores (Gao et al. 2021, "Rethink Training of BERT
+  Rerankers in Multi-Stage Retrieval Pipeline", the localized contrastive estimation loss); with
+  ``loss.in_batch_negatives`` the other queries' documents join every group (B x B(1+k) pairs a
+  step instead of B(1+k): worth it with one negative per row, costly with many).
+
+Rows may carry k hard negatives (``negative``, ``negative_2`` .. ``negative_k``); a cross-encoder
+reads every (query, document) pair, so the step's cost is the number of pairs scored.
 
 :class:`CrossEncoderModel` mirrors :class:`~counterpoint.workers.model.BiEncoder`'s interface
 (``from_config``, ``compute_loss``, ``parameter_groups``, ``.model``) so the training loop drives both.
@@ -52,12 +56,13 @@ def is_cross_encoder_dir(path: Path) -> bool:
 class CrossEncoderModel(nn.Module):
     """A sentence-transformers ``CrossEncoder`` plus its training loss (``bce`` or ``listwise``)."""
 
-    def __init__(self, model: CrossEncoder, loss: str) -> None:
+    def __init__(self, model: CrossEncoder, loss: str, *, in_batch_negatives: bool = True) -> None:
         super().__init__()
         if loss not in ("bce", "listwise"):
             raise ValueError(f"cross-encoders train with 'bce' or 'listwise', not {loss!r}")
         self.model = model
         self.loss_name = loss
+        self.in_batch_negatives = in_batch_negatives
 
     @classmethod
     def from_config(
@@ -73,7 +78,7 @@ class CrossEncoderModel(nn.Module):
             model = CrossEncoder(
                 str(_backbone_dir(path)), num_labels=1, device=device, max_length=config.max_seq_length
             )
-        return cls(model, config.loss.name)
+        return cls(model, config.loss.name, in_batch_negatives=config.loss.in_batch_negatives)
 
     @property
     def device(self) -> torch.device:
@@ -90,14 +95,21 @@ class CrossEncoderModel(nn.Module):
             raise ValueError(
                 f"a cross-encoder trains on triplets (query, positive, negative), not {batch.kind}"
             )
-        queries, positives, negatives = batch.columns[:3]
-        n = len(queries)
+        queries, positives, *negatives = batch.columns
+        n, k = len(queries), len(negatives)
+        # each query's group: its positive first, then its k negatives
+        groups = [[positives[i]] + [column[i] for column in negatives] for i in range(n)]
         if self.loss_name == "bce":
-            logits = self.logits(list(queries) * 2, list(positives) + list(negatives))
-            labels = torch.cat([torch.ones(n), torch.zeros(n)]).to(logits.device)
-            return F.binary_cross_entropy_with_logits(logits, labels)
-        # listwise: each query against its positive, its negative and every other query's documents
-        docs = list(positives) + list(negatives)
+            logits = self.logits([q for q in queries for _ in range(k + 1)], [d for g in groups for d in g])
+            labels = torch.zeros(n, k + 1)
+            labels[:, 0] = 1.0
+            return F.binary_cross_entropy_with_logits(logits, labels.reshape(-1).to(logits.device))
+        if not self.in_batch_negatives:
+            logits = self.logits([q for q in queries for _ in range(k + 1)], [d for g in groups for d in g])
+            targets = torch.zeros(n, dtype=torch.long, device=logits.device)
+            return F.cross_entropy(logits.view(n, k + 1), targets)
+        # with in-batch negatives: each query against every document of the batch
+        docs = list(positives) + [column[i] for column in negatives for i in range(n)]
         logits = self.logits([q for q in queries for _ in docs], docs * n).view(n, len(docs))
         return F.cross_entropy(logits, torch.arange(n, device=logits.device))
 

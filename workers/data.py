@@ -1,7 +1,7 @@
 """Training data: pairs, triplets, scored pairs and unlabeled sentences from JSONL/TSV/CSV/Parquet/BEIR.
 
 Every source becomes a stream of `Example`s, whose ``texts`` are in the order the losses
-expect (anchor, positive[, negative]) or (sentence1, sentence2) with a ``label``. Files are
+expect (anchor, positive[, negative, negative_2 ..]) or (sentence1, sentence2) with a ``label``. Files are
 read lazily so a large corpus never has to fit in memory; `check_source` reads only the
 first rows, so a bad config fails before a job is submitted.
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -49,6 +50,9 @@ class HardNegatives(BaseModel):
         0.95, gt=0, le=1, description="Drop candidates above this x the positive's score (false negatives)."
     )
     max_seq_length: int = Field(256, ge=8, le=8192)
+    negatives: int = Field(
+        1, ge=1, le=64, description="Hard negatives per (query, positive): the group a reranker ranks."
+    )
 
 
 class DataSource(BaseModel):
@@ -180,6 +184,21 @@ def check_source(source: DataSource) -> Kind:
     return kind
 
 
+def extra_negative_columns(row: Mapping[str, Any]) -> list[str]:
+    """A triplet row's hard negatives after the first (n-tuple rows, sentence-transformers' naming):
+    ``negative_2`` .. ``negative_k``, which must be numbered without gaps."""
+    numbers = sorted(int(m.group(1)) for key in row if (m := _EXTRA_NEGATIVE.fullmatch(str(key))))
+    if numbers and numbers != list(range(2, len(numbers) + 2)):
+        raise InvalidInput(
+            "hard-negative columns must be negative, negative_2 .. negative_k without gaps; got "
+            + ", ".join(f"negative_{n}" for n in numbers)
+        )
+    return [f"negative_{n}" for n in numbers]
+
+
+_EXTRA_NEGATIVE = re.compile(r"negative_(\d+)")
+
+
 def iter_examples(source: DataSource) -> Iterator[Example]:
     """Stream `Example`s; the kind is checked on the first row."""
     if source.hard_negatives is not None:
@@ -189,13 +208,21 @@ def iter_examples(source: DataSource) -> Iterator[Example]:
     kind = check_source(source)
     roles = ROLES[kind]
     columns = [source.columns.get(role, role) for role in roles]
+    if kind == "triplets":
+        first = next(iter_rows(source), {})
+        columns += extra_negative_columns(first)
     for count, row in enumerate(iter_rows(source)):
         if source.limit is not None and count >= source.limit:
             return
         if kind == "scored_pairs":
             yield Example((str(row[columns[0]]), str(row[columns[1]])), float(row[columns[2]]))
-        else:
+            continue
+        try:
             yield Example(tuple(str(row[c]) for c in columns))
+        except KeyError as exc:
+            raise InvalidInput(
+                f"{source.path}: row {count + 1} has no column {exc} (the first row has it)"
+            ) from None
 
 
 def load_examples(source: DataSource) -> tuple[Kind, list[Example]]:

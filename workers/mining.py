@@ -9,7 +9,9 @@ skipped outright (RocketQA's denoising in its simplest form).
 
 The retriever is a callable, so the same mining runs on an in-process exact index (`ExactRetriever`)
 or on a live collection through the gateway. Output: one JSONL triplet (anchor, positive, negative)
-per (query, positive) pair, which `data.kind: triplets` reads.
+per (query, positive) pair, which `data.kind: triplets` reads; with ``negatives=k`` a row carries k
+negatives (``negative``, ``negative_2`` .. ``negative_k``, sentence-transformers' n-tuple columns), the
+group a listwise reranker loss scores each query against.
 """
 
 from __future__ import annotations
@@ -82,18 +84,23 @@ def mine_triplets(
     top_k: int = 30,
     skip_top: int = 0,
     max_score_ratio: float | None = 0.95,
+    negatives: int = 1,
     batch_size: int = 64,
 ) -> tuple[list[dict[str, str]], MiningReport]:
     """Triplets ``{"anchor", "positive", "negative"}`` and a report of what was filtered.
 
     ``positives`` are qrels (query id -> document id -> grade; grade > 0 is relevant). For each
     relevant pair the negative is the best-ranked surviving candidate not yet used for that query,
-    so a query with several positives gets different negatives.
+    so a query with several positives gets different negatives. ``negatives=k`` gives each row the
+    next k surviving candidates (cycling when fewer survive), in columns named by `negative_columns`.
     """
     if not 0 < top_k <= 1000:
         raise InvalidInput(f"top_k must be in 1..1000, got {top_k}")
     if max_score_ratio is not None and not 0 < max_score_ratio <= 1:
         raise InvalidInput(f"max_score_ratio must be in (0, 1], got {max_score_ratio}")
+    if not 1 <= negatives <= top_k:
+        raise InvalidInput(f"negatives must be in 1..top_k ({top_k}), got {negatives}")
+    names = negative_columns(negatives)
     report = MiningReport()
     qids = [q for q in positives if q in queries and any(g > 0 for g in positives[q].values())]
     triplets: list[dict[str, str]] = []
@@ -111,7 +118,7 @@ def mine_triplets(
             # the bar: the weakest positive's score when it was retrieved, else the candidates' best
             pos_scores = [scores[d] for d in present if d in scores]
             bar = min(pos_scores) if pos_scores else (hits[0][1] if hits else 0.0)
-            negatives: list[str] = []
+            survivors: list[str] = []
             for rank, (doc_id, score) in enumerate(hits):
                 report.candidates += 1
                 if doc_id in relevant:
@@ -121,24 +128,26 @@ def mine_triplets(
                 elif max_score_ratio is not None and score > max_score_ratio * bar:
                     report.dropped_false_negatives += 1
                 elif doc_id in corpus:
-                    negatives.append(doc_id)
-            if not negatives:
+                    survivors.append(doc_id)
+            if not survivors:
                 report.queries_without_negative += 1
                 continue
             for i, doc_id in enumerate(present):
-                triplets.append(
-                    {
-                        "anchor": queries[qid],
-                        "positive": corpus[doc_id],
-                        "negative": corpus[negatives[i % len(negatives)]],
-                    }
-                )
+                row = {"anchor": queries[qid], "positive": corpus[doc_id]}
+                for j, name in enumerate(names):
+                    row[name] = corpus[survivors[(i * negatives + j) % len(survivors)]]
+                triplets.append(row)
     report.triplets = len(triplets)
     if report.queries and report.missing_positives:
         report.notes.append(
             f"{report.missing_positives} judged positives are not in the corpus searched: they were skipped"
         )
     return triplets, report
+
+
+def negative_columns(k: int) -> list[str]:
+    """The columns of a row's ``k`` hard negatives: ``negative``, ``negative_2`` .. ``negative_k``."""
+    return ["negative"] + [f"negative_{j}" for j in range(2, k + 1)]
 
 
 def write_jsonl(rows: Iterable[Mapping[str, str]], path: str | Path) -> int:
@@ -161,6 +170,7 @@ def mine_beir(
     skip_top: int = 0,
     max_score_ratio: float | None = 0.95,
     max_seq_length: int = 256,
+    negatives: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[dict[str, str]], MiningReport]:
     """Mine a BEIR split with ``model`` (a packaged name or directory) over the whole corpus.
@@ -193,4 +203,5 @@ def mine_beir(
         top_k=top_k,
         skip_top=skip_top,
         max_score_ratio=max_score_ratio,
+        negatives=negatives,
     )

@@ -158,6 +158,11 @@ class BiEncoder(nn.Module):
         if batch.kind == "scored_pairs":
             assert batch.labels is not None
             return batch.columns[:2], {"labels": batch.labels.to(self.device)}
+        if batch.kind == "triplets" and len(batch.columns) > 3:
+            # k negatives per row: one (B*k) column, row i*k + j = negative j of anchor i
+            anchors, positives, *negatives = batch.columns
+            flat = [column[i] for i in range(len(anchors)) for column in negatives]
+            return (anchors, positives, flat), {}
         return batch.columns, {}
 
     def compute_loss(self, batch: Batch) -> Tensor:

@@ -834,6 +834,7 @@ def mine_hard_negatives(config: TrainConfig, job_dir: Path, tracking_uri: str, r
             skip_top=spec.skip_top,
             max_score_ratio=spec.max_score_ratio,
             max_seq_length=spec.max_seq_length,
+            negatives=spec.negatives,
             progress=lambda done, total: log.info("mining: embedded %d/%d documents", done, total),
         )
         staging = target.with_suffix(".tmp")

@@ -98,3 +98,49 @@ def test_exact_retriever_and_the_file_the_training_job_reads(tmp_path: Path) -> 
     assert json.loads(path.read_text()) == {"anchor": "alpha", "positive": "alpha", "negative": "alpha beta"}
     kind, examples = load_examples(DataSource(path=str(path)))
     assert kind == "triplets" and examples[0].texts == ("alpha", "alpha", "alpha beta")
+
+
+def test_several_negatives_per_row_are_read_back_as_n_tuples(tmp_path: Path) -> None:
+    from counterpoint.workers.data import DataSource, load_examples
+
+    retrieve = ranked(
+        {
+            "q1": {"d0": 0.9, "d1": 0.8, "d3": 0.7, "d4": 0.6, "d5": 0.5},
+            "q2": {"d2": 0.9, "d5": 0.5},  # one survivor: the row's negatives repeat it
+        }
+    )
+    triplets, report = mine_triplets(QUERIES, QRELS, CORPUS, retrieve, top_k=5, negatives=2)  # type: ignore[arg-type]
+    assert [(t["positive"], t["negative"], t["negative_2"]) for t in triplets] == [
+        ("document 0", "document 3", "document 4"),
+        ("document 1", "document 5", "document 3"),  # the second positive starts at the next survivors
+        ("document 2", "document 5", "document 5"),
+    ]
+    assert report.triplets == 3
+    path = tmp_path / "groups.jsonl"
+    write_jsonl(triplets, path)
+    kind, examples = load_examples(DataSource(path=str(path)))
+    assert kind == "triplets" and examples[0].texts == ("query one", "document 0", "document 3", "document 4")
+    with pytest.raises(InvalidInput, match="negatives must be in 1..top_k"):
+        mine_triplets(QUERIES, QRELS, CORPUS, retrieve, top_k=5, negatives=6)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("rows", "words"),
+    [
+        ([{"anchor": "a", "positive": "p", "negative": "n", "negative_3": "m"}], "without gaps"),
+        (
+            [
+                {"anchor": "a", "positive": "p", "negative": "n", "negative_2": "m"},
+                {"anchor": "a", "positive": "p", "negative": "n"},
+            ],
+            "row 2 has no column 'negative_2'",
+        ),
+    ],
+)
+def test_ragged_negative_columns_are_refused(tmp_path: Path, rows: list[dict], words: str) -> None:
+    from counterpoint.workers.data import DataSource, load_examples
+
+    path = tmp_path / "bad.jsonl"
+    write_jsonl(rows, path)
+    with pytest.raises(InvalidInput, match=words):
+        load_examples(DataSource(path=str(path)))

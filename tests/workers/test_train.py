@@ -554,6 +554,56 @@ def test_cross_encoder_losses_learn_the_triplets(workspace: dict[str, Any], loss
         model.compute_loss(Batch.from_examples("pairs", [Example(("a", "b"))]))
 
 
+@pytest.mark.parametrize(("loss", "in_batch"), [("listwise", False), ("listwise", True), ("bce", True)])
+def test_cross_encoder_losses_score_each_query_against_its_group_of_negatives(
+    workspace: dict[str, Any], loss: str, in_batch: bool
+) -> None:
+    """Rows with k negatives: the loss is the formula over exactly the pairs the docstring names."""
+    from counterpoint.workers.cross_encoder import CrossEncoderModel
+
+    torch.manual_seed(0)
+    config = make_config(
+        workspace,
+        model_type="cross-encoder",
+        loss={"name": loss, "in_batch_negatives": in_batch},
+        data={"path": str(triplets_file(workspace))},
+    )
+    model = CrossEncoderModel.from_config(config)
+    model.eval()
+    rows = [
+        (f"about {w}", f"{w} passage", f"{WORDS[6 + i]} text", f"{WORDS[12 - i]} words")
+        for i, w in enumerate(WORDS[:3])
+    ]
+    batch = Batch.from_examples("triplets", [Example(r) for r in rows])
+    with torch.no_grad():
+        value = float(model.compute_loss(batch))
+        own = torch.stack([model.logits([q] * 3, [p, n1, n2]) for q, p, n1, n2 in rows])  # (3, 1 + k)
+        every = [d for col in (1, 2, 3) for d in [r[col] for r in rows]]
+        full = torch.stack([model.logits([r[0]] * len(every), every) for r in rows])  # (3, 9)
+    if loss == "bce":
+        labels = torch.tensor([[1.0, 0.0, 0.0]] * 3)
+        expected = float(torch.nn.functional.binary_cross_entropy_with_logits(own, labels))
+    elif in_batch:
+        expected = float(torch.nn.functional.cross_entropy(full, torch.arange(3)))
+    else:
+        expected = float(torch.nn.functional.cross_entropy(own, torch.zeros(3, dtype=torch.long)))
+    assert value == pytest.approx(expected, rel=1e-5)
+
+
+def test_bi_encoder_reads_several_negatives_per_row_as_extra_candidates(
+    bi_encoder_config: TrainConfig,
+) -> None:
+    model = BiEncoder.from_config(bi_encoder_config)
+    model.eval()
+    rows = [(f"q {w}", f"p {w}", f"n {w}", f"m {w}") for w in WORDS[:4]]
+    with torch.no_grad():
+        value = float(model.compute_loss(Batch.from_examples("triplets", [Example(r) for r in rows])))
+        anchors, positives = model.encode([r[0] for r in rows]), model.encode([r[1] for r in rows])
+        negatives = model.encode([t for r in rows for t in r[2:]])  # row i*k + j = negative j of anchor i
+        expected = float(model.loss(anchors, positives, negatives))
+    assert value == pytest.approx(expected, rel=1e-5)
+
+
 @pytest.mark.parametrize(
     ("overrides", "words"),
     [
