@@ -103,6 +103,13 @@ class TrainConfig(BaseModel):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     max_seq_length: int = Field(128, ge=8, le=8192)
+    attention_dropout: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="Dropout on attention probabilities while training (None: the checkpoint's, 0.1 for "
+        "MiniLM). 0 makes a CPU step ~2.5x faster at long inputs; hidden dropout stays.",
+    )
     workers: int = Field(1, ge=1)
     cross_worker_negatives: bool = True
     seed: int = 42

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from counterpoint.evaluation import Run, evaluate_run, exact_search
 from counterpoint.workers.config import TrainConfig
-from counterpoint.workers.model import Batch, decay_groups
+from counterpoint.workers.model import Batch, decay_groups, set_attention_dropout
 
 
 def _backbone_dir(path: Path) -> Path:
@@ -78,6 +78,8 @@ class CrossEncoderModel(nn.Module):
             model = CrossEncoder(
                 str(_backbone_dir(path)), num_labels=1, device=device, max_length=config.max_seq_length
             )
+        if config.attention_dropout is not None:
+            set_attention_dropout(model.model, config.attention_dropout)
         return cls(model, config.loss.name, in_batch_negatives=config.loss.in_batch_negatives)
 
     @property

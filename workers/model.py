@@ -106,6 +106,22 @@ class Batch:
         return len(self.columns[0])
 
 
+def set_attention_dropout(model: nn.Module, p: float) -> int:
+    """Set the dropout on attention probabilities of every attention block to ``p``; returns how many.
+
+    Why: with ``p > 0`` a training step must draw a mask over every (head, query, key) score, which
+    on CPU keeps SDPA off its fused kernel; a MiniLM step at 320 tokens is then ~2.5x slower than
+    with ``p = 0``. Hidden-state dropout (and with it SimCSE's two views) is untouched.
+    """
+    changed = 0
+    for module in model.modules():
+        dropout = getattr(module, "dropout", None)
+        if "Attention" in type(module).__name__ and isinstance(dropout, nn.Dropout):
+            dropout.p = p
+            changed += 1
+    return changed
+
+
 class BiEncoder(nn.Module):
     """A sentence-transformers model plus its training loss.
 
@@ -133,6 +149,8 @@ class BiEncoder(nn.Module):
         path = model_path or str(resolve_model_path(config.model))
         model = SentenceTransformer(path, device=device)
         model.max_seq_length = config.max_seq_length
+        if config.attention_dropout is not None:
+            set_attention_dropout(model, config.attention_dropout)
         loss = build_loss(config.loss, world_size, cross_worker_negatives=config.cross_worker_negatives)
         return cls(model, loss.to(device), gradcache_chunk=config.gradcache_chunk)
 

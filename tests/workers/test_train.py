@@ -670,3 +670,28 @@ def test_cross_encoder_job_reranks_registers_and_serves(
     scores = served.score("about alpha", ["alpha passage 0", "kappa passage 9"]).scores
     assert scores.shape == (2,) and np.isfinite(scores).all()
     shutil.rmtree(tmp_path / "serve", ignore_errors=True)
+
+
+@pytest.mark.parametrize("model_type", ["bi-encoder", "cross-encoder"])
+def test_attention_dropout_is_set_on_the_attention_blocks_only(
+    workspace: dict[str, Any], model_type: str
+) -> None:
+    from counterpoint.workers.train import build_model
+
+    cross = model_type == "cross-encoder"
+    config = make_config(
+        workspace,
+        model_type=model_type,
+        loss={"name": "listwise" if cross else "mnrl"},
+        data={"path": str(triplets_file(workspace))},
+        attention_dropout=0.0,
+    )
+    module = build_model(config, 1, "cpu").model
+    dropouts = {n: m.p for n, m in module.named_modules() if isinstance(m, torch.nn.Dropout)}
+    attention = {n: p for n, p in dropouts.items() if ".attention.self." in n}
+    assert attention and set(attention.values()) == {0.0}
+    assert {p for n, p in dropouts.items() if n not in attention} == {0.1}  # hidden dropout stays
+    default = build_model(config.model_copy(update={"attention_dropout": None}), 1, "cpu").model
+    assert {
+        m.p for n, m in default.named_modules() if ".attention.self." in n and isinstance(m, torch.nn.Dropout)
+    } == {0.1}
