@@ -69,6 +69,17 @@ class RerankEval(BaseModel):
     top_k: int = Field(100, ge=1, le=1000, description="First-stage candidates reranked per query.")
     max_docs: int | None = Field(None, ge=1, description="Search a corpus sample (judged docs kept).")
     max_queries: int | None = Field(None, ge=1, description="Evaluate on the first N queries only.")
+    fusion_weights: list[float] = Field(
+        default_factory=list,
+        description="Also score first-stage/reranker score fusion at these first-stage weights in [0, 1] "
+        "(eval/fused_w{w}_*; see counterpoint.fusion). Choose the weight on a dev split.",
+    )
+
+    @model_validator(mode="after")
+    def _weights_in_range(self) -> RerankEval:
+        if any(not 0.0 <= w <= 1.0 for w in self.fusion_weights):
+            raise ValueError(f"fusion_weights must lie in [0, 1], got {self.fusion_weights}")
+        return self
 
 
 class EvalConfig(BaseModel):
@@ -98,6 +109,13 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(32, ge=2)
     gradcache_chunk: int | None = Field(None, ge=1, description="GradCache chunk size (large batches).")
     lr: float = Field(2e-5, gt=0, le=1)
+    head_lr: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="cross-encoder: learning rate of the classification head (default: lr). A fresh "
+        "head at a transformer's lr needs hundreds of steps before its logits differ by more than 0.01.",
+    )
     epochs: int = Field(1, ge=1)
     max_steps: int | None = Field(None, ge=1)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
@@ -135,6 +153,8 @@ class TrainConfig(BaseModel):
                 "a cross-encoder trains with loss bce or listwise, a bi-encoder with the embedding losses; "
                 f"got model_type={self.model_type} and loss.name={self.loss.name}"
             )
+        if self.head_lr is not None and not cross:
+            raise ValueError("head_lr applies to cross-encoders (their classification head)")
         if cross and (
             self.gradcache_chunk or self.loss.matryoshka_dims or self.eval.sts or self.eval.retrieval
         ):

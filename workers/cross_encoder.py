@@ -34,6 +34,7 @@ from sentence_transformers import CrossEncoder
 from torch import Tensor, nn
 
 from counterpoint.evaluation import Run, evaluate_run, exact_search
+from counterpoint.fusion import fuse_scores
 from counterpoint.workers.config import TrainConfig
 from counterpoint.workers.model import Batch, decay_groups, set_attention_dropout
 
@@ -56,13 +57,16 @@ def is_cross_encoder_dir(path: Path) -> bool:
 class CrossEncoderModel(nn.Module):
     """A sentence-transformers ``CrossEncoder`` plus its training loss (``bce`` or ``listwise``)."""
 
-    def __init__(self, model: CrossEncoder, loss: str, *, in_batch_negatives: bool = True) -> None:
+    def __init__(
+        self, model: CrossEncoder, loss: str, *, in_batch_negatives: bool = True, head_lr: float | None = None
+    ) -> None:
         super().__init__()
         if loss not in ("bce", "listwise"):
             raise ValueError(f"cross-encoders train with 'bce' or 'listwise', not {loss!r}")
         self.model = model
         self.loss_name = loss
         self.in_batch_negatives = in_batch_negatives
+        self.head_lr = head_lr
 
     @classmethod
     def from_config(
@@ -80,7 +84,9 @@ class CrossEncoderModel(nn.Module):
             )
         if config.attention_dropout is not None:
             set_attention_dropout(model.model, config.attention_dropout)
-        return cls(model, config.loss.name, in_batch_negatives=config.loss.in_batch_negatives)
+        return cls(
+            model, config.loss.name, in_batch_negatives=config.loss.in_batch_negatives, head_lr=config.head_lr
+        )
 
     @property
     def device(self) -> torch.device:
@@ -119,7 +125,22 @@ class CrossEncoderModel(nn.Module):
         return self.compute_loss(batch)
 
     def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
-        return decay_groups(self, weight_decay)
+        """AdamW groups; with ``head_lr`` the classification head gets its own learning rate."""
+        if self.head_lr is None:
+            return decay_groups(self, weight_decay)
+        head = self.head()
+        body = nn.ModuleList([m for m in self.model.model.children() if m not in head])
+        groups = decay_groups(body, weight_decay)
+        return groups + [{**g, "lr": self.head_lr} for g in decay_groups(nn.ModuleList(head), weight_decay)]
+
+    def head(self) -> list[nn.Module]:
+        """The modules on top of the transformer (``classifier``, DistilBERT's ``pre_classifier``,
+        decoder models' ``score``): what a fresh head consists of."""
+        found = [getattr(self.model.model, n, None) for n in ("pre_classifier", "classifier", "score")]
+        modules = [m for m in found if isinstance(m, nn.Module)]
+        if not modules:
+            raise ValueError(f"{type(self.model.model).__name__} has no classifier/score head for head_lr")
+        return modules
 
 
 class RerankTask:
@@ -137,6 +158,7 @@ class RerankTask:
         max_queries: int | None = None,
         max_seq_length: int = 256,
         seed: int = 0,
+        fusion_weights: Sequence[float] = (),
     ) -> None:
         from counterpoint.models.embedder import TextEmbedder
         from counterpoint.workers.evaluate import RetrievalTask
@@ -152,11 +174,7 @@ class RerankTask:
         queries = embedder.embed([self.queries[q] for q in qids]).vectors
         self.first_stage: Run = exact_search(queries, docs, qids, doc_ids, top_k)
         self.top_k = top_k
-
-    def first_stage_metrics(self) -> dict[str, float]:
-        metrics = evaluate_run(self.first_stage, self.qrels).as_dict()
-        metrics.pop("n_queries", None)
-        return metrics
+        self.fusion_weights = list(fusion_weights)
 
     def __call__(self, model: CrossEncoderModel, *, batch_size: int = 32) -> dict[str, float]:
         was_training = model.training
@@ -176,6 +194,22 @@ class RerankTask:
                     }
         finally:
             model.train(was_training)
+        results = self._scores(self.first_stage, "first_stage")
+        results.update(self._scores(run, "rerank"))
+        for weight in self.fusion_weights:
+            results.update(self._scores(self.fused(run, weight), f"fused_w{weight:g}"))
+        return results
+
+    def fused(self, reranked: Run, weight: float) -> Run:
+        """Each query's candidates scored by `fuse_scores` of the first stage and ``reranked``."""
+        fused: Run = {}
+        for qid, hits in self.first_stage.items():
+            doc_ids = list(hits)
+            scores = fuse_scores([hits[d] for d in doc_ids], [reranked[qid][d] for d in doc_ids], weight)
+            fused[qid] = dict(zip(doc_ids, scores.tolist(), strict=True))
+        return fused
+
+    def _scores(self, run: Run, prefix: str) -> dict[str, float]:
         metrics = evaluate_run(run, self.qrels).as_dict()
         metrics.pop("n_queries", None)
-        return {f"rerank_{k}": v for k, v in metrics.items()}
+        return {f"{prefix}_{k}": v for k, v in metrics.items()}

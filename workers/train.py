@@ -400,7 +400,7 @@ def build_evaluator(config: TrainConfig, kind: Kind, examples: list[Example]) ->
         spec = config.eval.rerank
         return RerankTask(
             spec.path, spec.split, retriever=spec.retriever, top_k=spec.top_k, max_docs=spec.max_docs,
-            max_queries=spec.max_queries, seed=config.seed,
+            max_queries=spec.max_queries, seed=config.seed, fusion_weights=spec.fusion_weights,
         )  # fmt: skip
     from counterpoint.workers.evaluate import Evaluator
 

@@ -640,7 +640,12 @@ def test_cross_encoder_job_reranks_registers_and_serves(
         data={"path": str(triplets_file(workspace))},
         batch_size=4,
         eval={
-            "rerank": {"path": str(beir), "retriever": str(workspace["model"]), "top_k": 5},
+            "rerank": {
+                "path": str(beir),
+                "retriever": str(workspace["model"]),
+                "top_k": 5,
+                "fusion_weights": [0, 0.5, 1],
+            },
             "every_steps": 100,
         },
         register_as="tiny-reranker",
@@ -649,6 +654,10 @@ def test_cross_encoder_job_reranks_registers_and_serves(
     assert result["status"] == "succeeded" and result["step"] == 4
     for key in ("eval/rerank_ndcg_at_10", "eval/rerank_recall_at_100", "eval/rerank_mrr_at_10"):
         assert 0 <= result[key] <= 100
+    for metric in ("ndcg_at_10", "mrr_at_10"):  # weight 0: the reranker's order; 1: the first stage's
+        assert result[f"eval/fused_w0_{metric}"] == pytest.approx(result[f"eval/rerank_{metric}"])
+        assert result[f"eval/fused_w1_{metric}"] == pytest.approx(result[f"eval/first_stage_{metric}"])
+        assert 0 <= result[f"eval/fused_w0.5_{metric}"] <= 100
     assert [
         s for s, _ in history(stores["tracking_uri"], result["mlflow_run_id"], "eval/rerank_ndcg_at_10")
     ] == [0, 4]
@@ -695,3 +704,25 @@ def test_attention_dropout_is_set_on_the_attention_blocks_only(
     assert {
         m.p for n, m in default.named_modules() if ".attention.self." in n and isinstance(m, torch.nn.Dropout)
     } == {0.1}
+
+
+def test_head_lr_gives_the_fresh_classification_head_its_own_learning_rate(workspace: dict[str, Any]) -> None:
+    from counterpoint.workers.cross_encoder import CrossEncoderModel
+
+    config = make_config(
+        workspace,
+        model_type="cross-encoder",
+        loss={"name": "listwise"},
+        data={"path": str(triplets_file(workspace))},
+        head_lr=1e-2,
+    )
+    model = CrossEncoderModel.from_config(config)
+    groups = model.parameter_groups(0.01)
+    grouped = [id(p) for g in groups for p in g["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters())  # each parameter exactly once
+    head = {id(p) for m in model.head() for p in m.parameters()}
+    assert head and all((g.get("lr") == 1e-2) == (id(g["params"][0]) in head) for g in groups if g["params"])
+    optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    assert {g["lr"] for g in optimizer.param_groups} == {config.lr, 1e-2}
+    with pytest.raises(InvalidInput, match="head_lr applies to cross-encoders"):
+        make_config(workspace, head_lr=1e-2)
