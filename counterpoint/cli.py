@@ -308,6 +308,14 @@ def ingest(
     )
 
 
+_FUSION = typer.Option(
+    min=0.0,
+    max=1.0,
+    help="Weight of the first-stage score mixed into the reranked score (0: reranker alone; "
+    "default: the server's rerank_fusion setting).",
+)
+
+
 @app.command()
 def search(
     collection: str,
@@ -319,6 +327,7 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw response.")] = False,
     rerank: Annotated[bool, typer.Option(help="Rerank the candidates with the cross-encoder.")] = False,
     rerank_top_k: Annotated[int | None, typer.Option(help="Candidates to rerank (default 100).")] = None,
+    rerank_fusion: Annotated[float | None, _FUSION] = None,
 ) -> None:
     """Search a collection by text (optionally reranked by the cross-encoder)."""
     parsed = None
@@ -328,8 +337,9 @@ def search(
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"--filter is not valid JSON: {exc.msg}") from None
     reply = client().search(
-        collection, query, top_k=top_k, filter=parsed, rerank=rerank, rerank_top_k=rerank_top_k
-    )
+        collection, query, top_k=top_k, filter=parsed, rerank=rerank, rerank_top_k=rerank_top_k,
+        rerank_fusion=rerank_fusion,
+    )  # fmt: skip
     if as_json:
         out.print_json(reply.model_dump_json())
         return
@@ -387,6 +397,7 @@ def eval_retrieval(
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
     rerank: Annotated[bool, typer.Option(help="Two-stage: rerank each query's candidates.")] = False,
     rerank_top_k: Annotated[int | None, typer.Option(help="Candidates reranked per query.")] = None,
+    rerank_fusion: Annotated[float | None, _FUSION] = None,
 ) -> None:
     """nDCG@10, Recall@100 and MRR@10 of a collection against relevance judgements."""
     from counterpoint.datasets import default_scifact_dir, load_qrels, load_queries
@@ -406,7 +417,7 @@ def eval_retrieval(
         task = progress.add_task("eval", total=len(texts))
         run = client().search_many(
             collection, texts, top_k=top_k, on_progress=lambda n: progress.advance(task, n),
-            rerank=rerank, rerank_top_k=rerank_top_k,
+            rerank=rerank, rerank_top_k=rerank_top_k, rerank_fusion=rerank_fusion,
         )  # fmt: skip
     metrics = evaluate_run(run, judged)
     if as_json:

@@ -351,9 +351,11 @@ class Client:
         rerank: bool = False,
         rerank_top_k: int | None = None,
         rerank_model: str | None = None,
+        rerank_fusion: float | None = None,
     ) -> SearchResponse:
         """Vector search; ``rerank=True`` reorders the first ``rerank_top_k`` candidates with the
-        cross-encoder (each hit then keeps its ``first_stage_rank``; ``timings`` has every stage)."""
+        cross-encoder (each hit then keeps its ``first_stage_rank``; ``timings`` has every stage).
+        ``rerank_fusion`` mixes the first stage's score back in (see `counterpoint.fusion`)."""
         body = SearchRequest(
             query=query,
             vector=vector,
@@ -363,6 +365,7 @@ class Client:
             rerank=rerank,
             rerank_top_k=rerank_top_k,
             rerank_model=rerank_model,
+            rerank_fusion=rerank_fusion,
         )
         data = self._request(
             "POST", f"/v1/collections/{collection}/search", json=body.model_dump(exclude_none=True)
@@ -395,14 +398,16 @@ class Client:
         on_progress: Progress | None = None,
         rerank: bool = False,
         rerank_top_k: int | None = None,
+        rerank_fusion: float | None = None,
     ) -> dict[str, dict[str, float]]:
         """Run many text queries (a few at a time) and return a run: qid -> {doc id: score}."""
 
         def one(item: tuple[str, str]) -> tuple[str, dict[str, float]]:
             qid, text = item
             reply = self.search(
-                collection, text, top_k=top_k, with_text=False, rerank=rerank, rerank_top_k=rerank_top_k
-            )
+                collection, text, top_k=top_k, with_text=False, rerank=rerank, rerank_top_k=rerank_top_k,
+                rerank_fusion=rerank_fusion,
+            )  # fmt: skip
             if on_progress is not None:
                 on_progress(1)
             return qid, {hit.id: hit.score for hit in reply.hits}

@@ -274,6 +274,13 @@ class SearchRequest(StrictModel):
         None, ge=1, description="First-stage candidates to rerank (default: the rerank_top_k setting)."
     )
     rerank_model: str | None = Field(None, description="Cross-encoder; default: the served reranker.")
+    rerank_fusion: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Weight of the first stage in the final score (z-scored interpolation with the "
+        "reranker's, counterpoint.fusion); default: the rerank_fusion setting (0: the reranker alone).",
+    )
 
     @model_validator(mode="after")
     def _query_or_vector(self) -> SearchRequest:

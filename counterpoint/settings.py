@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     rerank_replicas: int = Field(1, ge=1, description="Rerank replicas.")
     max_rerank_documents: int = Field(1000, ge=1, description="Documents one rerank call may score.")
     rerank_top_k: int = Field(100, ge=1, description="First-stage candidates a reranked search rescores.")
+    rerank_fusion: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Weight of the first-stage score in a reranked search's final score (0: the "
+        "reranker alone); choose it on a dev split (a reranker job's eval/fused_w* metrics).",
+    )
 
     # --- training jobs -------------------------------------------------------------------
     train_tracking_wait_s: float = Field(

@@ -19,6 +19,7 @@ import numpy as np
 
 from counterpoint.datasets import passage_text
 from counterpoint.errors import InvalidInput, LimitExceeded, Unavailable
+from counterpoint.fusion import fuse_scores
 from counterpoint.infra.db.registry import Registry
 from counterpoint.infra.vectors.base import CollectionSpec, VectorRecord, VectorStore
 from counterpoint.models.embedder import Embeddings, truncate_and_normalize
@@ -317,7 +318,11 @@ class GatewayCore:
             reranked_by = await self._rerank_model(request.rerank_model)
             texts = [passage_text(h.title or "", h.text or "") for h in hits]
             scores = await self.reranker.rerank(request.query, texts, reranked_by)  # type: ignore[union-attr]
-            for rank, (hit, score) in enumerate(zip(hits, scores.scores, strict=True), start=1):
+            weight = self.settings.rerank_fusion if request.rerank_fusion is None else request.rerank_fusion
+            final = scores.scores
+            if weight > 0:
+                final = fuse_scores([h.score for h in hits], scores.scores, weight)
+            for rank, (hit, score) in enumerate(zip(hits, final, strict=True), start=1):
                 hit.first_stage_score, hit.first_stage_rank, hit.score = hit.score, rank, float(score)
             hits.sort(key=lambda h: -h.score)
             timings["rerank_ms"] = _ms_since(stage)

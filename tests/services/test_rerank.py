@@ -133,6 +133,31 @@ def test_two_stage_search_reorders_the_candidates(
     assert by_vector.status_code == 422 and "text 'query'" in by_vector.json()["error"]["message"]
 
 
+def test_two_stage_search_fuses_the_first_stage_score_when_asked(
+    rerank_api: TestClient, tiny_reranker: TextReranker
+) -> None:
+    from counterpoint.fusion import fuse_scores
+
+    rerank_api.post("/v1/collections", json={"name": "fused"})
+    docs = [{"id": f"n{i}", "text": text} for i, text in enumerate(DOCS)]
+    rerank_api.post("/v1/collections/fused/documents", json={"documents": docs})
+    query = {"query": "lighthouse lamp", "top_k": 5, "rerank": True}
+    plain = rerank_api.post("/v1/collections/fused/search", json={**query, "rerank": False}).json()
+    first = [h["id"] for h in plain["hits"]]
+    ce = tiny_reranker.score("lighthouse lamp", [DOCS[int(i[1:])] for i in first]).scores
+    for weight in (0.3, 1.0):
+        reply = rerank_api.post("/v1/collections/fused/search", json={**query, "rerank_fusion": weight})
+        assert reply.status_code == 200, reply.text
+        fused = fuse_scores([h["score"] for h in plain["hits"]], ce, weight)
+        assert {h["id"]: h["score"] for h in reply.json()["hits"]} == pytest.approx(
+            dict(zip(first, fused.tolist(), strict=True)), abs=1e-4
+        )
+    # weight 1 keeps the first stage's order
+    assert [h["id"] for h in reply.json()["hits"]] == first
+    bad = rerank_api.post("/v1/collections/fused/search", json={**query, "rerank_fusion": 1.5})
+    assert bad.status_code == 422 and "rerank_fusion" in bad.text
+
+
 def test_without_a_reranker_rerank_is_a_clear_503(api: TestClient) -> None:
     reply = api.post("/v1/rerank", json={"query": "q", "documents": ["a"]})
     assert reply.status_code == 503 and "COUNTERPOINT_RERANK_MODEL" in reply.json()["error"]["message"]
