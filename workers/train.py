@@ -165,6 +165,34 @@ def resolve_paths(config: TrainConfig, *, config_dir: Path | None = None) -> Tra
     return config.model_copy(update=updates)
 
 
+def resolve_registry_models(config: TrainConfig, tracking_uri: str, cache_dir: Path) -> TrainConfig:
+    """Download the ``models:/NAME@alias`` (or ``runs:/``) models a config names (base model, mining
+    retriever, rerank first stage) into ``cache_dir``; the config then points at local directories.
+
+    So a reranker job can mine and evaluate with the bi-encoder the loop just promoted.
+    """
+    from counterpoint.infra.tracking import is_registry_ref, registry_error, resolve_model_uri
+
+    def local(ref: str, field: str) -> str:
+        if not is_registry_ref(ref):
+            return ref
+        try:
+            return str(resolve_model_uri(ref, tracking_uri, cache_dir))
+        except Exception as exc:  # noqa: BLE001
+            raise InvalidInput(f"config field '{field}': {registry_error(exc, ref)}") from exc
+
+    updates: dict[str, Any] = {"model": local(config.model, "model")}
+    spec = config.data.hard_negatives
+    if spec is not None:
+        mined = spec.model_copy(update={"model": local(spec.model, "data.hard_negatives.model")})
+        updates["data"] = config.data.model_copy(update={"hard_negatives": mined})
+    if config.eval.rerank is not None:
+        rerank = config.eval.rerank
+        rerank = rerank.model_copy(update={"retriever": local(rerank.retriever, "eval.rerank.retriever")})
+        updates["eval"] = config.eval.model_copy(update={"rerank": rerank})
+    return config.model_copy(update=updates)
+
+
 # --- checkpoints ---------------------------------------------------------------------------------
 
 
@@ -918,6 +946,12 @@ def run_training(
     _write_state(job_dir, {"job_id": job_id, "mlflow_run_id": run_id, "status": "running"})
     _registry_update(registry_url, job_id, status="running", mlflow_run_id=run_id, error=None)
     client(tracking_uri).update_run(run_id, status="RUNNING")
+    try:
+        config = resolve_registry_models(config, tracking_uri, job_dir / "models")
+    except Exception as exc:
+        _registry_update(registry_url, job_id, status="failed", error=_failure_text(exc, tracking_uri))
+        client(tracking_uri).update_run(run_id, status="FAILED")
+        raise
     if config.data.hard_negatives is not None:
         config = mine_hard_negatives(config, job_dir, tracking_uri, run_id)
         _check_enough_examples(config)

@@ -726,3 +726,54 @@ def test_head_lr_gives_the_fresh_classification_head_its_own_learning_rate(works
     assert {g["lr"] for g in optimizer.param_groups} == {config.lr, 1e-2}
     with pytest.raises(InvalidInput, match="head_lr applies to cross-encoders"):
         make_config(workspace, head_lr=1e-2)
+
+
+def test_registry_models_in_a_config_are_downloaded_before_the_job_uses_them(
+    workspace: dict[str, Any], tmp_path: Path
+) -> None:
+    """A reranker job may mine and evaluate with `models:/NAME@alias` (the bi-encoder the loop promoted)."""
+    import shutil
+
+    import mlflow
+    from sentence_transformers import SentenceTransformer
+
+    from counterpoint.infra.tracking import (
+        get_or_create_experiment,
+        log_sentence_transformer,
+        register_model,
+        set_alias,
+    )
+    from counterpoint.workers.train import resolve_registry_models
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(experiment_id=get_or_create_experiment("resolve-test", uri)):
+        info = log_sentence_transformer(
+            SentenceTransformer(str(workspace["model"]), device="cpu"), name="model"
+        )
+    set_alias("tiny-bi", "champion", int(register_model(info.model_uri, "tiny-bi", uri)), uri)
+    beir = shutil.copytree(workspace["beir"], tmp_path / "beir")
+    shutil.copy(beir / "qrels" / "test.tsv", beir / "qrels" / "train.tsv")
+    config = make_config(
+        workspace,
+        model_type="cross-encoder",
+        loss={"name": "listwise"},
+        data={"path": str(beir), "hard_negatives": {"model": "models:/tiny-bi@champion"}},
+        eval={"rerank": {"path": str(workspace["beir"]), "retriever": "models:/tiny-bi@champion"}},
+    )
+    resolved = resolve_registry_models(config, uri, tmp_path / "cache")
+    mined, retriever = resolved.data.hard_negatives.model, resolved.eval.rerank.retriever  # type: ignore[union-attr]
+    assert mined == retriever and Path(retriever).is_relative_to(tmp_path / "cache")
+    assert SentenceTransformer(retriever, device="cpu").encode(["alpha"]).shape[0] == 1
+    assert resolved.model == config.model  # a local base model stays as it was
+    missing = config.model_copy(
+        update={
+            "eval": config.eval.model_copy(
+                update={
+                    "rerank": config.eval.rerank.model_copy(update={"retriever": "models:/nope@champion"})
+                }
+            )
+        }  # type: ignore[union-attr]
+    )
+    with pytest.raises(InvalidInput, match="eval.rerank.retriever.*does not exist"):
+        resolve_registry_models(missing, uri, tmp_path / "cache")
