@@ -16,10 +16,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 COLLECTION=${COLLECTION:-scifact}
 WORK=${WORK:-.counterpoint/loop}
+FUSION=${FUSION:-0.5}  # first-stage weight of the fused score, chosen on a dev split (README, Rerankers)
 mkdir -p "$WORK"
 # An example config, training on the mined triplets instead of mining inside the job.
-on_mined() {
-  sed -e "s#^  path: counterpoint/data/scifact\$#  path: $PWD/$WORK/scifact-train-triplets.jsonl#" \
+on_mined() {  # CONFIG TRIPLETS
+  sed -e "s#^  path: counterpoint/data/scifact\$#  path: $PWD/$2#" \
       -e '/^  format: beir$/d' -e '/^  split: train$/d' -e '/^  hard_negatives:$/,/^    max_score_ratio/d' "$1"
 }
 latest() { counterpoint models registered "$1" --json | python -c 'import json,sys; print(json.load(sys.stdin)[0]["versions"][0]["version"])'; }
@@ -29,14 +30,15 @@ counterpoint eval-retrieval --collection "$COLLECTION" --json | tee "$WORK/befor
 
 echo "== 2. mine hard negatives from the live collection (train split)"
 counterpoint mine --collection "$COLLECTION" --out "$WORK/scifact-train-triplets.jsonl"
+counterpoint mine --collection "$COLLECTION" --negatives 3 --out "$WORK/scifact-train-groups.jsonl"  # the reranker's
 
 echo "== 3. fine-tune the bi-encoder on the mined triplets"
-on_mined examples/scifact-mnrl.yaml > "$WORK/bi-encoder.yaml"
+on_mined examples/scifact-mnrl.yaml "$WORK/scifact-train-triplets.jsonl" > "$WORK/bi-encoder.yaml"
 counterpoint train "$WORK/bi-encoder.yaml" --follow
 counterpoint models alias scifact-minilm "$(latest scifact-minilm)"
 
 echo "== 4. train the reranker (cross-encoder) on the same triplets"
-on_mined examples/scifact-reranker.yaml > "$WORK/reranker.yaml"
+on_mined examples/scifact-reranker.yaml "$WORK/scifact-train-groups.jsonl" > "$WORK/reranker.yaml"
 counterpoint train "$WORK/reranker.yaml" --follow
 counterpoint models alias scifact-reranker "$(latest scifact-reranker)"
 
@@ -45,12 +47,13 @@ counterpoint reindex "$COLLECTION" --model models:/scifact-minilm@champion
 
 echo "== 6. after"
 counterpoint eval-retrieval --collection "$COLLECTION" --json | tee "$WORK/after.json"
-counterpoint eval-retrieval --collection "$COLLECTION" --rerank --rerank-top-k 100 --json | tee "$WORK/after-rerank.json"
+counterpoint eval-retrieval --collection "$COLLECTION" --rerank --rerank-top-k 100 --rerank-fusion 0 --json | tee "$WORK/after-rerank.json"
+counterpoint eval-retrieval --collection "$COLLECTION" --rerank --rerank-top-k 100 --rerank-fusion "$FUSION" --json | tee "$WORK/after-fused.json"
 python - "$WORK" <<'PY'
 import json, sys
 from pathlib import Path
 work = Path(sys.argv[1])
-rows = [("base model", "before.json"), ("fine-tuned bi-encoder", "after.json"), ("+ reranker (top 100)", "after-rerank.json")]
+rows = [("base model", "before.json"), ("fine-tuned bi-encoder", "after.json"), ("+ reranker (top 100)", "after-rerank.json"), ("+ reranker, fused", "after-fused.json")]
 print(f"{'SciFact test':<26}{'nDCG@10':>9}{'R@100':>9}{'MRR@10':>9}")
 for label, name in rows:
     m = json.loads((work / name).read_text())
