@@ -135,6 +135,11 @@ def test_mine_hard_negatives_from_a_live_collection(stack: Stack, tmp_path: Path
     assert "wrote 6 triplets" in " ".join(result.stdout.split()), result.stdout
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert all(r["negative"] != r["positive"] for r in rows) and len(rows) == 6
+    groups = tmp_path / "groups.jsonl"
+    stack.cli(*args[:-1], str(groups), "--max-score-ratio", "1.0", "--negatives", "3")
+    for row in (json.loads(line) for line in groups.read_text().splitlines()):
+        negatives = [row["negative"], row["negative_2"], row["negative_3"]]
+        assert len(set(negatives)) == 3 and row["positive"] not in negatives
 
     cp.create_collection("unrelated")
     cp.ingest("unrelated", [{"id": f"x{i}", "text": f"unrelated text {i}"} for i in range(6)])
