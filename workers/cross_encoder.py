@@ -106,16 +106,15 @@ class CrossEncoderModel(nn.Module):
         queries, positives, *negatives = batch.columns
         n, k = len(queries), len(negatives)
         # each query's group: its positive first, then its k negatives
-        groups = [[positives[i]] + [column[i] for column in negatives] for i in range(n)]
-        if self.loss_name == "bce":
-            logits = self.logits([q for q in queries for _ in range(k + 1)], [d for g in groups for d in g])
-            labels = torch.zeros(n, k + 1)
-            labels[:, 0] = 1.0
-            return F.binary_cross_entropy_with_logits(logits, labels.reshape(-1).to(logits.device))
-        if not self.in_batch_negatives:
-            logits = self.logits([q for q in queries for _ in range(k + 1)], [d for g in groups for d in g])
-            targets = torch.zeros(n, dtype=torch.long, device=logits.device)
-            return F.cross_entropy(logits.view(n, k + 1), targets)
+        if self.loss_name == "bce" or not self.in_batch_negatives:
+            groups = [[positives[i]] + [column[i] for column in negatives] for i in range(n)]
+            own = self.logits([q for q in queries for _ in range(k + 1)], [d for g in groups for d in g])
+            if self.loss_name == "bce":
+                labels = torch.zeros(n, k + 1)
+                labels[:, 0] = 1.0
+                return F.binary_cross_entropy_with_logits(own, labels.reshape(-1).to(own.device))
+            targets = torch.zeros(n, dtype=torch.long, device=own.device)
+            return F.cross_entropy(own.view(n, k + 1), targets)
         # with in-batch negatives: each query against every document of the batch
         docs = list(positives) + [column[i] for column in negatives for i in range(n)]
         logits = self.logits([q for q in queries for _ in docs], docs * n).view(n, len(docs))
