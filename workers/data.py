@@ -184,6 +184,11 @@ def check_source(source: DataSource) -> Kind:
     return kind
 
 
+def negative_columns(k: int) -> list[str]:
+    """The columns of a row's ``k`` hard negatives: ``negative``, ``negative_2`` .. ``negative_k``."""
+    return ["negative"] + [f"negative_{j}" for j in range(2, k + 1)]
+
+
 def extra_negative_columns(row: Mapping[str, Any]) -> list[str]:
     """A triplet row's hard negatives after the first (n-tuple rows, sentence-transformers' naming):
     ``negative_2`` .. ``negative_k``, which must be numbered without gaps."""
@@ -193,7 +198,7 @@ def extra_negative_columns(row: Mapping[str, Any]) -> list[str]:
             "hard-negative columns must be negative, negative_2 .. negative_k without gaps; got "
             + ", ".join(f"negative_{n}" for n in numbers)
         )
-    return [f"negative_{n}" for n in numbers]
+    return negative_columns(len(numbers) + 1)[1:]
 
 
 _EXTRA_NEGATIVE = re.compile(r"negative_(\d+)")

@@ -25,6 +25,7 @@ import numpy as np
 
 from counterpoint.errors import InvalidInput
 from counterpoint.evaluation import exact_search
+from counterpoint.workers.data import negative_columns
 
 Hits = list[tuple[str, float]]
 """One query's ranking: (document id, score), best first."""
@@ -143,11 +144,6 @@ def mine_triplets(
             f"{report.missing_positives} judged positives are not in the corpus searched: they were skipped"
         )
     return triplets, report
-
-
-def negative_columns(k: int) -> list[str]:
-    """The columns of a row's ``k`` hard negatives: ``negative``, ``negative_2`` .. ``negative_k``."""
-    return ["negative"] + [f"negative_{j}" for j in range(2, k + 1)]
 
 
 def write_jsonl(rows: Iterable[Mapping[str, str]], path: str | Path) -> int:
