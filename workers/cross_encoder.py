@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from counterpoint.evaluation import Run, evaluate_run, exact_search
 from counterpoint.fusion import fuse_scores
 from counterpoint.workers.config import TrainConfig
+from counterpoint.workers.fast_dropout import use_fast_dropout
 from counterpoint.workers.model import Batch, decay_groups, set_attention_dropout
 
 
@@ -84,6 +85,8 @@ class CrossEncoderModel(nn.Module):
             )
         if config.attention_dropout is not None:
             set_attention_dropout(model.model, config.attention_dropout)
+        if config.fast_dropout:
+            use_fast_dropout(model.model)
         return cls(
             model, config.loss.name, in_batch_negatives=config.loss.in_batch_negatives, head_lr=config.head_lr
         )

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from counterpoint.workers.config import LossConfig, TrainConfig
 from counterpoint.workers.data import Example, Kind
+from counterpoint.workers.fast_dropout import use_fast_dropout
 from counterpoint.workers.gradcache import GradCache
 from counterpoint.workers.losses import (
     CoSENTLoss,
@@ -151,6 +152,8 @@ class BiEncoder(nn.Module):
         model.max_seq_length = config.max_seq_length
         if config.attention_dropout is not None:
             set_attention_dropout(model, config.attention_dropout)
+        if config.fast_dropout:
+            use_fast_dropout(model)
         loss = build_loss(config.loss, world_size, cross_worker_negatives=config.cross_worker_negatives)
         return cls(model, loss.to(device), gradcache_chunk=config.gradcache_chunk)
 

@@ -465,7 +465,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     )
     model = build_model(config, world, str(device))
     model.train()
-    optimizer = torch.optim.AdamW(model.parameter_groups(config.weight_decay), lr=config.lr)
+    # fused: one kernel over all parameters (the HF trainer's default too); the for-each loop torch
+    # picks on CPU otherwise costs ~100 ms a step for MiniLM's 22.7M parameters
+    fused = torch.device(device).type in ("cpu", "cuda")
+    optimizer = torch.optim.AdamW(model.parameter_groups(config.weight_decay), lr=config.lr, fused=fused)
     warmup = int(config.warmup_ratio * plan.total_steps)
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup, plan.total_steps)
 
