@@ -539,6 +539,7 @@ def _train(
     import ray.train
     import torch.distributed as dist
 
+    from counterpoint.workers.embedding_grads import EmbeddingGradients
     from counterpoint.workers.losses import is_distributed
     from counterpoint.workers.model import MAX_GRAD_NORM, Batch, sync_gradients
 
@@ -556,10 +557,14 @@ def _train(
     window_times: list[float] = []
     latest: dict[str, float] = {}
     crash_at = loop_config.get("crash_at_step")
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    embedding_grads = EmbeddingGradients(model) if on_cpu else None  # no fresh 47 MB buffers a pass
     for step in range(start_step + 1, total + 1):
         started = time.perf_counter()
         batch = Batch.from_examples(kind, [examples[i] for i in plan.indices(step, rank)])
         optimizer.zero_grad(set_to_none=True)
+        if embedding_grads is not None:
+            embedding_grads.reset()
         loss = model.compute_loss(batch)
         loss.backward()
         sync_gradients(model)
