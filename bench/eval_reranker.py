@@ -41,14 +41,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _local(ref: str, tracking_uri: str | None, cache: Path) -> str:
-    from counterpoint.infra.tracking import is_registry_ref, resolve_model_uri
+def _local(ref: str, tracking_uri: str | None, cache: Path, option: str) -> str:
+    from counterpoint.errors import InvalidInput
+    from counterpoint.infra.tracking import local_model
 
-    if not is_registry_ref(ref):
-        return ref
-    if tracking_uri is None:
-        sys.exit(f"{ref}: pass --tracking-uri to resolve a registry reference")
-    return str(resolve_model_uri(ref, tracking_uri, cache))
+    try:
+        return local_model(ref, tracking_uri, cache, where=option)
+    except InvalidInput as exc:
+        sys.exit(f"{exc} (pass --tracking-uri for an MLflow model URI)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     from counterpoint.workers.cross_encoder import CrossEncoderModel, RerankTask
 
     cache = Path(tempfile.mkdtemp(prefix="eval-reranker-"))
-    reranker = _local(args.reranker, args.tracking_uri, cache)
-    retriever = _local(args.retriever, args.tracking_uri, cache)
+    reranker = _local(args.reranker, args.tracking_uri, cache, "--reranker")
+    retriever = _local(args.retriever, args.tracking_uri, cache, "--retriever")
     started = time.perf_counter()
     task = RerankTask(
         args.beir or default_scifact_dir(), args.split, retriever=retriever, top_k=args.top_k,

@@ -39,16 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     from sentence_transformers import SentenceTransformer
 
     from counterpoint.datasets import default_stsb_dir, load_sts
-    from counterpoint.infra.tracking import is_registry_ref, resolve_model_uri
+    from counterpoint.errors import InvalidInput
+    from counterpoint.infra.tracking import local_model
     from counterpoint.models.paths import packaged_minilm_path
     from counterpoint.workers.evaluate import st_encoder, sts_spearman
 
-    model_path = args.model
-    if is_registry_ref(args.model):
-        if not args.tracking_uri:
-            print("--tracking-uri is needed for an MLflow model URI", file=sys.stderr)
-            return 2
-        model_path = str(resolve_model_uri(args.model, args.tracking_uri, Path(tempfile.mkdtemp())))
+    try:
+        model_path = local_model(args.model, args.tracking_uri, Path(tempfile.mkdtemp()), where="--model")
+    except InvalidInput as exc:
+        print(f"{exc} (pass --tracking-uri for an MLflow model URI)", file=sys.stderr)
+        return 2
     pairs = [(p.s1, p.s2, p.score) for p in load_sts(default_stsb_dir() / f"{args.split}.tsv")]
     scores = {}
     for label, path in (("base all-MiniLM-L6-v2", packaged_minilm_path()), (args.model, model_path)):

@@ -608,7 +608,7 @@ def mine(
     the positives' text).
     """
     from counterpoint.datasets import default_scifact_dir
-    from counterpoint.infra.tracking import is_registry_ref, resolve_model_uri
+    from counterpoint.infra.tracking import local_model
     from counterpoint.workers.mining import mine_beir
 
     root = beir or default_scifact_dir()
@@ -623,9 +623,8 @@ def mine(
         )
         _write_triplets(triplets, report, out_path, max_score_ratio)
         return
-    if is_registry_ref(model):
-        settings = get_settings()
-        model = str(resolve_model_uri(model, settings.tracking_uri, settings.models_dir / "registry"))
+    settings = get_settings()
+    model = local_model(model, settings.tracking_uri, settings.models_dir / "registry", where="--model")
     with _progress("embedding the corpus") as bar:
         task = bar.add_task("embed", total=None)
         triplets, report = mine_beir(

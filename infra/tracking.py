@@ -230,6 +230,25 @@ def is_registry_ref(ref: str) -> bool:
     return ref.startswith(("models:/", "runs:/"))
 
 
+def local_model(ref: str, tracking_uri: str | None, cache_dir: str | Path, *, where: str) -> str:
+    """``ref`` as it is, or for a ``models:/`` / ``runs:/`` reference the local directory it was
+    downloaded to (:func:`resolve_model_uri`), for code that loads models from paths.
+
+    ``where`` names what gave the reference (``config field 'model'``, ``--model``): a reference
+    without a tracking URI, or one the registry does not resolve, is an `InvalidInput` naming it.
+    """
+    from counterpoint.errors import InvalidInput
+
+    if not is_registry_ref(ref):
+        return ref
+    if not tracking_uri:
+        raise InvalidInput(f"{where}: {ref} is an MLflow reference, and no tracking URI was given")
+    try:
+        return str(resolve_model_uri(ref, tracking_uri, cache_dir))
+    except Exception as exc:  # noqa: BLE001 - MLflow reports a missing model in many shapes
+        raise InvalidInput(f"{where}: {registry_error(exc, ref)}") from exc
+
+
 def registry_error(exc: Exception, what: str) -> Exception:
     """`NotFound` for a missing model/version/alias, `Unavailable` when MLflow cannot be reached."""
     from counterpoint.errors import NotFound, Unavailable

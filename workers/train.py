@@ -171,15 +171,10 @@ def resolve_registry_models(config: TrainConfig, tracking_uri: str, cache_dir: P
 
     So a reranker job can mine and evaluate with the bi-encoder the loop just promoted.
     """
-    from counterpoint.infra.tracking import is_registry_ref, registry_error, resolve_model_uri
+    from counterpoint.infra.tracking import local_model
 
     def local(ref: str, field: str) -> str:
-        if not is_registry_ref(ref):
-            return ref
-        try:
-            return str(resolve_model_uri(ref, tracking_uri, cache_dir))
-        except Exception as exc:  # noqa: BLE001
-            raise InvalidInput(f"config field '{field}': {registry_error(exc, ref)}") from exc
+        return local_model(ref, tracking_uri, cache_dir, where=f"config field '{field}'")
 
     updates: dict[str, Any] = {"model": local(config.model, "model")}
     spec = config.data.hard_negatives
