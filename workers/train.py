@@ -165,16 +165,29 @@ def resolve_paths(config: TrainConfig, *, config_dir: Path | None = None) -> Tra
     return config.model_copy(update=updates)
 
 
-def resolve_registry_models(config: TrainConfig, tracking_uri: str, cache_dir: Path) -> TrainConfig:
+def resolve_registry_models(
+    config: TrainConfig, tracking_uri: str, cache_dir: Path, pins: dict[str, str] | None = None
+) -> TrainConfig:
     """Download the ``models:/NAME@alias`` (or ``runs:/``) models a config names (base model, mining
     retriever, rerank first stage) into ``cache_dir``; the config then points at local directories.
 
-    So a reranker job can mine and evaluate with the bi-encoder the loop just promoted.
+    So a reranker job can mine and evaluate with the bi-encoder the loop just promoted. ``pins``
+    (config field -> ``models:/NAME/VERSION``) is filled with the version each alias named; a job
+    keeps it and passes it back when it resumes, so moving the alias meanwhile changes nothing.
     """
-    from counterpoint.infra.tracking import local_model
+    from counterpoint.errors import CounterpointError
+    from counterpoint.infra.tracking import concrete_model_ref, is_registry_ref, local_model
+
+    pins = {} if pins is None else pins
 
     def local(ref: str, field: str) -> str:
-        return local_model(ref, tracking_uri, cache_dir, where=f"config field '{field}'")
+        where = f"config field '{field}'"
+        if is_registry_ref(ref) and field not in pins:
+            try:
+                pins[field] = concrete_model_ref(ref, tracking_uri)
+            except CounterpointError as exc:
+                raise InvalidInput(f"{where}: {exc.message}") from exc
+        return local_model(pins.get(field, ref), tracking_uri, cache_dir, where=where)
 
     updates: dict[str, Any] = {"model": local(config.model, "model")}
     spec = config.data.hard_negatives
@@ -788,7 +801,9 @@ def _read_state(job_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _write_state(job_dir: Path, state: Mapping[str, Any]) -> None:
+def _write_state(job_dir: Path, **fields: Any) -> None:
+    """Update the job's state file with ``fields`` (what is not named stays, e.g. the model pins)."""
+    state = {**_read_state(job_dir), **fields}
     job_dir.mkdir(parents=True, exist_ok=True)
     tmp = job_dir / f".{JOB_STATE_FILE}.tmp"
     tmp.write_text(json.dumps(state, indent=2, default=str))
@@ -973,11 +988,16 @@ def run_training(
     except Exception as exc:
         _registry_update(registry_url, job_id, status="failed", error=_failure_text(exc, tracking_uri))
         raise
-    _write_state(job_dir, {"job_id": job_id, "mlflow_run_id": run_id, "status": "running"})
+    _write_state(job_dir, job_id=job_id, mlflow_run_id=run_id, status="running", error=None)
     _registry_update(registry_url, job_id, status="running", mlflow_run_id=run_id, error=None)
     client(tracking_uri).update_run(run_id, status="RUNNING")
     try:
-        config = resolve_registry_models(config, tracking_uri, job_dir / "models")
+        pins = dict(state.get("models", {}))
+        config = resolve_registry_models(config, tracking_uri, job_dir / "models", pins)
+        if pins and pins != state.get("models"):
+            _write_state(job_dir, models=pins)  # a resume uses these versions, wherever the alias went
+            for field, ref in pins.items():
+                client(tracking_uri).set_tag(run_id, f"counterpoint.model.{field}", ref)
     except Exception as exc:
         _registry_update(registry_url, job_id, status="failed", error=_failure_text(exc, tracking_uri))
         client(tracking_uri).update_run(run_id, status="FAILED")
@@ -1031,7 +1051,7 @@ def run_training(
             mlflow_client.set_terminated(run_id, "KILLED" if cancelled else "FAILED")
         except Exception:  # noqa: BLE001
             log.warning("could not mark MLflow run %s failed", run_id)
-        _write_state(job_dir, {"job_id": job_id, "mlflow_run_id": run_id, "status": "failed", "error": error})
+        _write_state(job_dir, status="failed", error=error)
         raise
 
     result: dict[str, Any] = {"job_id": job_id, "mlflow_run_id": run_id, "status": "succeeded"}
@@ -1041,9 +1061,7 @@ def run_training(
         k: v for k, v in result.items() if k not in ("job_id", "status", "mlflow_run_id")
     }
     _registry_update(registry_url, job_id, status="succeeded", metrics=metrics, error=None)
-    _write_state(
-        job_dir, {"job_id": job_id, "mlflow_run_id": run_id, "status": "succeeded", "result": result}
-    )
+    _write_state(job_dir, status="succeeded", error=None, result=result)
     return result
 
 

@@ -115,6 +115,11 @@ def test_collections_list_and_search_with_highlights(open_page: Open) -> None:
     reranked = [m.value for m in at.markdown if "score `" in m.value]
     assert reranked and all("was #" in h for h in reranked)  # each hit shows its first-stage rank
 
+    at.select_slider(key=f"fw-{COLLECTION}").set_value(1.0)  # all first stage: the vector order back
+    run(at)
+    fused = [m.value for m in at.markdown if "score `" in m.value]
+    assert fused and all(f"was #{rank} =" in h for rank, h in enumerate(fused, start=1)), fused
+
 
 def test_search_with_metadata_filters(open_page: Open) -> None:
     at = open_page("collections")

@@ -777,3 +777,53 @@ def test_registry_models_in_a_config_are_downloaded_before_the_job_uses_them(
     )
     with pytest.raises(InvalidInput, match="eval.rerank.retriever.*does not exist"):
         resolve_registry_models(missing, uri, tmp_path / "cache")
+
+
+def test_a_job_keeps_the_versions_its_aliases_named_when_it_resumes(
+    workspace: dict[str, Any], tmp_path: Path
+) -> None:
+    """The pins a job records (field -> models:/NAME/VERSION) win over an alias moved meanwhile."""
+    import mlflow
+    from sentence_transformers import SentenceTransformer
+
+    from counterpoint.infra.tracking import (
+        get_or_create_experiment,
+        log_sentence_transformer,
+        register_model,
+        set_alias,
+    )
+    from counterpoint.workers.train import _read_state, _write_state, resolve_registry_models
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    versions = []
+    for seed in (1, 2):  # two different models under one name
+        path = build_tiny_bi_encoder(tmp_path / f"v{seed}", seed=seed)
+        with mlflow.start_run(experiment_id=get_or_create_experiment("pin-test", uri)):
+            info = log_sentence_transformer(SentenceTransformer(str(path), device="cpu"), name="model")
+        versions.append(int(register_model(info.model_uri, "tiny-pin", uri)))
+    set_alias("tiny-pin", "champion", versions[0], uri)
+    config = make_config(workspace, model="models:/tiny-pin@champion")
+
+    pins: dict[str, str] = {}
+    first = resolve_registry_models(config, uri, tmp_path / "cache", pins)
+    assert pins == {"model": f"models:/tiny-pin/{versions[0]}"}
+    set_alias("tiny-pin", "champion", versions[1], uri)  # promoted while the job was down
+    resumed = resolve_registry_models(config, uri, tmp_path / "cache", dict(pins))
+    fresh = resolve_registry_models(config, uri, tmp_path / "cache")
+    assert resumed.model == first.model != fresh.model
+    probe = ["alpha beta"]
+    assert np.allclose(
+        SentenceTransformer(resumed.model, device="cpu").encode(probe),
+        SentenceTransformer(first.model, device="cpu").encode(probe),
+    )
+
+    # the state file keeps the pins through the status writes that follow
+    _write_state(tmp_path / "job", job_id="j", status="running", models=pins)
+    _write_state(tmp_path / "job", status="failed", error="boom")
+    assert _read_state(tmp_path / "job") == {
+        "job_id": "j",
+        "status": "failed",
+        "models": pins,
+        "error": "boom",
+    }

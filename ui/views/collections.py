@@ -149,6 +149,17 @@ def search(cp: Client, info: CollectionInfo) -> None:
         if can_rerank
         else "No reranker is served (set COUNTERPOINT_RERANK_MODEL)",
     )
+    fusion: float | None = None
+    if rerank:
+        weight = st.select_slider(
+            "first-stage weight",
+            options=["server default", *[round(0.1 * i, 1) for i in range(11)]],
+            key=f"fw-{info.name}",
+            help="Mix the vector score back into the reranked one (z-scored): 0 is the cross-encoder "
+            "alone, 1 the vector order. Choose it on a dev split; the server default is the "
+            "COUNTERPOINT_RERANK_FUSION setting.",
+        )
+        fusion = None if weight == "server default" else float(weight)
     with st.expander("metadata filters", expanded=bool(st.session_state.get(f"filters-{info.name}"))):
         rows = filter_rows(info)
     try:
@@ -161,7 +172,14 @@ def search(cp: Client, info: CollectionInfo) -> None:
     if qfilter:
         st.caption(f"filter `{qfilter}`")
     reply = common.call(
-        cp.search, info.name, query, top_k=int(top_k), filter=qfilter, rerank=rerank, spinner="searching"
+        cp.search,
+        info.name,
+        query,
+        top_k=int(top_k),
+        filter=qfilter,
+        rerank=rerank,
+        rerank_fusion=fusion,
+        spinner="searching",
     )
     if reply is None:
         return
