@@ -93,7 +93,7 @@ def attention(
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     plain = (
-        dropout == 0.0
+        not 0.0 < dropout < 1.0
         or query.device.type != "cpu"
         or getattr(module, "is_causal", False)
         or kwargs.get("is_causal")
@@ -110,8 +110,12 @@ def attention(
             scores.masked_fill_(~attention_mask, torch.finfo(scores.dtype).min)
         else:
             scores.add_(attention_mask)
-    probs = apply_dropout(torch.softmax(scores, dim=-1), dropout)
-    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
+    probs = torch.softmax(scores, dim=-1)
+    # dropout's 1 / (1 - p) is applied to the (heads x tokens x head dim) output, 1/4 of the work at
+    # 128 tokens; the mask itself costs one pass over the scores forward and one backward
+    kept = torch.where(keep_mask(probs.shape, dropout), probs, 0.0)
+    out = torch.matmul(kept, value).mul_(1.0 / (1.0 - dropout))  # matmul's backward needs no output
+    return out.transpose(1, 2).contiguous(), None
 
 
 def _register_attention() -> None:
