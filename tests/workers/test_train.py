@@ -728,30 +728,32 @@ def test_head_lr_gives_the_fresh_classification_head_its_own_learning_rate(works
         make_config(workspace, head_lr=1e-2)
 
 
+def _register(tracking_uri: str, name: str, model_dir: Path) -> int:
+    """Log the sentence-transformers model in ``model_dir`` to a run and register it; its version."""
+    import mlflow
+    from sentence_transformers import SentenceTransformer
+
+    from counterpoint.infra.tracking import get_or_create_experiment, log_sentence_transformer, register_model
+
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(experiment_id=get_or_create_experiment("registry-tests", tracking_uri)):
+        info = log_sentence_transformer(SentenceTransformer(str(model_dir), device="cpu"), name="model")
+    return int(register_model(info.model_uri, name, tracking_uri))
+
+
 def test_registry_models_in_a_config_are_downloaded_before_the_job_uses_them(
     workspace: dict[str, Any], tmp_path: Path
 ) -> None:
     """A reranker job may mine and evaluate with `models:/NAME@alias` (the bi-encoder the loop promoted)."""
     import shutil
 
-    import mlflow
     from sentence_transformers import SentenceTransformer
 
-    from counterpoint.infra.tracking import (
-        get_or_create_experiment,
-        log_sentence_transformer,
-        register_model,
-        set_alias,
-    )
+    from counterpoint.infra.tracking import set_alias
     from counterpoint.workers.train import resolve_registry_models
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    with mlflow.start_run(experiment_id=get_or_create_experiment("resolve-test", uri)):
-        info = log_sentence_transformer(
-            SentenceTransformer(str(workspace["model"]), device="cpu"), name="model"
-        )
-    set_alias("tiny-bi", "champion", int(register_model(info.model_uri, "tiny-bi", uri)), uri)
+    set_alias("tiny-bi", "champion", _register(uri, "tiny-bi", workspace["model"]), uri)
     beir = shutil.copytree(workspace["beir"], tmp_path / "beir")
     shutil.copy(beir / "qrels" / "test.tsv", beir / "qrels" / "train.tsv")
     config = make_config(
@@ -783,25 +785,15 @@ def test_a_job_keeps_the_versions_its_aliases_named_when_it_resumes(
     workspace: dict[str, Any], tmp_path: Path
 ) -> None:
     """The pins a job records (field -> models:/NAME/VERSION) win over an alias moved meanwhile."""
-    import mlflow
     from sentence_transformers import SentenceTransformer
 
-    from counterpoint.infra.tracking import (
-        get_or_create_experiment,
-        log_sentence_transformer,
-        register_model,
-        set_alias,
-    )
+    from counterpoint.infra.tracking import set_alias
     from counterpoint.workers.train import _read_state, _write_state, resolve_registry_models
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    versions = []
-    for seed in (1, 2):  # two different models under one name
-        path = build_tiny_bi_encoder(tmp_path / f"v{seed}", seed=seed)
-        with mlflow.start_run(experiment_id=get_or_create_experiment("pin-test", uri)):
-            info = log_sentence_transformer(SentenceTransformer(str(path), device="cpu"), name="model")
-        versions.append(int(register_model(info.model_uri, "tiny-pin", uri)))
+    versions = [  # two different models under one name
+        _register(uri, "tiny-pin", build_tiny_bi_encoder(tmp_path / f"v{seed}", seed=seed)) for seed in (1, 2)
+    ]
     set_alias("tiny-pin", "champion", versions[0], uri)
     config = make_config(workspace, model="models:/tiny-pin@champion")
 
