@@ -65,7 +65,9 @@ from counterpoint.settings import get_settings
 
 Progress = Callable[[int], None]
 # Backups move whole collections: no read/write timeout (the gateway snapshots before the first byte).
-BACKUP_TIMEOUT = httpx.Timeout(30.0, read=None, write=None)
+# (connect, read, write, pool) as a plain tuple: httpx takes it, and so does httpx2, which Starlette's
+# TestClient (the SDK's transport in the unit tests) is built on since Starlette 1.10.
+BACKUP_TIMEOUT = (30.0, None, None, 30.0)
 Messages = str | Iterable[ChatMessage | Mapping[str, str]]
 
 
