@@ -70,6 +70,8 @@ class DecoderBackend(Protocol):
 
     async def stats(self) -> DecoderStats: ...
 
+    async def deployment_status(self) -> str: ...
+
 
 def served_model_name(decode_model: str) -> str:
     """The id a causal LM is served under: the SmolLM2 name, a registry reference as given
@@ -175,6 +177,9 @@ class LocalDecoder:
 
     async def stats(self) -> DecoderStats:
         return DecoderStats(active=self._active, finished=self._finished)
+
+    async def deployment_status(self) -> str:
+        return "HEALTHY"  # in this process: `stats` always answers
 
     async def models(self) -> list[ModelCard]:
         return [ModelCard(id=self.name, kind="causal-lm", context_length=self.context_length)]
@@ -330,3 +335,13 @@ class ServeDecoder:
 
     async def stats(self) -> DecoderStats:
         return await self.handle.stats.remote()
+
+    async def deployment_status(self) -> str:
+        """What Serve's controller says of the decode deployment (``HEALTHY``, ``UPDATING``, ...),
+        asked without a replica request: a replica whose every slot is generating cannot take one."""
+        from ray import serve
+
+        status = await asyncio.to_thread(serve.status)
+        app = status.applications.get(self.handle.app_name)
+        deployment = app.deployments.get(self.handle.deployment_name) if app is not None else None
+        return str(deployment.status.value) if deployment is not None else "NOT_DEPLOYED"

@@ -49,6 +49,8 @@ logger = logging.getLogger("counterpoint.gateway")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 DONE = b"data: [DONE]\n\n"
+STATS_WAIT_S = 2.0
+"""How long /healthz waits for the decode replica's own answer before asking Serve's controller."""
 
 
 def openai_finish_reason(detail: str) -> str:
@@ -119,8 +121,20 @@ class GenerationService:
         return [self._card]
 
     async def health(self) -> ComponentHealth:
+        """``ok`` with how many generations run; when the replica does not answer within
+        `STATS_WAIT_S` (every slot generating queues the question), Serve's controller decides."""
         try:
-            stats = await asyncio.wait_for(self.decoder.stats(), timeout=5)
+            stats = await asyncio.wait_for(self.decoder.stats(), timeout=STATS_WAIT_S)
+        except TimeoutError:
+            try:
+                state = await asyncio.wait_for(self.decoder.deployment_status(), timeout=5)
+            except Exception as exc:  # noqa: BLE001 - health reports any failure
+                return ComponentHealth(
+                    status="down", detail=f"no answer from the replica or Serve: {exc}"[:200]
+                )
+            if state == "HEALTHY":
+                return ComponentHealth(status="ok", detail=f"{self.model_name}, every slot generating")
+            return ComponentHealth(status="down", detail=f"the replica does not answer; Serve says {state}")
         except Exception as exc:  # noqa: BLE001 - health reports any failure
             detail = str(exc)[:200] or f"{type(exc).__name__} (still loading the model?)"
             return ComponentHealth(status="down", detail=detail)

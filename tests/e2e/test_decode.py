@@ -93,6 +93,7 @@ def test_a_disconnect_frees_the_replica_slot(stack: Stack) -> None:
             assert next(stream)  # counting on: no EOS in sight
             received += 1
     rate = received / (time.monotonic() - started)  # deltas/s of the replica, all slots busy
+    assert decode_detail(stack).endswith("every slot generating")  # busy, not down
     leaked_for = (slots * limit - received) / rate  # how long the slots would stay taken
 
     left = time.monotonic()

@@ -644,3 +644,36 @@ def test_cli_eval_generation(sdk: Client, monkeypatch: pytest.MonkeyPatch) -> No
     assert table.exit_code == 0 and "contrastive_search" in table.stdout
     bad = CliRunner().invoke(cli.app, ["eval-generation", "-m", "beam", "--no-mlflow"])
     assert bad.exit_code != 0 and "beam" in str(bad.exception)
+
+
+class BusyDecoder:
+    """A decoder whose replica never answers `stats` (every slot generating) and whose deployment
+    Serve reports as ``state``."""
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+    async def stats(self) -> Any:
+        await asyncio.sleep(3600)
+
+    async def deployment_status(self) -> str:
+        return self.state
+
+
+@pytest.mark.parametrize(
+    ("state", "status", "detail"),
+    [
+        ("HEALTHY", "ok", f"{LM}, every slot generating"),
+        ("UNHEALTHY", "down", "the replica does not answer; Serve says UNHEALTHY"),
+    ],
+)
+def test_health_of_a_replica_busy_in_every_slot_comes_from_serve(
+    settings: Settings, state: str, status: str, detail: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/healthz must not report a decode replica down because its slots are all generating."""
+    from counterpoint.services.gateway import generation
+
+    monkeypatch.setattr(generation, "STATS_WAIT_S", 0.05)
+    service = GenerationService(settings, BusyDecoder(state), LM)  # type: ignore[arg-type]
+    health = asyncio.run(service.health())
+    assert (health.status, health.detail) == (status, detail)
