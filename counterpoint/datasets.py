@@ -9,18 +9,15 @@ a clone or an installed wheel evaluates without any shared folder.
 from __future__ import annotations
 
 import csv
-import gzip
-import io
-import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, TextIO, TypedDict
+from typing import NamedTuple, TypedDict
 
 from counterpoint.data import DATA_DIR
-
-PathLike = str | os.PathLike[str]
+from counterpoint.jsonl import iter_jsonl
+from counterpoint.textfiles import PathLike
+from counterpoint.textfiles import open_text as open_text  # re-exported: data files open through here
 
 
 class BeirDocument(TypedDict):
@@ -54,38 +51,6 @@ Qrels = dict[str, dict[str, int]]
 # --- file access -------------------------------------------------------------------------------
 
 
-def resolve(path: PathLike) -> Path:
-    """Return ``path`` if it exists, else its ``.gz`` sibling; raise FileNotFoundError if neither does."""
-    plain = Path(path)
-    if plain.exists():
-        return plain
-    zipped = plain.with_name(plain.name + ".gz")
-    if zipped.exists():
-        return zipped
-    raise FileNotFoundError(f"neither {plain} nor {zipped} exists")
-
-
-def open_text(path: PathLike) -> TextIO:
-    """Open a UTF-8 text file for reading, decompressing when the resolved name ends in ``.gz``.
-
-    ``newline=""`` keeps line endings as written, which the csv module needs; JSON lines are unaffected.
-    """
-    real = resolve(path)
-    if real.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(real, "rb"), encoding="utf-8", newline="")
-    return real.open(encoding="utf-8", newline="")
-
-
-def _iter_jsonl(path: PathLike) -> Iterator[dict]:
-    with open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}: line {number} is not JSON: {exc}") from exc
-
-
 def _corpus_file(path: PathLike) -> Path:
     path = Path(path)
     return path / "corpus.jsonl" if path.is_dir() else path
@@ -99,7 +64,7 @@ def iter_corpus(path: PathLike) -> Iterator[BeirDocument]:
 
     Streaming keeps ingest memory flat whatever the corpus size; a missing title becomes ``""``.
     """
-    for row in _iter_jsonl(_corpus_file(path)):
+    for row in iter_jsonl(_corpus_file(path)):
         yield {"_id": str(row["_id"]), "title": row.get("title") or "", "text": row["text"]}
 
 
@@ -119,7 +84,7 @@ def passage_text(title: str, text: str) -> str:
 
 def load_queries(path: PathLike) -> dict[str, str]:
     """Read ``queries.jsonl[.gz]``: query id -> query text."""
-    return {str(row["_id"]): row["text"] for row in _iter_jsonl(path)}
+    return {str(row["_id"]): row["text"] for row in iter_jsonl(path)}
 
 
 def load_qrels(path: PathLike) -> Qrels:
