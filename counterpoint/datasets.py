@@ -18,6 +18,7 @@ from counterpoint.data import DATA_DIR
 from counterpoint.jsonl import iter_jsonl
 from counterpoint.textfiles import PathLike
 from counterpoint.textfiles import open_text as open_text  # re-exported: data files open through here
+from counterpoint.textfiles import resolve as resolve  # re-exported
 
 
 class BeirDocument(TypedDict):
