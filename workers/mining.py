@@ -7,8 +7,8 @@ a ranking also holds *false* negatives, relevant documents nobody judged, so can
 the positive's score is dropped as a likely positive. The first ``skip_top`` candidates can also be
 skipped outright (RocketQA's denoising in its simplest form).
 
-The retriever is a callable, so the same mining runs on an in-process exact index (`ExactRetriever`)
-or on a live collection through the gateway. Output: one JSONL triplet (anchor, positive, negative)
+The retriever is a callable, so the same mining runs on an in-process exact index (`mine_beir`)
+or on a live collection through the gateway's search (`mine_collection`, used by the CLI). Output: one JSONL triplet (anchor, positive, negative)
 per (query, positive) pair, which `data.kind: triplets` reads; with ``negatives=k`` a row carries k
 negatives (``negative``, ``negative_2`` .. ``negative_k``, sentence-transformers' n-tuple columns), the
 group a listwise reranker loss scores each query against.
@@ -20,6 +20,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 
@@ -31,6 +32,18 @@ Hits = list[tuple[str, float]]
 """One query's ranking: (document id, score), best first."""
 Retriever = Callable[[Sequence[str], int], list[Hits]]
 """``(query texts, k) -> one ranking per query``."""
+Progress = Callable[[int, int], None]
+"""``(done, total)``: queries searched, or corpus documents embedded."""
+DEFAULT_TOP_K = 30
+
+
+class MiningOptions(TypedDict, total=False):
+    """How candidates are filtered (see `mine_triplets`); `mine_beir` and `mine_collection` pass them on."""
+
+    top_k: int
+    skip_top: int
+    max_score_ratio: float | None
+    negatives: int
 
 
 class ExactRetriever:
@@ -82,7 +95,7 @@ def mine_triplets(
     corpus: Mapping[str, str],
     retrieve: Retriever,
     *,
-    top_k: int = 30,
+    top_k: int = DEFAULT_TOP_K,
     skip_top: int = 0,
     max_score_ratio: float | None = 0.95,
     negatives: int = 1,
@@ -157,30 +170,41 @@ def write_jsonl(rows: Iterable[Mapping[str, str]], path: str | Path) -> int:
     return count
 
 
+def load_split(
+    root: str | Path, split: str
+) -> tuple[dict[str, str], dict[str, dict[str, int]], dict[str, str]]:
+    """A BEIR split to mine: its queries, its qrels and the corpus texts (``title``, then ``text``).
+
+    The test split is refused: mining it would train on test data.
+    """
+    from counterpoint.datasets import iter_corpus, load_qrels, load_queries, passage_text
+
+    if split == "test":
+        raise InvalidInput("mining the test split would train on test data; mine 'train' (or a dev split)")
+    root = Path(root)
+    qrels = load_qrels(root / "qrels" / f"{split}.tsv")
+    queries = load_queries(root / "queries.jsonl")
+    corpus = {d["_id"]: passage_text(d["title"], d["text"]) for d in iter_corpus(root)}
+    return queries, qrels, corpus
+
+
 def mine_beir(
     root: str | Path,
     split: str,
     *,
     model: str,
-    top_k: int = 30,
-    skip_top: int = 0,
-    max_score_ratio: float | None = 0.95,
     max_seq_length: int = 256,
-    negatives: int = 1,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
+    **options: Unpack[MiningOptions],
 ) -> tuple[list[dict[str, str]], MiningReport]:
     """Mine a BEIR split with ``model`` (a packaged name or directory) over the whole corpus.
 
     ``progress(done, total)`` is called as the corpus is embedded (the long part: minutes on CPU).
     """
-    from counterpoint.datasets import iter_corpus, load_qrels, load_queries, passage_text
     from counterpoint.models.embedder import TextEmbedder
 
-    root = Path(root)
-    if split == "test":
-        raise InvalidInput("mining the test split would train on test data; mine 'train' (or a dev split)")
+    queries, qrels, corpus = load_split(root, split)
     embedder = TextEmbedder(model, max_seq_length=max_seq_length, batch_size=32)
-    corpus = {d["_id"]: passage_text(d["title"], d["text"]) for d in iter_corpus(root)}
     ids = list(corpus)
     step = 256
     vectors = []
@@ -191,13 +215,46 @@ def mine_beir(
     retriever = ExactRetriever(
         lambda texts: embedder.embed(list(texts)).vectors, ids, np.concatenate(vectors)
     )
-    return mine_triplets(
-        load_queries(root / "queries.jsonl"),
-        load_qrels(root / "qrels" / f"{split}.tsv"),
-        corpus,
-        retriever,
-        top_k=top_k,
-        skip_top=skip_top,
-        max_score_ratio=max_score_ratio,
-        negatives=negatives,
-    )
+    return mine_triplets(queries, qrels, corpus, retriever, **options)
+
+
+def mine_collection(
+    client: Any,
+    collection: str,
+    root: str | Path,
+    split: str,
+    *,
+    progress: Progress | None = None,
+    **options: Unpack[MiningOptions],
+) -> tuple[list[dict[str, str]], MiningReport]:
+    """Mine a BEIR split with a live collection's search (``client``: the SDK's `Client`) as the retriever.
+
+    The BEIR directory gives the queries, the qrels and the positives' and negatives' text;
+    ``progress(done, total)`` counts the queries searched. A collection that returns none of the
+    positives does not hold this data set: that is an ``InvalidInput``, not an empty file.
+    """
+    queries, qrels, corpus = load_split(root, split)
+    client.get_collection(collection)  # NotFound before any search
+    done = 0
+
+    def searched(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, len(qrels))
+
+    def retrieve(texts: Sequence[str], k: int) -> list[Hits]:
+        run = client.search_many(
+            collection, {str(i): t for i, t in enumerate(texts)}, top_k=k, on_progress=searched
+        )
+        return [sorted(run[str(i)].items(), key=lambda kv: -kv[1]) for i in range(len(texts))]
+
+    triplets, report = mine_triplets(queries, qrels, corpus, retrieve, **options)
+    if report.queries and not report.dropped_positives:
+        top_k = options.get("top_k", DEFAULT_TOP_K)
+        raise InvalidInput(
+            f"collection '{collection}' returned none of the {split} queries' positives in their top {top_k}: "
+            f"it does not hold this data set's documents (or they are not indexed yet); index the corpus "
+            f"of {root} first"
+        )
+    return triplets, report

@@ -128,6 +128,12 @@ def _read_manifest(tar: tarfile.TarFile) -> Manifest:
         raise InvalidInput(f"backup manifest: {where}: {first_error['msg']}") from None
 
 
+def archive_manifest(archive: Path) -> Manifest:
+    """The manifest of a backup archive, read without unpacking its vectors."""
+    with tarfile.open(archive) as tar:
+        return _read_manifest(tar)
+
+
 def _member_path(staging: Path, member: tarfile.TarInfo) -> Path:
     parts = PurePosixPath(member.name).parts
     if not parts or parts[0] != VECTORS or len(parts) < 2 or ".." in parts or member.name.startswith("/"):

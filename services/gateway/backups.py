@@ -2,7 +2,7 @@
 
 The gateway owns the vector store for its whole process (the embedded engine admits one process per
 collection directory), so online backups run here, behind admin-scoped routes; the CLI's
-``--offline`` builds the same `Backups` on the data directory of a stopped platform.
+``--offline`` builds the same `Backups` on the data directory of a stopped platform (`offline.py`).
 
 A backup copies the *physical* collection serving the name at that moment (a re-index builds others
 beside it). A restore checks the whole archive in a staging directory first, builds a new physical

@@ -31,11 +31,12 @@ def test_cli_mine_with_an_unknown_registry_model_says_so_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from counterpoint import cli
+    from counterpoint.cli import mining
     from counterpoint.datasets import default_scifact_dir
     from counterpoint.settings import Settings
 
     settings = Settings(data_dir=tmp_path, mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.setattr(cli, "get_settings", lambda: settings)
+    monkeypatch.setattr(mining, "get_settings", lambda: settings)
     argv = ["counterpoint", "mine", "--beir", str(default_scifact_dir()), "--model", "models:/nope@champion"]
     monkeypatch.setattr("sys.argv", [*argv, "--out", str(tmp_path / "negatives.jsonl")])
     with pytest.raises(SystemExit) as exited:

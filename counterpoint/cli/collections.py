@@ -1,0 +1,177 @@
+"""`counterpoint collections ...`, `ingest`, `search` and `reindex`: collections and what goes in and out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from counterpoint import cli
+from counterpoint.cli import shared
+from counterpoint.cli.shared import FUSION, err, out
+from counterpoint.client import read_jsonl
+from counterpoint.errors import InvalidInput
+
+collections_app = typer.Typer(help="Create, list, describe and delete collections.", no_args_is_help=True)
+
+
+def _parse_indexes(fields: list[str]) -> dict[str, Any]:
+    indexes: dict[str, Any] = {}
+    for spec in fields:
+        name, _, kind = spec.partition(":")
+        if not name or kind not in ("keyword", "integer", "float", "bool"):
+            raise InvalidInput(f"--index '{spec}': use FIELD:TYPE with TYPE keyword, integer, float or bool")
+        indexes[name] = kind
+    return indexes
+
+
+@collections_app.command("list")
+def collections_list() -> None:
+    """List collections with their model and size."""
+    table = Table("name", "model", "dims", "distance", "documents", "indexed fields")
+    for info in cli.client().list_collections():
+        table.add_row(
+            info.name, info.model, str(info.dimensions), info.distance, str(info.count),
+            ", ".join(f"{k}:{v}" for k, v in info.payload_indexes.items()),
+        )  # fmt: skip
+    out.print(table)
+
+
+@collections_app.command("create")
+def collections_create(
+    name: str,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Embedding model: a served name or models:/NAME@ALIAS (kept as its version)."),
+    ] = None,
+    distance: Annotated[str, typer.Option(help="cosine, dot or euclid.")] = "cosine",
+    index: Annotated[list[str], typer.Option(help="Payload field to index, FIELD:TYPE (repeatable).")] = [],  # noqa: B006
+) -> None:
+    """Create an empty collection."""
+    info = cli.client().create_collection(
+        name, model=model, distance=distance, payload_indexes=_parse_indexes(index)
+    )  # type: ignore[arg-type]
+    out.print(f"created '{info.name}' ({info.model}, {info.dimensions} dims, {info.distance})")
+
+
+@collections_app.command("info")
+def collections_info(name: str) -> None:
+    """Describe a collection."""
+    out.print_json(cli.client().get_collection(name).model_dump_json())
+
+
+@collections_app.command("prune")
+def collections_prune(name: str) -> None:
+    """Delete the old physical collections a re-index kept (its rollback copies)."""
+    dropped = cli.client().delete_previous(name)
+    out.print(f"deleted {len(dropped)} previous collection(s) of '{name}': {', '.join(dropped) or '-'}")
+
+
+def reindex(
+    name: Annotated[str, typer.Argument(help="Collection to re-index.")],
+    model: Annotated[
+        str, typer.Option(help="New model: models:/NAME@ALIAS, models:/NAME/VERSION, a served name.")
+    ],
+    follow_job: Annotated[
+        bool, typer.Option("--follow/--no-follow", help="Show progress until it switches.")
+    ] = True,
+) -> None:
+    """Re-embed a collection with a new model without downtime, then switch searches to it at once."""
+    job = cli.client().reindex(name, model)
+    out.print(f"re-indexing '{name}' with {job.config['model']} (job {job.id}); searches keep answering")
+    if follow_job:
+        job = shared.follow(job.id)
+        if job.status != "succeeded":
+            err.print(
+                f"[red]re-index {job.status}:[/] {job.error or ''} ('{name}' still serves its old model)"
+            )
+            raise typer.Exit(1)
+        info = cli.client().get_collection(name)
+        out.print(
+            f"'{name}' now uses {info.model} ({info.dimensions} dims, {info.count} documents); "
+            f"the old copy is kept: `counterpoint collections prune {name}` deletes it"
+        )
+
+
+@collections_app.command("delete")
+def collections_delete(
+    name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False
+) -> None:
+    """Delete a collection and its vectors."""
+    if not yes and not typer.confirm(f"delete collection '{name}' and all its vectors?"):
+        raise typer.Exit(1)
+    cli.client().delete_collection(name)
+    out.print(f"deleted '{name}'")
+
+
+def ingest(
+    collection: str,
+    path: Annotated[Path, typer.Argument(help="JSONL file (or .jsonl.gz): id, text, title?, metadata?")],
+    batch_size: Annotated[int, typer.Option(help="Documents per request.")] = 64,
+    skip_existing: Annotated[bool, typer.Option(help="Skip ids already indexed (resume).")] = False,
+    create: Annotated[bool, typer.Option(help="Create the collection if it does not exist.")] = False,
+) -> None:
+    """Embed and index the documents of a JSONL file, with a progress bar."""
+    if not path.is_file():
+        raise InvalidInput(f"no such file: {path}")
+    docs = list(read_jsonl(path))
+    cp = cli.client()
+    if create and collection not in {c.name for c in cp.list_collections()}:
+        cp.create_collection(collection)
+    with shared.progress(f"ingest → {collection}") as bar:
+        task = bar.add_task("ingest", total=len(docs))
+        result = cp.ingest(
+            collection, docs, batch_size=batch_size, skip_existing=skip_existing,
+            on_progress=lambda n: bar.advance(task, n),
+        )  # fmt: skip
+    out.print(
+        f"indexed {result.indexed}, skipped {result.skipped} of {result.received}; "
+        f"'{collection}' now holds {result.count} documents"
+    )
+
+
+def search(
+    collection: str,
+    query: str,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Number of hits.")] = 10,
+    filter: Annotated[
+        str | None, typer.Option(help="Qdrant-style filter JSON, e.g. '{\"must\": [...]}'")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw response.")] = False,
+    rerank: Annotated[bool, typer.Option(help="Rerank the candidates with the cross-encoder.")] = False,
+    rerank_top_k: Annotated[int | None, typer.Option(help="Candidates to rerank (default 100).")] = None,
+    rerank_fusion: Annotated[float | None, FUSION] = None,
+) -> None:
+    """Search a collection by text (optionally reranked by the cross-encoder)."""
+    parsed = None
+    if filter:
+        try:
+            parsed = json.loads(filter)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"--filter is not valid JSON: {exc.msg}") from None
+    reply = cli.client().search(
+        collection, query, top_k=top_k, filter=parsed, rerank=rerank, rerank_top_k=rerank_top_k,
+        rerank_fusion=rerank_fusion,
+    )  # fmt: skip
+    if as_json:
+        out.print_json(reply.model_dump_json())
+        return
+    stages = ", ".join(f"{k.removesuffix('_ms')} {v:.0f}" for k, v in reply.timings.items())
+    table = Table(title=f"'{query}' in {collection} ({reply.took_ms:.0f} ms: {stages})", show_lines=False)
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    if reply.reranked_by:
+        table.add_column("was", justify="right")
+    table.add_column("id")
+    table.add_column("title / text", overflow="fold")
+    for rank, hit in enumerate(reply.hits, start=1):
+        body = hit.title or ""
+        snippet = (hit.text or "")[:160]
+        was = [f"#{hit.first_stage_rank}"] if reply.reranked_by else []
+        table.add_row(
+            str(rank), f"{hit.score:.4f}", *was, hit.id, f"[bold]{body}[/]\n{snippet}" if body else snippet
+        )
+    out.print(table)
