@@ -16,7 +16,7 @@ Rows may carry k hard negatives (``negative``, ``negative_2`` .. ``negative_k``)
 reads every (query, document) pair, so the step's cost is the number of pairs scored.
 
 :class:`CrossEncoderModel` mirrors :class:`~counterpoint.workers.model.BiEncoder`'s interface
-(``from_config``, ``compute_loss``, ``parameter_groups``, ``.model``) so the training loop drives both.
+(:class:`~counterpoint.workers.trainable.TrainableModel`) so the training loop drives both.
 :class:`RerankTask` evaluates the way the reranker is used: a first-stage bi-encoder retrieves the top
 ``k`` of a BEIR split, the cross-encoder reorders them, pytrec_eval scores nDCG@10 / Recall@100 / MRR@10.
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,8 +36,12 @@ from torch import Tensor, nn
 from counterpoint.evaluation import Run, evaluate_run, exact_search
 from counterpoint.fusion import fuse_scores
 from counterpoint.workers.config import TrainConfig
-from counterpoint.workers.fast_dropout import use_fast_dropout
-from counterpoint.workers.model import Batch, decay_groups, set_attention_dropout
+from counterpoint.workers.data import Example, Kind
+from counterpoint.workers.dropout import apply_dropout_config
+from counterpoint.workers.model import Batch, decay_groups
+
+if TYPE_CHECKING:
+    from counterpoint.workers.trainable import Evaluate
 
 
 def _backbone_dir(path: Path) -> Path:
@@ -83,13 +87,34 @@ class CrossEncoderModel(nn.Module):
             model = CrossEncoder(
                 str(_backbone_dir(path)), num_labels=1, device=device, max_length=config.max_seq_length
             )
-        if config.attention_dropout is not None:
-            set_attention_dropout(model.model, config.attention_dropout)
-        if config.fast_dropout:
-            use_fast_dropout(model.model)
+        apply_dropout_config(model.model, config)
         return cls(
             model, config.loss.name, in_batch_negatives=config.loss.in_batch_negatives, head_lr=config.head_lr
         )
+
+    @classmethod
+    def build_evaluator(cls, config: TrainConfig, kind: Kind, examples: list[Example]) -> Evaluate | None:
+        """Reranking of ``config.eval.rerank``'s first stage (:class:`RerankTask`); None without it."""
+        spec = config.eval.rerank
+        if spec is None:
+            return None
+        return RerankTask(
+            spec.path, spec.split, retriever=spec.retriever, top_k=spec.top_k, max_docs=spec.max_docs,
+            max_queries=spec.max_queries, seed=config.seed, fusion_weights=spec.fusion_weights,
+        )  # fmt: skip
+
+    def evaluate(self, evaluator: Evaluate) -> dict[str, float]:
+        return evaluator(self)
+
+    @property
+    def temperature(self) -> float | None:
+        return None  # bce and listwise score raw logits
+
+    def log_model(self, name: str = "model") -> str:
+        """Log the saved ``CrossEncoder`` directory as the run's artifact ``name``; its URI."""
+        from counterpoint.infra.tracking import log_model_directory
+
+        return log_model_directory(self.model, name=name)
 
     @property
     def device(self) -> torch.device:

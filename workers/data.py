@@ -9,7 +9,6 @@ first rows, so a bad config fails before a job is submitted.
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from counterpoint.datasets import iter_corpus, load_qrels, load_queries, open_text, passage_text, resolve
 from counterpoint.errors import InvalidInput
+from counterpoint.jsonl import iter_jsonl
 
 Kind = Literal["pairs", "triplets", "scored_pairs", "sentences"]
 Format = Literal["auto", "jsonl", "tsv", "csv", "parquet", "beir"]
@@ -90,16 +90,6 @@ class DataSource(BaseModel):
 # --- raw rows ------------------------------------------------------------------------------
 
 
-def _rows_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InvalidInput(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
-
-
 def _rows_delimited(path: Path, delimiter: str) -> Iterator[dict[str, Any]]:
     with open_text(path) as handle:
         quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
@@ -137,7 +127,7 @@ def iter_rows(source: DataSource) -> Iterator[dict[str, Any]]:
     except FileNotFoundError:
         raise InvalidInput(f"data.path: no such file '{source.path}'") from None
     if fmt == "jsonl":
-        return _rows_jsonl(path)
+        return iter_jsonl(path)
     if fmt == "parquet":
         return _rows_parquet(path)
     return _rows_delimited(path, "\t" if fmt == "tsv" else ",")

@@ -2,7 +2,8 @@
 
 In the spirit of Tevatron's ``EncoderModel``: one compact class whose :meth:`BiEncoder.encode`,
 :meth:`BiEncoder.loss_inputs` and :meth:`BiEncoder.compute_loss` can each be overridden. The loss is
-built from the job's :class:`~counterpoint.workers.config.LossConfig` by :func:`build_loss`; the batch
+built from the job's :class:`~counterpoint.workers.config.LossConfig` by
+:func:`~counterpoint.workers.losses.build_loss` (the loss registry); the batch
 is a list of :class:`~counterpoint.workers.data.Example` of one kind, dispatched as
 
 * ``pairs`` / ``triplets``   -> InfoNCE family: ``loss(anchors, positives[, negatives])``;
@@ -12,76 +13,41 @@ is a list of :class:`~counterpoint.workers.data.Example` of one kind, dispatched
 With ``gradcache_chunk`` the encoder runs chunk by chunk under :class:`GradCache` (same gradients,
 activation memory of one chunk). Cross-worker negatives live in the loss (``gather=True``), so this
 class does not change with the number of workers; only :func:`sync_gradients` averages gradients.
+:class:`BiEncoder` implements :class:`~counterpoint.workers.trainable.TrainableModel`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 from sentence_transformers import SentenceTransformer
 from torch import Tensor, nn
 
-from counterpoint.workers.config import LossConfig, TrainConfig
+from counterpoint.workers.config import TrainConfig
 from counterpoint.workers.data import Example, Kind
-from counterpoint.workers.fast_dropout import use_fast_dropout
+from counterpoint.workers.dropout import apply_dropout_config, set_attention_dropout
 from counterpoint.workers.gradcache import GradCache
-from counterpoint.workers.losses import (
-    CoSENTLoss,
-    DebiasedContrastiveLoss,
-    FalseNegativeFilter,
-    InfoNCELoss,
-    MatryoshkaLoss,
-    SupervisedSimCSELoss,
-    UnsupervisedSimCSELoss,
-    has_active_dropout,
-    is_distributed,
-)
+from counterpoint.workers.losses import build_loss, has_active_dropout, is_distributed
+
+if TYPE_CHECKING:
+    from counterpoint.workers.trainable import Evaluate
+
+__all__ = [
+    "MAX_GRAD_NORM",
+    "Batch",
+    "BiEncoder",
+    "build_loss",
+    "decay_groups",
+    "set_attention_dropout",
+    "sync_gradients",
+]
 
 MAX_GRAD_NORM = 1.0
 """Gradient clipping norm, as the Hugging Face / sentence-transformers trainers default to."""
-
-
-def build_loss(config: LossConfig, world_size: int = 1, *, cross_worker_negatives: bool = True) -> nn.Module:
-    """The loss module a config names, wrapped in :class:`MatryoshkaLoss` when ``matryoshka_dims`` is set.
-
-    In-batch losses gather candidates from every worker (``gather=True``) when ``world_size > 1``
-    and ``cross_worker_negatives``; CoSENT compares the pairs of one batch and never gathers.
-    """
-    gather = world_size > 1 and cross_worker_negatives
-    false_negatives = (
-        FalseNegativeFilter(margin=config.false_negative_margin)
-        if config.false_negative_margin is not None
-        else None
-    )
-    if config.learnable_temperature and config.name not in ("mnrl", "debiased"):
-        raise ValueError(f"learnable_temperature applies to mnrl and debiased, not {config.name}")
-    common: dict[str, Any] = {
-        "symmetric": config.symmetric,
-        "false_negatives": false_negatives,
-        "gather": gather,
-    }
-    loss: nn.Module
-    if config.name == "mnrl":
-        loss = InfoNCELoss(config.scale, learnable_scale=config.learnable_temperature, **common)
-    elif config.name == "debiased":
-        loss = DebiasedContrastiveLoss(
-            config.tau_plus, config.scale, learnable_scale=config.learnable_temperature, **common
-        )
-    elif config.name == "simcse":
-        loss = UnsupervisedSimCSELoss(config.scale, **common)
-    elif config.name == "simcse_supervised":
-        loss = SupervisedSimCSELoss(config.scale, **common)
-    elif config.name == "cosent":
-        loss = CoSENTLoss(config.scale)
-    else:  # pragma: no cover - LossName is a closed Literal
-        raise ValueError(f"unknown loss {config.name!r}")
-    if config.matryoshka_dims:
-        loss = MatryoshkaLoss(loss, config.matryoshka_dims)
-    return loss
 
 
 @dataclass(frozen=True)
@@ -105,22 +71,6 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.columns[0])
-
-
-def set_attention_dropout(model: nn.Module, p: float) -> int:
-    """Set the dropout on attention probabilities of every attention block to ``p``; returns how many.
-
-    Why: with ``p > 0`` a training step must draw a mask over every (head, query, key) score, which
-    on CPU keeps SDPA off its fused kernel; a MiniLM step at 320 tokens is then ~2.5x slower than
-    with ``p = 0``. Hidden-state dropout (and with it SimCSE's two views) is untouched.
-    """
-    changed = 0
-    for module in model.modules():
-        dropout = getattr(module, "dropout", None)
-        if "Attention" in type(module).__name__ and isinstance(dropout, nn.Dropout):
-            dropout.p = p
-            changed += 1
-    return changed
 
 
 class BiEncoder(nn.Module):
@@ -150,12 +100,32 @@ class BiEncoder(nn.Module):
         path = model_path or str(resolve_model_path(config.model))
         model = SentenceTransformer(path, device=device)
         model.max_seq_length = config.max_seq_length
-        if config.attention_dropout is not None:
-            set_attention_dropout(model, config.attention_dropout)
-        if config.fast_dropout:
-            use_fast_dropout(model)
+        apply_dropout_config(model, config)
         loss = build_loss(config.loss, world_size, cross_worker_negatives=config.cross_worker_negatives)
         return cls(model, loss.to(device), gradcache_chunk=config.gradcache_chunk)
+
+    @classmethod
+    def build_evaluator(cls, config: TrainConfig, kind: Kind, examples: list[Example]) -> Evaluate:
+        """STS, retrieval and alignment/uniformity of the embeddings (:class:`~.evaluate.Evaluator`)."""
+        from counterpoint.workers.evaluate import Evaluator
+
+        return Evaluator(config.eval, kind, examples, seed=config.seed)
+
+    def evaluate(self, evaluator: Evaluate) -> dict[str, float]:
+        from counterpoint.workers.evaluate import st_encoder
+
+        return evaluator(st_encoder(self.model))
+
+    @property
+    def temperature(self) -> float | None:
+        """The loss's temperature (inside a Matryoshka wrapper too); None for losses without one."""
+        return getattr(getattr(self.loss, "loss", self.loss), "temperature", None)
+
+    def log_model(self, name: str = "model") -> str:
+        """Log to the active MLflow run with the sentence_transformers flavor; the model URI."""
+        from counterpoint.infra.tracking import log_sentence_transformer
+
+        return log_sentence_transformer(self.model, name=name).model_uri
 
     @property
     def device(self) -> torch.device:

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,17 @@ import torch
 import yaml
 
 from counterpoint.errors import InvalidInput
-from counterpoint.workers.config import LossConfig, TrainConfig, parse_config
+from counterpoint.workers.config import CROSS_ENCODER_LOSSES, LossConfig, LossName, TrainConfig, parse_config
 from counterpoint.workers.data import Example, load_examples
-from counterpoint.workers.losses import CoSENTLoss, InfoNCELoss, MatryoshkaLoss, UnsupervisedSimCSELoss
-from counterpoint.workers.model import Batch, BiEncoder, build_loss
+from counterpoint.workers.losses import (
+    LOSSES,
+    CoSENTLoss,
+    InfoNCELoss,
+    MatryoshkaLoss,
+    UnsupervisedSimCSELoss,
+    build_loss,
+)
+from counterpoint.workers.model import Batch, BiEncoder
 from counterpoint.workers.train import StepPlan, resolve_paths
 from tests.tiny_models import build_tiny_bi_encoder
 
@@ -128,6 +136,12 @@ def test_build_loss_follows_the_config() -> None:
     assert isinstance(learnable.log_scale, torch.nn.Parameter)
     with pytest.raises(ValueError, match="learnable_temperature"):
         build_loss(LossConfig(name="cosent", learnable_temperature=True))
+
+
+def test_the_loss_registry_names_every_embedding_loss_of_the_config() -> None:
+    assert set(LOSSES) == set(typing.get_args(LossName)) - set(CROSS_ENCODER_LOSSES)
+    debiased = LOSSES["debiased"].from_config(LossConfig(name="debiased", tau_plus=0.2, scale=3.0))
+    assert debiased.tau_plus == 0.2 and math.isclose(float(debiased.scale), 3.0)
 
 
 @pytest.fixture(scope="module")
@@ -788,7 +802,7 @@ def test_a_job_keeps_the_versions_its_aliases_named_when_it_resumes(
     from sentence_transformers import SentenceTransformer
 
     from counterpoint.infra.tracking import set_alias
-    from counterpoint.workers.train import _read_state, _write_state, resolve_registry_models
+    from counterpoint.workers.train import read_state, resolve_registry_models, write_state
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     versions = [  # two different models under one name
@@ -811,9 +825,9 @@ def test_a_job_keeps_the_versions_its_aliases_named_when_it_resumes(
     )
 
     # the state file keeps the pins through the status writes that follow
-    _write_state(tmp_path / "job", job_id="j", status="running", models=pins)
-    _write_state(tmp_path / "job", status="failed", error="boom")
-    assert _read_state(tmp_path / "job") == {
+    write_state(tmp_path / "job", job_id="j", status="running", models=pins)
+    write_state(tmp_path / "job", status="failed", error="boom")
+    assert read_state(tmp_path / "job") == {
         "job_id": "j",
         "status": "failed",
         "models": pins,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from counterpoint.workers.losses.false_negatives import FalseNegativeFilter
 from counterpoint.workers.losses.infonce import InfoNCELoss
 
 
@@ -43,27 +44,8 @@ class DebiasedContrastiveLoss(InfoNCELoss):
     Inputs: anchors ``(B, d)``, positives ``(B, d)``, optional hard negatives ``(B, k, d)`` / ``(B*k, d)``.
     """
 
-    def __init__(
-        self,
-        tau_plus: float = 0.1,
-        scale: float = 2.0,
-        *,
-        symmetric: bool = False,
-        learnable_scale: bool = False,
-        min_scale: float = 1.0,
-        max_scale: float = 100.0,
-        false_negatives: FalseNegativeFilter | None = None,
-        gather: bool = False,
-    ) -> None:
-        super().__init__(
-            scale,
-            symmetric=symmetric,
-            learnable_scale=learnable_scale,
-            min_scale=min_scale,
-            max_scale=max_scale,
-            false_negatives=false_negatives,
-            gather=gather,
-        )
+    def __init__(self, tau_plus: float = 0.1, scale: float = 2.0, **options: Any) -> None:
+        super().__init__(scale, **options)  # symmetric, learnable_scale, ..., gather: as InfoNCELoss
         if not 0.0 <= tau_plus < 1.0:
             raise ValueError(f"tau_plus must be in [0, 1), got {tau_plus}")
         self.tau_plus = tau_plus

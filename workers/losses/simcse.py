@@ -34,7 +34,21 @@ def encode_views(
     return encode(features), encode(features)
 
 
-class UnsupervisedSimCSELoss(InfoNCELoss):
+class _FixedScaleInfoNCE(InfoNCELoss):
+    """InfoNCE at a fixed scale (SimCSE's τ = 0.05 by default; no learnable temperature)."""
+
+    def __init__(
+        self,
+        scale: float = 20.0,
+        *,
+        symmetric: bool = False,
+        false_negatives: FalseNegativeFilter | None = None,
+        gather: bool = False,
+    ) -> None:
+        super().__init__(scale, symmetric=symmetric, false_negatives=false_negatives, gather=gather)
+
+
+class UnsupervisedSimCSELoss(_FixedScaleInfoNCE):
     r"""Unsupervised SimCSE: each sentence's two dropout views are a positive pair, the other
     sentences' views are negatives::
 
@@ -50,21 +64,11 @@ class UnsupervisedSimCSELoss(InfoNCELoss):
     Inputs: ``view_a (B, d)``, ``view_b (B, d)``: two encodings of the same B sentences.
     """
 
-    def __init__(
-        self,
-        scale: float = 20.0,
-        *,
-        symmetric: bool = False,
-        false_negatives: FalseNegativeFilter | None = None,
-        gather: bool = False,
-    ) -> None:
-        super().__init__(scale, symmetric=symmetric, false_negatives=false_negatives, gather=gather)
-
     def forward(self, view_a: Tensor, view_b: Tensor) -> Tensor:  # type: ignore[override]
         return super().forward(view_a, view_b)
 
 
-class SupervisedSimCSELoss(InfoNCELoss):
+class SupervisedSimCSELoss(_FixedScaleInfoNCE):
     r"""Supervised SimCSE: (premise, entailment, contradiction) triplets; the contradiction is a hard
     negative and every other example's positive and negative are in-batch negatives::
 
@@ -76,16 +80,6 @@ class SupervisedSimCSELoss(InfoNCELoss):
 
     Inputs: anchors ``(B, d)``, positives ``(B, d)``, hard negatives ``(B, d)``, ``(B, k, d)`` or ``(B*k, d)``.
     """
-
-    def __init__(
-        self,
-        scale: float = 20.0,
-        *,
-        symmetric: bool = False,
-        false_negatives: FalseNegativeFilter | None = None,
-        gather: bool = False,
-    ) -> None:
-        super().__init__(scale, symmetric=symmetric, false_negatives=false_negatives, gather=gather)
 
     def forward(self, anchors: Tensor, positives: Tensor, negatives: Tensor | None = None) -> Tensor:
         if negatives is None:

@@ -1,0 +1,43 @@
+"""The Ray side of the driver: joining or starting a cluster, and the CPUs each worker asks for.
+
+Imports: Ray and :mod:`counterpoint.settings` (lazily).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+
+def init_ray(num_cpus: int | None = None) -> None:
+    """Join the cluster named by ``RAY_ADDRESS`` (set by the Ray job runtime) or settings; else start one."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    from counterpoint.settings import get_settings
+
+    settings = get_settings()
+    address = os.environ.get("RAY_ADDRESS") or settings.ray_address
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(num_cpus=num_cpus or settings.ray_num_cpus, include_dashboard=False)
+
+
+def default_cpus_per_worker(workers: int) -> float:
+    """CPUs to request per worker: the CPUs free now, shared evenly, at most one node's worth.
+
+    Free, not total: on the local stack the Serve replicas hold part of the CPUs, and a request for
+    more than is free would wait forever. Below one CPU per worker the request is fractional (the
+    worker then runs one torch thread); with nothing free it asks for one CPU and waits.
+    """
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    largest = max((float(n.get("Resources", {}).get("CPU", 0)) for n in nodes), default=1.0)
+    free = min(float(ray.available_resources().get("CPU", 0.0)), largest)
+    share = free / workers
+    if share >= 1:
+        return float(math.floor(share))
+    return round(share, 2) if share >= 0.1 else 1.0

@@ -1,0 +1,110 @@
+"""The end of a job on rank 0: the buffered metrics sent, the model logged and registered in MLflow.
+
+While MLflow is unreachable the job waits for it (up to ``tracking_wait_s``), then fails with
+:class:`TrackingUnavailable`; resuming the job once MLflow is back finishes it.
+Imports: :mod:`.run_logger`, the workers' config and :mod:`counterpoint.infra.tracking` (lazily).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from counterpoint.workers.config import TrainConfig
+from counterpoint.workers.train.run_logger import RunLogger, first_line, log
+from counterpoint.workers.trainable import TrainableModel
+
+
+class TrackingUnavailable(RuntimeError):
+    """MLflow stayed unreachable at the end of a job; resuming the job once it is back finishes it."""
+
+
+def tracking_reachable(tracking_uri: str) -> bool:
+    """Whether the MLflow server answers its health check (stores that are not servers: always)."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return True
+    import httpx
+
+    try:
+        return httpx.get(f"{tracking_uri.rstrip('/')}/health", timeout=3).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def publish_when_reachable(
+    loop_config: Mapping[str, Any], config: TrainConfig, *, model: TrainableModel, logger: RunLogger
+) -> dict[str, Any]:
+    """Send the buffered metrics, then :func:`publish_model`; while MLflow is unreachable, wait for
+    it up to ``tracking_wait_s`` (setting train_tracking_wait_s), then fail with `TrackingUnavailable`.
+
+    A failure while the server answers its health check is raised at once (on the second try: the
+    first may have raced the server's return), so a real error does not wait out the deadline.
+    """
+    uri = str(loop_config.get("tracking_uri") or "")
+    deadline = time.monotonic() + float(loop_config.get("tracking_wait_s") or 0.0)
+    delay, failed_while_up = 1.0, 0
+    while True:
+        try:
+            if not logger.flush() and logger.last_error is not None:
+                raise logger.last_error
+            return publish_model(loop_config, config, model=model, logger=logger)
+        except Exception as exc:
+            if tracking_reachable(uri):
+                failed_while_up += 1
+                if failed_while_up >= 2:
+                    raise
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TrackingUnavailable(
+                    f"MLflow at {uri} is unreachable ({first_line(exc)}): training finished, but the "
+                    f"model and {len(logger.pending)} metric points are not logged; resume the job once "
+                    "MLflow is back (it continues from its last checkpoint, in the same run)"
+                ) from None
+            log.warning("MLflow at %s unreachable; trying again for another %.0f s", uri, remaining)
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 30.0)
+
+
+def publish_model(
+    loop_config: Mapping[str, Any], config: TrainConfig, *, model: TrainableModel, logger: RunLogger
+) -> dict[str, Any]:
+    """Log the model (in its library's format, :meth:`TrainableModel.log_model`) and register it
+    under ``config.register_as``.
+
+    Idempotent across retries: the model URI and registered version are kept as run tags and reused.
+    """
+    if not logger.enabled:
+        return {}
+    from counterpoint.infra.tracking import register_model
+
+    tags = logger.tags()
+    model_uri = tags.get("counterpoint.model_uri")
+    if not model_uri:
+        model_uri = model.log_model("model")
+        logger.set_tags({"counterpoint.model_uri": model_uri, "counterpoint.model_type": config.model_type})
+    out: dict[str, Any] = {"model_uri": model_uri}
+    if config.register_as:
+        version = tags.get("counterpoint.registered_version")
+        if not version or tags.get("counterpoint.registered_model") != config.register_as:
+            version = register_model(
+                model_uri,
+                config.register_as,
+                str(loop_config["tracking_uri"]),
+                tags={"counterpoint.job_id": str(loop_config.get("job_id", "")), "run_id": logger.run_id},
+            )
+            logger.set_tags(
+                {
+                    "counterpoint.registered_model": config.register_as,
+                    "counterpoint.registered_version": version,
+                }
+            )
+        out.update(
+            {
+                "registered_model": config.register_as,
+                "registered_version": str(version),
+                "registered_model_uri": f"models:/{config.register_as}/{version}",
+            }
+        )
+    return out
