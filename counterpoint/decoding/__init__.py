@@ -7,6 +7,13 @@ Usable without Ray: load a causal LM with :func:`load_causal_lm`, encode a promp
 
 The names below are imported lazily (PEP 562): ``counterpoint.decoding.params`` is part of
 the API schemas, which the SDK and CLI import, and must not pull in torch and transformers.
+
+Modules: ``params`` (the API's options, no torch), ``options`` (the library's, validated),
+``methods/`` (one module per method behind ``DECODERS[name]``), ``scores`` (the choice rules),
+``cached_forward`` (the model pass and KV cache), ``streams`` (token/text streams, stop strings
+via ``stopping``), ``generation`` (``generate``/``stream_text``), ``amateur``, ``loading``,
+``metrics``. This package may import the counterpoint base (errors, settings, jsonl,
+textfiles) only; ``loading`` reaches ``counterpoint.infra.tracking`` lazily, for ``models:/`` URIs.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from counterpoint.decoding.amateur import default_amateur_layers, early_exit_logits, truncated_amateur
+    from counterpoint.decoding.generation import eos_token_ids, generate, generate_text, stream_text
     from counterpoint.decoding.loading import (
         SMOLLM2_NAME,
         encode_prompt,
@@ -23,18 +31,14 @@ if TYPE_CHECKING:
         load_prompts,
         smollm2_gguf_path,
     )
-    from counterpoint.decoding.methods import (
-        TextStream,
-        TokenStream,
+    from counterpoint.decoding.methods import DECODERS
+    from counterpoint.decoding.params import DECODING_METHODS, DecodingMethod, GenerationParams
+    from counterpoint.decoding.scores import (
         contrastive_decoding_scores,
         contrastive_search_scores,
-        eos_token_ids,
         filter_logits,
-        generate,
-        generate_text,
-        stream_text,
     )
-    from counterpoint.decoding.params import DECODING_METHODS, DecodingMethod, GenerationParams
+    from counterpoint.decoding.streams import TextStream, TokenStream
 
 _WHERE = {
     "default_amateur_layers": "amateur",
@@ -45,21 +49,23 @@ _WHERE = {
     "load_causal_lm": "loading",
     "load_prompts": "loading",
     "smollm2_gguf_path": "loading",
-    "TextStream": "methods",
-    "TokenStream": "methods",
-    "contrastive_decoding_scores": "methods",
-    "contrastive_search_scores": "methods",
-    "eos_token_ids": "methods",
-    "filter_logits": "methods",
-    "generate": "methods",
-    "generate_text": "methods",
-    "stream_text": "methods",
+    "DECODERS": "methods",
+    "TextStream": "streams",
+    "TokenStream": "streams",
+    "contrastive_decoding_scores": "scores",
+    "contrastive_search_scores": "scores",
+    "filter_logits": "scores",
+    "eos_token_ids": "generation",
+    "generate": "generation",
+    "generate_text": "generation",
+    "stream_text": "generation",
     "DECODING_METHODS": "params",
     "DecodingMethod": "params",
     "GenerationParams": "params",
 }
 
 __all__ = [
+    "DECODERS",
     "DECODING_METHODS",
     "SMOLLM2_NAME",
     "DecodingMethod",

@@ -31,6 +31,7 @@ import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from counterpoint.errors import NotFound  # noqa: E402
+from counterpoint.jsonl import iter_jsonl  # noqa: E402
 
 SMOLLM2_NAME = "SmolLM2-135M-Instruct"
 SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -240,8 +241,8 @@ PROMPTS_FILE = Path(__file__).with_name("prompts.jsonl")
 
 
 def load_prompts(path: str | Path | None = None) -> list[dict[str, str]]:
-    """Open-ended prompts, one JSON object ``{"id", "prompt"}`` a line (default: the shipped set)."""
-    import json
+    """Open-ended prompts, one JSON object ``{"id", "prompt"}`` a line (default: the shipped set).
 
-    lines = Path(path or PROMPTS_FILE).read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+    A line that is not a JSON object raises ``InvalidInput`` naming the file and the line.
+    """
+    return list(iter_jsonl(Path(path or PROMPTS_FILE)))

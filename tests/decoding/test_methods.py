@@ -16,13 +16,13 @@ from transformers import DynamicCache, LlamaForCausalLM
 
 from counterpoint.decoding import (
     GenerationParams,
+    cached_forward,
     contrastive_decoding_scores,
     contrastive_search_scores,
     early_exit_logits,
     filter_logits,
     generate,
     generate_text,
-    methods,
     stream_text,
     truncated_amateur,
 )
@@ -107,9 +107,9 @@ def test_contrastive_search_cache_matches_recomputation(model, tokenizer, prompt
 
 def test_contrastive_search_head_on_chosen_row_equals_full_forward(model, tokenizer, prompts):
     """The fast path (decoder, then the LM head on the chosen candidate only) changes nothing."""
-    assert methods._decoder_and_head(model) is not None  # Llama: logits = lm_head(last hidden)
+    assert cached_forward.decoder_and_head(model) is not None  # Llama: logits = lm_head(last hidden)
     twin = tiny_llama(model.config.vocab_size)  # same seed, same weights, forced onto the full forward
-    methods._SPLITS[twin] = None
+    cached_forward._SPLITS[twin] = None
     for prompt in prompts:
         fast = run(model, tokenizer, prompt, "contrastive_search", top_k=5, penalty_alpha=0.5)
         assert fast == run(twin, tokenizer, prompt, "contrastive_search", top_k=5, penalty_alpha=0.5)
@@ -121,9 +121,9 @@ def test_fork_cache_views_equal_the_public_cache_methods(model, prompts):
         cache = DynamicCache(config=model.config)
         with torch.inference_mode():
             model(torch.tensor([prompts[0]]), cache=cache, use_cache=True)
-            methods._fork_cache(cache, 0, 1, 3, views=views)
+            cached_forward.fork_cache(cache, 0, 1, 3, views=views)
             model(torch.tensor([[5], [6], [7]]), cache=cache, use_cache=True)
-            methods._fork_cache(cache, 2, 3, 4, views=views)
+            cached_forward.fork_cache(cache, 2, 3, 4, views=views)
         caches.append(cache)
     for fast, slow in zip(caches[0].layers, caches[1].layers, strict=True):
         assert fast.keys.shape == slow.keys.shape == (4, 1, len(prompts[0]) + 1, 16)
@@ -369,3 +369,10 @@ def test_smollm2_from_gguf_is_converted_once(tmp_path):
     assert time.perf_counter() - start < 10  # the cached fp32 copy, no GGUF de-quantization
     assert torch.equal(again.lm_head.weight, model.lm_head.weight)
     shutil.rmtree(cache)  # 540 MB of fp32 weights: do not leave them to pytest's tmp retention
+
+
+def test_every_api_method_has_one_decoder():
+    from counterpoint.decoding import DECODERS, DECODING_METHODS
+
+    assert tuple(DECODERS) == DECODING_METHODS
+    assert all(cls.name == name for name, cls in DECODERS.items())
