@@ -1,0 +1,55 @@
+"""SDK methods for health, served and registered models, and embeddings."""
+
+from __future__ import annotations
+
+from counterpoint.client.transport import Transport
+from counterpoint.schemas import (
+    EmbeddingRequest,
+    EmbeddingResponse,
+    Health,
+    ModelCard,
+    ModelList,
+    RegisteredModel,
+    RegisteredModelList,
+)
+
+
+class ModelsAPI(Transport):
+    """``/healthz``, ``/v1/models``, ``/v1/registry/models`` and ``/v1/embeddings``."""
+
+    def health(self) -> Health:
+        return Health.model_validate(self._request("GET", "/healthz"))
+
+    def models(self) -> list[ModelCard]:
+        return ModelList.model_validate(self._request("GET", "/v1/models")).data
+
+    def deploy_model(self, model: str, *, kind: str = "embedding") -> ModelCard:
+        """Load ``model`` into the embedding service (``models:/NAME@champion``, ``models:/NAME/3``), or
+        with ``kind="reranker"`` into the rerank service; the card's ``id`` is the concrete version."""
+        data = self._request("POST", "/v1/models", json={"model": model, "kind": kind})
+        return ModelCard.model_validate(data)
+
+    def registered_models(self) -> list[RegisteredModel]:
+        """Models in the MLflow registry, each with its aliases and newest versions (with metrics)."""
+        return RegisteredModelList.model_validate(self._request("GET", "/v1/registry/models")).models
+
+    def registered_model(self, name: str) -> RegisteredModel:
+        return RegisteredModel.model_validate(self._request("GET", f"/v1/registry/models/{name}"))
+
+    def set_alias(self, name: str, version: str | int, alias: str = "champion") -> RegisteredModel:
+        """Point ``models:/name@alias`` at ``version``; services following the alias move within seconds."""
+        data = self._request(
+            "PUT", f"/v1/registry/models/{name}/aliases/{alias}", json={"version": str(version)}
+        )
+        return RegisteredModel.model_validate(data)
+
+    def delete_alias(self, name: str, alias: str = "champion") -> RegisteredModel:
+        data = self._request("DELETE", f"/v1/registry/models/{name}/aliases/{alias}")
+        return RegisteredModel.model_validate(data)
+
+    def embed(
+        self, input: str | list[str], *, model: str | None = None, dimensions: int | None = None
+    ) -> EmbeddingResponse:
+        body = EmbeddingRequest(input=input, model=model, dimensions=dimensions)
+        data = self._request("POST", "/v1/embeddings", json=body.model_dump(exclude_none=True))
+        return EmbeddingResponse.model_validate(data)

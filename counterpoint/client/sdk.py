@@ -1,0 +1,17 @@
+"""`Client`: the SDK's one class, every resource's methods over one connection to one gateway."""
+
+from __future__ import annotations
+
+from counterpoint.client.backups import BackupsAPI
+from counterpoint.client.collections import CollectionsAPI
+from counterpoint.client.generation import GenerationAPI
+from counterpoint.client.jobs import JobsAPI, KeysAPI
+from counterpoint.client.models import ModelsAPI
+
+
+class Client(ModelsAPI, CollectionsAPI, JobsAPI, KeysAPI, BackupsAPI, GenerationAPI):
+    """Synchronous client of one Counterpoint gateway.
+
+    ``Client(url=None, *, api_key=None, timeout=120.0)``: ``url`` defaults to COUNTERPOINT_API_URL,
+    ``api_key`` to the settings' (COUNTERPOINT_API_KEY, else the local admin key file).
+    """
