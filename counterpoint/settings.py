@@ -1,27 +1,63 @@
 """One typed settings object for every address, path and limit of Counterpoint.
 
 Every value can be set through an environment variable with the ``COUNTERPOINT_`` prefix
-(``COUNTERPOINT_GATEWAY_PORT=9000``) or a ``.env`` file; nested names are not used, so the
-variable name is always the prefix plus the field name in upper case.
+(``COUNTERPOINT_GATEWAY_PORT=9000``) or a ``.env`` file; the variable name is always the prefix plus
+the setting's name in upper case. The request limits are grouped in `Limits` (``settings.limits``)
+but keep their flat names everywhere a user sets them: ``COUNTERPOINT_MAX_TOP_K=50`` and
+``Settings(max_top_k=50)`` both set ``settings.limits.max_top_k``; `setting_names` lists every name.
+
+The counterpoint base: imports nothing of Counterpoint.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_DECODE_MODEL = "SmolLM2-135M-Instruct"
 
 
+COMMON_CONFIG = SettingsConfigDict(env_prefix="COUNTERPOINT_", env_file=".env", extra="ignore")
+
+
+class Limits(BaseSettings):
+    """How much one request may ask for; over a limit the gateway answers 413 naming the setting.
+
+    A `BaseSettings` of its own, so each limit is read from ``COUNTERPOINT_<NAME>`` like any setting;
+    `Settings` folds limits given by their flat names into ``settings.limits``."""
+
+    model_config = COMMON_CONFIG
+
+    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
+    max_restore_bytes: int = Field(
+        64 * 1024**3,
+        ge=1024,
+        description="Largest backup archive a restore (POST /v1/backups/collections) accepts; it is "
+        "streamed to disk, never held in memory.",
+    )
+    max_text_tokens: int = Field(
+        8192, ge=1, description="Tokens accepted in one text to embed (longer ones get a 413)."
+    )
+    max_texts_per_request: int = Field(512, ge=1, description="Texts accepted in one embeddings call.")
+    max_text_chars: int = Field(100_000, ge=1, description="Characters accepted in one text.")
+    max_documents_per_ingest: int = Field(2048, ge=1, description="Documents accepted in one ingest call.")
+    max_top_k: int = Field(1000, ge=1, description="Largest top_k a search may ask for.")
+    max_rerank_documents: int = Field(1000, ge=1, description="Documents one rerank call may score.")
+    max_tokens_limit: int = Field(
+        512, ge=1, description="Largest max_tokens a generation request may ask for."
+    )
+    max_prompt_tokens: int = Field(1536, ge=1, description="Longest prompt (in tokens) a generation accepts.")
+
+
 class Settings(BaseSettings):
     """Configuration of the whole platform; the launcher, services, SDK and CLI all read this."""
 
-    model_config = SettingsConfigDict(env_prefix="COUNTERPOINT_", env_file=".env", extra="ignore")
+    model_config = COMMON_CONFIG
 
     # --- local state ---------------------------------------------------------------------
     data_dir: Path = Field(Path(".counterpoint"), description="Directory holding all local state.")
@@ -97,7 +133,6 @@ class Settings(BaseSettings):
     rerank_batch_size: int = Field(32, ge=1, description="Pairs per cross-encoder forward pass.")
     rerank_num_cpus: float = Field(0.5, ge=0, description="Ray CPUs reserved by each rerank replica.")
     rerank_replicas: int = Field(1, ge=1, description="Rerank replicas.")
-    max_rerank_documents: int = Field(1000, ge=1, description="Documents one rerank call may score.")
     rerank_top_k: int = Field(100, ge=1, description="First-stage candidates a reranked search rescores.")
     rerank_fusion: float = Field(
         0.0,
@@ -131,10 +166,6 @@ class Settings(BaseSettings):
     decode_max_ongoing_requests: int = Field(
         4, ge=1, description="Generations one decode replica runs at once (their tokens interleave)."
     )
-    max_tokens_limit: int = Field(
-        512, ge=1, description="Largest max_tokens a generation request may ask for."
-    )
-    max_prompt_tokens: int = Field(1536, ge=1, description="Longest prompt (in tokens) a generation accepts.")
 
     # --- security ------------------------------------------------------------------------
     auth_enabled: bool = Field(
@@ -158,20 +189,11 @@ class Settings(BaseSettings):
     )
 
     # --- request limits ------------------------------------------------------------------
-    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
-    max_restore_bytes: int = Field(
-        64 * 1024**3,
-        ge=1024,
-        description="Largest backup archive a restore (POST /v1/backups/collections) accepts; it is "
-        "streamed to disk, never held in memory.",
+    limits: Limits = Field(
+        default_factory=Limits, description="Request limits; each is set by its own name (max_top_k)."
     )
-    max_text_tokens: int = Field(
-        8192, ge=1, description="Tokens accepted in one text to embed (longer ones get a 413)."
-    )
-    max_texts_per_request: int = Field(512, ge=1, description="Texts accepted in one embeddings call.")
-    max_text_chars: int = Field(100_000, ge=1, description="Characters accepted in one text.")
-    max_documents_per_ingest: int = Field(2048, ge=1, description="Documents accepted in one ingest call.")
-    max_top_k: int = Field(1000, ge=1, description="Largest top_k a search may ask for.")
+
+    # --- ingest --------------------------------------------------------------------------
     ingest_embed_batch: int = Field(64, ge=1, description="Texts sent to the embedder per ingest step.")
 
     # --- demo ----------------------------------------------------------------------------
@@ -179,6 +201,21 @@ class Settings(BaseSettings):
     demo_collection: str = Field("scifact", description="Name of the demo collection.")
     start_ui: bool = Field(True, description="Start the Streamlit UI on `counterpoint up`.")
     start_mlflow: bool = Field(True, description="Start the MLflow server on `counterpoint up`.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_limits(cls, data: Any) -> Any:
+        """Limits given by their flat names (``max_top_k=5``) or as a mapping go into `Limits`,
+        which reads the ones not given from the environment, as the other settings are read."""
+        if not isinstance(data, dict):
+            return data
+        flat = {name: data[name] for name in Limits.model_fields if name in data}
+        nested = data.get("limits")
+        if isinstance(nested, Limits) and not flat:
+            return data
+        given = nested.model_dump() if isinstance(nested, Limits) else dict(nested or {})
+        rest = {key: value for key, value in data.items() if key not in flat}
+        return {**rest, "limits": Limits(**{**given, **flat})}
 
     def export(self) -> dict[str, object]:
         """All values as plain JSON types, secrets included: for handing settings to replicas."""
@@ -255,6 +292,11 @@ class Settings(BaseSettings):
             return self.admin_key_file.read_text().strip() or None
         except OSError:
             return None
+
+
+def setting_names() -> frozenset[str]:
+    """Every name a user may set, as ``COUNTERPOINT_<NAME>`` or a keyword: the fields and the limits."""
+    return frozenset(Settings.model_fields.keys() - {"limits"} | Limits.model_fields.keys())
 
 
 @lru_cache(maxsize=1)

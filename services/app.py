@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray.serve import Application
+from ray.serve import Application, Deployment
 
 from counterpoint.services.decode.deployment import DecodeDeployment
 from counterpoint.services.embed.deployment import EmbedDeployment
@@ -19,26 +19,31 @@ from counterpoint.settings import Settings
 APP_NAME = "counterpoint"
 
 
+def _replicas(
+    deployment: Deployment, replicas: int, num_cpus: float, config: dict[str, object], **options: Any
+) -> Application:
+    """``deployment`` bound to the exported settings, with its replica count and CPUs per replica."""
+    return deployment.options(
+        num_replicas=replicas, ray_actor_options={"num_cpus": num_cpus}, **options
+    ).bind(config)
+
+
 def build_app(settings: Settings) -> Application:
     """Bind the deployments with the given settings (serialised, so replicas rebuild them)."""
     config = settings.export()
-    embed = EmbedDeployment.options(
-        num_replicas=settings.embed_replicas,
-        ray_actor_options={"num_cpus": settings.embed_num_cpus},
-    ).bind(config)
+    embed = _replicas(EmbedDeployment, settings.embed_replicas, settings.embed_num_cpus, config)
     decode = None
     if settings.decode_enabled:
-        decode = DecodeDeployment.options(
-            num_replicas=settings.decode_replicas,
+        decode = _replicas(
+            DecodeDeployment,
+            settings.decode_replicas,
+            settings.decode_num_cpus,
+            config,
             max_ongoing_requests=settings.decode_max_ongoing_requests,
-            ray_actor_options={"num_cpus": settings.decode_num_cpus},
-        ).bind(config)
+        )
     rerank = None
     if settings.rerank_model:
-        rerank = RerankDeployment.options(
-            num_replicas=settings.rerank_replicas,
-            ray_actor_options={"num_cpus": settings.rerank_num_cpus},
-        ).bind(config)
+        rerank = _replicas(RerankDeployment, settings.rerank_replicas, settings.rerank_num_cpus, config)
     return GatewayDeployment.options(ray_actor_options={"num_cpus": 0}).bind(config, embed, decode, rerank)
 
 

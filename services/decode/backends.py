@@ -165,7 +165,7 @@ class LocalDecoder:
             served_model_name(settings.decode_model),
             model,
             tokenizer,
-            max_prompt_tokens=settings.max_prompt_tokens,
+            max_prompt_tokens=settings.limits.max_prompt_tokens,
         )
 
     # --- state ---------------------------------------------------------------------------

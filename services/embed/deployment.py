@@ -51,7 +51,7 @@ class EmbedDeployment:
         )
         self._embed_many.set_max_batch_size(256)
         self._embed_many.set_batch_wait_timeout_s(config.embed_batch_wait_s)
-        self.max_text_tokens = config.max_text_tokens
+        self.max_text_tokens = config.limits.max_text_tokens
 
     async def embed(self, texts: list[str], model: str | None = None) -> Embeddings:
         name, embedder = await asyncio.to_thread(self.pool.get, model)  # loads a registered model once

@@ -195,12 +195,31 @@ class Guard:
         return principal
 
 
-def require_scope(scope: Scope) -> Any:
-    """A route dependency: ``dependencies=[require_scope("write")]``."""
+@dataclass(frozen=True, slots=True)
+class ScopeRequirement:
+    """The dependency behind `requires`: authenticates the request and checks it carries ``scope``.
 
-    async def dependency(request: Request) -> Principal | None:
+    Error handlers that answer before dependencies run (a body FastAPI could not parse) find it on
+    the route with `route_scope` and check the key first."""
+
+    scope: Scope
+
+    async def __call__(self, request: Request) -> Principal | None:
         guard: Guard = request.app.state.guard
-        return await guard.check(request, scope)
+        return await guard.check(request, self.scope)
 
-    dependency.__name__ = f"require_{scope}"
-    return Depends(dependency)
+
+def requires(scope: Scope) -> Any:
+    """A route dependency: ``dependencies=[requires("write")]``."""
+    return Depends(ScopeRequirement(scope))
+
+
+READ, WRITE, TRAIN, ADMIN = (requires(scope) for scope in SCOPES)
+
+
+def route_scope(route: object) -> Scope | None:
+    """The scope a route's `requires` dependency asks for, or None for an open route."""
+    for dep in getattr(getattr(route, "dependant", None), "dependencies", ()):
+        if isinstance(dep.call, ScopeRequirement):
+            return dep.call.scope
+    return None

@@ -13,6 +13,7 @@ import base64
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,7 @@ from counterpoint.schemas import (
 from counterpoint.services.embed.backends import EmbedderBackend
 from counterpoint.services.gateway.reindex import Mirror, Reindexer
 from counterpoint.services.rerank.backends import RerankerBackend
-from counterpoint.settings import Settings
+from counterpoint.settings import Limits, Settings
 
 _FIELD_CHECKS: dict[FieldType, tuple[type, ...]] = {
     "keyword": (str,),
@@ -84,6 +85,10 @@ class GatewayCore:
         self.mirrors: dict[str, Mirror] = {}  # collections being re-indexed -> where writes also go
         self.reindexer = Reindexer(self)
 
+    @property
+    def limits(self) -> Limits:
+        return self.settings.limits
+
     # --- models and embeddings ----------------------------------------------------------
 
     async def models(self) -> list[ModelCard]:
@@ -116,9 +121,9 @@ class GatewayCore:
     def check_texts(self, texts: Sequence[object], what: str = "input") -> list[str]:
         if not texts:
             raise InvalidInput(f"'{what}' must contain at least one text")
-        if len(texts) > self.settings.max_texts_per_request:
+        if len(texts) > self.limits.max_texts_per_request:
             raise LimitExceeded(
-                f"'{what}' has {len(texts)} texts; the limit is {self.settings.max_texts_per_request} "
+                f"'{what}' has {len(texts)} texts; the limit is {self.limits.max_texts_per_request} "
                 "per request (setting max_texts_per_request)"
             )
         for i, text in enumerate(texts):
@@ -126,11 +131,15 @@ class GatewayCore:
                 raise InvalidInput(f"'{what}[{i}]' must be a string, got {type(text).__name__}")
             if not text.strip():
                 raise InvalidInput(f"'{what}[{i}]' is empty")
-            if len(text) > self.settings.max_text_chars:
-                raise LimitExceeded(
-                    f"'{what}[{i}]' has {len(text)} characters; the limit is {self.settings.max_text_chars}"
-                )
+            self.check_length(text, f"{what}[{i}]")
         return list(texts)  # type: ignore[arg-type]
+
+    def check_length(self, text: str, where: str) -> None:
+        """`LimitExceeded` for a text longer than the max_text_chars limit."""
+        if len(text) > self.limits.max_text_chars:
+            raise LimitExceeded(
+                f"'{where}' has {len(text)} characters; the limit is {self.limits.max_text_chars}"
+            )
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
         texts = self.check_texts(request.texts())
@@ -178,17 +187,8 @@ class GatewayCore:
     async def describe(self, name: str) -> CollectionInfo:
         row = self.registry.get_collection(name)
         count = await asyncio.to_thread(self.store.count, row.physical_name)
-        return CollectionInfo(
-            name=row.name,
-            model=row.model,
-            dimensions=row.dimensions,
-            distance=row.distance,
-            payload_indexes=row.payload_indexes,
-            count=count,
-            status=row.status,
-            created_at=row.created_at,
-            previous=await asyncio.to_thread(self.reindexer.previous, name),
-        )
+        previous = await asyncio.to_thread(self.reindexer.previous, name)
+        return CollectionInfo.model_validate({**asdict(row), "count": count, "previous": previous})
 
     async def list_collections(self) -> list[CollectionInfo]:
         return [await self.describe(row.name) for row in self.registry.list_collections()]
@@ -220,9 +220,9 @@ class GatewayCore:
     async def ingest(self, name: str, request: IngestRequest) -> IngestResponse:
         """Embed then upsert; nothing is written unless every document embedded (all or nothing)."""
         docs = request.documents
-        if len(docs) > self.settings.max_documents_per_ingest:
+        if len(docs) > self.limits.max_documents_per_ingest:
             raise LimitExceeded(
-                f"{len(docs)} documents in one call; the limit is {self.settings.max_documents_per_ingest} "
+                f"{len(docs)} documents in one call; the limit is {self.limits.max_documents_per_ingest} "
                 "(setting max_documents_per_ingest): send them in batches"
             )
         row = self.registry.get_collection(name)
@@ -274,15 +274,15 @@ class GatewayCore:
     async def search(self, name: str, request: SearchRequest) -> SearchResponse:
         """Vector search, then (with ``rerank``) the cross-encoder reorders the first stage's candidates."""
         started = time.perf_counter()
-        if request.top_k > self.settings.max_top_k:
-            raise LimitExceeded(f"top_k={request.top_k} exceeds the limit {self.settings.max_top_k}")
+        if request.top_k > self.limits.max_top_k:
+            raise LimitExceeded(f"top_k={request.top_k} exceeds the limit {self.limits.max_top_k}")
         candidates = request.top_k
         if request.rerank:
             self._require_reranker()
             candidates = max(request.top_k, request.rerank_top_k or self.settings.rerank_top_k)
-            if candidates > self.settings.max_rerank_documents:
+            if candidates > self.limits.max_rerank_documents:
                 raise LimitExceeded(
-                    f"rerank_top_k={candidates} exceeds the limit {self.settings.max_rerank_documents} "
+                    f"rerank_top_k={candidates} exceeds the limit {self.limits.max_rerank_documents} "
                     "(setting max_rerank_documents)"
                 )
         row = self.registry.get_collection(name)
@@ -367,17 +367,14 @@ class GatewayCore:
         """Score every document for the query with the cross-encoder; best first."""
         reranker = self._require_reranker()
         docs = request.items()
-        if len(docs) > self.settings.max_rerank_documents:
+        if len(docs) > self.limits.max_rerank_documents:
             raise LimitExceeded(
                 f"{len(docs)} documents in one rerank call; the limit is "
-                f"{self.settings.max_rerank_documents} (setting max_rerank_documents)"
+                f"{self.limits.max_rerank_documents} (setting max_rerank_documents)"
             )
         self.check_texts([request.query], "query")
         for i, text in enumerate(docs):
-            if len(text) > self.settings.max_text_chars:
-                raise LimitExceeded(
-                    f"'documents[{i}]' has {len(text)} characters; the limit is {self.settings.max_text_chars}"
-                )
+            self.check_length(text, f"documents[{i}]")
         model = await self._rerank_model(request.model)
         scores = await reranker.rerank(request.query, docs, model)
         order = sorted(range(len(docs)), key=lambda i: -float(scores.scores[i]))[: request.top_n or len(docs)]

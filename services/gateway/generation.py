@@ -147,7 +147,7 @@ class GenerationService:
             raise NotFound(
                 f"model '{request.model}' is not served for generation; available: ['{self.model_name}']"
             )
-        limit = self.settings.max_tokens_limit
+        limit = self.settings.limits.max_tokens_limit
         max_tokens = request.max_tokens if request.max_tokens is not None else min(DEFAULT_MAX_TOKENS, limit)
         if max_tokens > limit:
             raise LimitExceeded(
@@ -156,7 +156,7 @@ class GenerationService:
         return request.generation_params(max_tokens)
 
     def _prompt(self, request: CompletionRequest | ChatCompletionRequest) -> Prompt:
-        limit = self.settings.max_text_chars
+        limit = self.settings.limits.max_text_chars
         if isinstance(request, CompletionRequest):
             if len(request.prompt) > limit:
                 raise LimitExceeded(f"the prompt has {len(request.prompt)} characters; the limit is {limit}")

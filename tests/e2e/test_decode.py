@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from counterpoint.errors import LimitExceeded
-from counterpoint.settings import Settings
+from counterpoint.settings import Limits, Settings
 from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.e2e
@@ -83,7 +83,7 @@ def test_a_disconnect_frees_the_replica_slot(stack: Stack) -> None:
     their slots back. Were the generations left running, their slots would stay taken for the
     rest of their max_tokens, which is measured here from their own speed."""
     slots = Settings.model_fields["decode_max_ongoing_requests"].default
-    limit = Settings.model_fields["max_tokens_limit"].default
+    limit = Limits.model_fields["max_tokens_limit"].default
     client = stack.client(timeout=300)
     assert decode_detail(stack).endswith("0 generating")
     streams = [client.stream_complete(COUNTING, max_tokens=limit) for _ in range(slots)]

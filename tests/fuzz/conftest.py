@@ -23,10 +23,9 @@ from counterpoint.services.embed.backends import LocalEmbedder
 from counterpoint.services.gateway.app import create_app
 from counterpoint.services.gateway.auth import KeyStore
 from counterpoint.services.gateway.core import GatewayCore
-from counterpoint.settings import Settings
+from tests.settings_factory import SMALL_LIMITS, TINY, unit_settings
 from tests.tiny_models import build_tiny_bi_encoder
 
-TINY = "tiny"
 COLLECTION = "docs"
 DOCS = [
     {"id": "a", "text": "The keeper tends the lamp.", "metadata": {"year": 2020}},
@@ -59,14 +58,9 @@ def fuzz_embedder(tmp_path_factory: pytest.TempPathFactory) -> TextEmbedder:
 
 
 def _gateway(root: Path, embedder: TextEmbedder, *, auth: bool) -> Iterator[Gateway]:
-    settings = Settings(
-        data_dir=root / "data",
-        embed_model=TINY,
-        max_texts_per_request=8,
-        max_documents_per_ingest=50,
-        max_top_k=100,
-        ingest_embed_batch=4,
-        start_mlflow=False,
+    settings = unit_settings(
+        root,
+        **SMALL_LIMITS,
         # models:/NAME@ALIAS look-ups go to an empty local store, not to an MLflow server that isn't there
         mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
         auth_enabled=auth,

@@ -29,7 +29,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from counterpoint.services.gateway.app import create_app
+from counterpoint.services.gateway.app import api_routes, create_app
+from counterpoint.services.gateway.auth import route_scope
 from counterpoint.settings import Settings
 from tests.fuzz.conftest import COLLECTION, Gateway
 
@@ -72,16 +73,11 @@ UNCONFIGURED = ("/v1/jobs", "/v1/registry/", "/v1/completions", "/v1/chat/comple
 
 
 def route_scopes(app: Any) -> dict[tuple[str, str], str | None]:
-    """(METHOD, path) -> the scope its ``require_<scope>`` dependency demands (None: no key needed)."""
+    """(METHOD, path) -> the scope its ``requires(scope)`` dependency demands (None: no key needed)."""
     scopes: dict[tuple[str, str], str | None] = {}
-    for route in app.routes:
-        names = [
-            getattr(d.call, "__name__", "")
-            for d in getattr(getattr(route, "dependant", None), "dependencies", [])
-        ]
-        scope = next((n.removeprefix("require_") for n in names if n.startswith("require_")), None)
-        for method in getattr(route, "methods", None) or ():
-            scopes[(method, route.path)] = scope
+    for route in api_routes(app):
+        for method in route.methods:
+            scopes[(method, route.path)] = route_scope(route)
     return scopes
 
 

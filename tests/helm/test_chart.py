@@ -26,7 +26,7 @@ import pytest
 import yaml
 from referencing import Registry, Resource
 
-from counterpoint.settings import Settings
+from counterpoint.settings import Settings, setting_names
 from tests.helm.helpers import CHART, PROD_VALUES, RELEASE, ROOT, run_helm
 
 pytestmark = pytest.mark.helm
@@ -107,11 +107,11 @@ def gateway_routes() -> frozenset[str]:
     with its settings and no registry or store is enough to build the app and list them."""
     from types import SimpleNamespace
 
-    from counterpoint.services.gateway.app import create_app
+    from counterpoint.services.gateway.app import api_routes, create_app
     from counterpoint.services.gateway.core import GatewayCore
 
     app = create_app(cast(GatewayCore, SimpleNamespace(settings=Settings(), registry=None, store=None)))
-    return frozenset(route.path for route in app.routes if hasattr(route, "path"))
+    return frozenset(route.path for route in api_routes(app))
 
 
 def route_exists(component: str, path: str) -> bool:
@@ -281,7 +281,7 @@ def counterpoint_env(manifests: list[dict[str, Any]]) -> dict[str, set[str]]:
 
 
 def test_counterpoint_env_vars_are_settings_fields(manifests: list[dict[str, Any]]) -> None:
-    fields = set(Settings.model_fields)
+    fields = setting_names()
     env = counterpoint_env(manifests)
     unknown = {f"{label}: {name}" for label, names in env.items() for name in names}
     unknown = {item for item in unknown if item.split(": COUNTERPOINT_")[1].lower() not in fields}
@@ -295,7 +295,7 @@ def test_values_schema_settings_are_settings_fields() -> None:
     """The settings the chart lets users set (values.schema.json) exist in Settings."""
     schema = json.loads((CHART / "values.schema.json").read_text())
     allowed = set(schema["properties"]["settings"]["properties"])
-    assert allowed <= set(Settings.model_fields), allowed - set(Settings.model_fields)
+    assert allowed <= setting_names(), allowed - setting_names()
     assert not allowed & {"database_url", "qdrant_api_key", "admin_key", "api_key"}, (
         "secrets must not be plain values"
     )
@@ -542,7 +542,7 @@ def test_serve_application_is_the_counterpoint_graph(manifests: list[dict[str, A
     assert app["import_path"] == IMPORT_PATH
     assert app["route_prefix"] == "/"
     assert {d["name"] for d in app["deployments"]} >= {"gateway", "embed", "decode"}
-    assert set(app.get("args", {})) <= set(Settings.model_fields), "app_builder args are Settings fields"
+    assert set(app.get("args", {})) <= setting_names(), "app_builder args are Settings fields"
 
 
 def test_app_builder_is_importable() -> None:

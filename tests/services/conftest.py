@@ -15,9 +15,9 @@ from counterpoint.services.embed.backends import LocalEmbedder
 from counterpoint.services.gateway.app import create_app
 from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.settings import Settings
+from tests.settings_factory import SMALL_LIMITS, TINY, unit_settings
 from tests.tiny_models import build_tiny_bi_encoder
 
-TINY = "tiny"
 MODEL = "tiny-reg"  # registered in the `tracking` fixture
 
 
@@ -33,15 +33,7 @@ def tiny_embedder(tiny_model_path: Path) -> TextEmbedder:
 
 @pytest.fixture()
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        embed_model=TINY,
-        max_texts_per_request=8,
-        max_documents_per_ingest=50,
-        max_top_k=100,
-        ingest_embed_batch=4,
-        start_mlflow=False,
-    )
+    return unit_settings(tmp_path, **SMALL_LIMITS)
 
 
 @pytest.fixture()

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from counterpoint.errors import LimitExceeded
@@ -17,19 +16,16 @@ from counterpoint.infra.launcher import local_admin_key
 from counterpoint.infra.vectors.edge import EdgeVectorStore
 from counterpoint.models.embedder import TextEmbedder
 from counterpoint.services.embed.backends import LocalEmbedder
-from counterpoint.services.gateway.app import create_app
+from counterpoint.services.gateway.app import api_routes, create_app
 from counterpoint.services.gateway.auth import KeyStore, normalize_scopes
 from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.settings import Settings
 from tests.services.conftest import TINY
+from tests.settings_factory import unit_settings
 
 
 def _settings(tmp_path: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = dict(
-        data_dir=tmp_path / "data", embed_model=TINY, start_mlflow=False, auth_enabled=True, rate_limit=None
-    )
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+    return unit_settings(tmp_path, **{"auth_enabled": True, "rate_limit": None, **overrides})
 
 
 @pytest.fixture()
@@ -50,7 +46,7 @@ def bearer(key: str) -> dict[str, str]:
 
 def test_every_route_but_healthz_needs_a_key(secured: tuple[TestClient, KeyStore]) -> None:
     api, _ = secured
-    routes = [r for r in api.app.routes if isinstance(r, APIRoute)]  # type: ignore[attr-defined]
+    routes = api_routes(api.app)  # type: ignore[arg-type]
     assert len(routes) > 20
     for route in routes:
         path = re.sub(r"\{[^}]+\}", "x", route.path)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from qdrant_client import QdrantClient
 from typer.testing import CliRunner
@@ -31,7 +30,7 @@ from counterpoint.infra.vectors.edge import EdgeVectorStore
 from counterpoint.infra.vectors.qdrant import QdrantVectorStore
 from counterpoint.models.embedder import TextEmbedder
 from counterpoint.services.embed.backends import LocalEmbedder
-from counterpoint.services.gateway.app import ADMIN, create_app
+from counterpoint.services.gateway.app import ADMIN, api_routes, create_app
 from counterpoint.services.gateway.archive import MANIFEST
 from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.settings import Settings
@@ -327,7 +326,7 @@ def test_a_model_this_platform_cannot_serve_is_refused(
 
 
 def test_backup_routes_need_the_admin_scope(source: Gateway) -> None:
-    backup_routes = [r for r in source.http.app.routes if isinstance(r, APIRoute) and "backups" in r.path]  # type: ignore[attr-defined]
+    backup_routes = [r for r in api_routes(source.http.app) if "backups" in r.path]  # type: ignore[arg-type]
     assert {(r.path, *r.methods) for r in backup_routes} == {
         ("/v1/backups/collections/{name}", "GET"),
         ("/v1/backups/collections", "POST"),
@@ -338,7 +337,7 @@ def test_backup_routes_need_the_admin_scope(source: Gateway) -> None:
 
 def test_restore_bodies_have_their_own_size_limit(tmp_path: Path, tiny_embedder: TextEmbedder) -> None:
     gw = Gateway(tmp_path / "small", tiny_embedder)
-    gw.settings.max_body_bytes, gw.settings.max_restore_bytes = 2048, 4096
+    gw.settings.limits.max_body_bytes, gw.settings.limits.max_restore_bytes = 2048, 4096
     try:
         app = create_app(gw.core)
         with TestClient(app, raise_server_exceptions=False) as http:

@@ -43,6 +43,7 @@ from counterpoint.services.gateway.generation import GenerationService
 from counterpoint.settings import Settings
 from tests.decoding.tiny_lm import tiny_llama
 from tests.services.test_gateway import assert_error
+from tests.settings_factory import with_limits
 
 LM = "tiny-lm"
 CONTEXT = 256  # tiny_llama's max_position_embeddings
@@ -82,9 +83,7 @@ def decoder(lm: Any, lm_tokenizer: Any) -> LocalDecoder:
 
 @pytest.fixture()
 def gen_api(core: GatewayCore, settings: Settings, decoder: LocalDecoder) -> Iterator[TestClient]:
-    limits = settings.model_copy(
-        update={"max_tokens_limit": MAX_TOKENS_LIMIT, "max_prompt_tokens": MAX_PROMPT_TOKENS}
-    )
+    limits = with_limits(settings, max_tokens_limit=MAX_TOKENS_LIMIT, max_prompt_tokens=MAX_PROMPT_TOKENS)
     service = GenerationService(limits, decoder, LM)
     with TestClient(create_app(core, generation=service), raise_server_exceptions=False) as client:
         yield client
@@ -353,7 +352,7 @@ def test_disconnect_through_the_serve_handle_frees_the_replica_slot(
     that leaves mid-stream makes the gateway cancel the handle's response, which ends the
     replica's generator (its slot) and the generation thread long before max_tokens."""
     handle = FakeDecodeHandle(decoder)
-    limits = settings.model_copy(update={"max_tokens_limit": MAX_TOKENS_LIMIT})
+    limits = with_limits(settings, max_tokens_limit=MAX_TOKENS_LIMIT)
     service = GenerationService(limits, ServeDecoder(handle), LM)  # type: ignore[arg-type]
     forwards = []
 
@@ -396,7 +395,7 @@ def test_replica_errors_reach_the_client_through_the_serve_handle(
     core: GatewayCore, settings: Settings, decoder: LocalDecoder
 ) -> None:
     """Bad input found in the replica (after tokenizing) is the same 4xx behind the handle."""
-    limits = settings.model_copy(update={"max_tokens_limit": MAX_TOKENS_LIMIT})
+    limits = with_limits(settings, max_tokens_limit=MAX_TOKENS_LIMIT)
     service = GenerationService(limits, ServeDecoder(FakeDecodeHandle(decoder)), LM)  # type: ignore[arg-type]
     with TestClient(create_app(core, generation=service), raise_server_exceptions=False) as api:
         for stream in (False, True):

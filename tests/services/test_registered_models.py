@@ -23,21 +23,15 @@ from counterpoint.services.embed.backends import LocalEmbedder, registry_loader
 from counterpoint.services.gateway.app import create_app
 from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.services.gateway.models import ModelRegistryService
-from counterpoint.settings import Settings
 from tests.services.conftest import MODEL
+from tests.settings_factory import unit_settings
 
 
 @pytest.fixture()
 def registered_api(
     tmp_path: Path, tracking: dict[str, object], tiny_embedder: TextEmbedder
 ) -> Iterator[TestClient]:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        embed_model="tiny",
-        mlflow_tracking_uri=str(tracking["uri"]),
-        model_alias_ttl_s=0,
-        start_mlflow=False,
-    )
+    settings = unit_settings(tmp_path, mlflow_tracking_uri=str(tracking["uri"]), model_alias_ttl_s=0)
     registry = Registry.from_url(settings.db_url)
     store = EdgeVectorStore(settings.vectors_dir)
     embedder = LocalEmbedder("tiny", tiny_embedder, loader=registry_loader(settings))
@@ -135,7 +129,7 @@ def test_unreachable_registry_is_a_503(
 ) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    settings = Settings(data_dir=tmp_path / "d", embed_model="tiny", mlflow_tracking_uri="http://127.0.0.1:9")
+    settings = unit_settings(tmp_path, mlflow_tracking_uri="http://127.0.0.1:9")
     registry = Registry.from_url(settings.db_url)
     store = EdgeVectorStore(settings.vectors_dir)
     core = GatewayCore(settings, registry, store, LocalEmbedder("tiny", tiny_embedder))

@@ -22,9 +22,9 @@ from counterpoint.services.embed.backends import LocalEmbedder, registry_loader
 from counterpoint.services.gateway.app import create_app
 from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.services.gateway.jobs import JobService
-from counterpoint.settings import Settings
 from tests.fakes import NoRay
 from tests.services.conftest import MODEL
+from tests.settings_factory import unit_settings
 
 NEW = f"models:/{MODEL}/2"
 N_DOCS = 300
@@ -32,12 +32,8 @@ N_DOCS = 300
 
 @pytest.fixture()
 def core(tmp_path: Path, tracking: dict[str, object], tiny_embedder: TextEmbedder) -> Iterator[GatewayCore]:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        embed_model="tiny",
-        mlflow_tracking_uri=str(tracking["uri"]),
-        start_mlflow=False,
-        max_documents_per_ingest=N_DOCS,
+    settings = unit_settings(
+        tmp_path, mlflow_tracking_uri=str(tracking["uri"]), max_documents_per_ingest=N_DOCS
     )
     registry = Registry.from_url(settings.db_url)
     store = EdgeVectorStore(settings.vectors_dir)

@@ -18,6 +18,7 @@ from counterpoint.services.gateway.app import create_app
 from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.services.rerank.backends import LocalReranker
 from counterpoint.settings import Settings
+from tests.settings_factory import unit_settings
 
 DOCS = [
     "Lighthouses guide ships along dangerous coasts at night.",
@@ -32,13 +33,7 @@ DOCS = [
 def rerank_api(
     tmp_path: Path, tiny_embedder: TextEmbedder, tiny_reranker: TextReranker
 ) -> Iterator[TestClient]:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        embed_model="tiny",
-        max_rerank_documents=20,
-        rerank_max_length=64,
-        rerank_top_k=5,
-    )
+    settings = unit_settings(tmp_path, max_rerank_documents=20, rerank_max_length=64, rerank_top_k=5)
     registry = Registry.from_url(settings.db_url)
     store = EdgeVectorStore(settings.vectors_dir)
     core = GatewayCore(

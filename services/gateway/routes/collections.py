@@ -1,0 +1,72 @@
+"""Collections: create, list, describe and delete them, ingest documents, search, re-index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from counterpoint.schemas import (
+    CollectionCreate,
+    CollectionInfo,
+    CollectionList,
+    IngestResponse,
+    JobInfo,
+    ReindexRequest,
+    SearchRequest,
+    SearchResponse,
+)
+from counterpoint.services.gateway.auth import READ, WRITE
+from counterpoint.services.gateway.dependencies import Services
+from counterpoint.services.gateway.ingest_body import INGEST_OPENAPI, read_ingest_body
+
+router = APIRouter(tags=["collections"])
+
+
+@router.get("/v1/collections", response_model=CollectionList, dependencies=[READ])
+async def list_collections(services: Services) -> CollectionList:
+    return CollectionList(collections=await services.core.list_collections())
+
+
+@router.post("/v1/collections", response_model=CollectionInfo, status_code=201, dependencies=[WRITE])
+async def create_collection(body: CollectionCreate, services: Services) -> CollectionInfo:
+    return await services.core.create_collection(body)
+
+
+@router.get("/v1/collections/{name}", response_model=CollectionInfo, dependencies=[READ])
+async def describe_collection(name: str, services: Services) -> CollectionInfo:
+    return await services.core.describe(name)
+
+
+@router.delete("/v1/collections/{name}", dependencies=[WRITE])
+async def delete_collection(name: str, services: Services) -> dict[str, Any]:
+    await services.core.delete_collection(name)
+    return {"deleted": name}
+
+
+@router.post(
+    "/v1/collections/{name}/documents",
+    response_model=IngestResponse,
+    openapi_extra=INGEST_OPENAPI,
+    dependencies=[WRITE],
+)
+async def ingest(name: str, request: Request, services: Services) -> IngestResponse:
+    return await services.core.ingest(name, await read_ingest_body(request))
+
+
+@router.post("/v1/collections/{name}/search", response_model=SearchResponse, dependencies=[READ])
+async def search(name: str, body: SearchRequest, services: Services) -> SearchResponse:
+    return await services.core.search(name, body)
+
+
+@router.post("/v1/collections/{name}/reindex", response_model=JobInfo, status_code=202, dependencies=[WRITE])
+async def reindex(name: str, body: ReindexRequest, services: Services) -> JobInfo:
+    """Re-embed the collection with another model in the background, then switch to it at once;
+    searches keep answering from the current one meanwhile. Follow it as a job."""
+    return await services.core.reindexer.start(name, body.model)
+
+
+@router.delete("/v1/collections/{name}/previous", dependencies=[WRITE])
+async def delete_previous(name: str, services: Services) -> dict[str, Any]:
+    """Delete the physical collections kept from before this collection's re-indexes."""
+    return {"collection": name, "deleted": await services.core.reindexer.delete_previous(name)}
