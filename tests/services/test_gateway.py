@@ -12,30 +12,16 @@ from fastapi.testclient import TestClient
 from counterpoint.models.embedder import TextEmbedder
 
 DOCS = [
-    {
-        "id": "d1",
-        "title": "Cats",
-        "text": "Cats purr when they are content.",
-        "metadata": {"kind": "pet", "year": 2001},
-    },
-    {
-        "id": "d2",
-        "title": "Dogs",
-        "text": "Dogs bark at the mail carrier.",
-        "metadata": {"kind": "pet", "year": 2010},
-    },
-    {
-        "id": "d3",
-        "title": "Stars",
-        "text": "Stars fuse hydrogen into helium.",
-        "metadata": {"kind": "space", "year": 2015},
-    },
-    {
-        "id": "d4",
-        "title": "Moons",
-        "text": "Moons orbit planets in the solar system.",
-        "metadata": {"kind": "space", "year": 2020},
-    },
+    {"id": f"d{i}", "title": title, "text": text, "metadata": {"kind": kind, "year": year}}
+    for i, (title, text, kind, year) in enumerate(
+        [
+            ("Cats", "Cats purr when they are content.", "pet", 2001),
+            ("Dogs", "Dogs bark at the mail carrier.", "pet", 2010),
+            ("Stars", "Stars fuse hydrogen into helium.", "space", 2015),
+            ("Moons", "Moons orbit planets in the solar system.", "space", 2020),
+        ],
+        start=1,
+    )
 ]
 
 
