@@ -2,6 +2,12 @@
 
 The backends are imported on first use, so importing the protocol stays cheap
 (``qdrant_client`` alone takes most of a second to import).
+
+Modules: ``base`` (the protocols and records), ``common`` (name/spec/dimension checks),
+``backend`` (``VectorStoreBackend``: the checks both backends run, on top of their engine calls),
+``edge`` + ``edge_shard`` + ``edge_tuning`` (the embedded engine), ``qdrant`` (a Qdrant server),
+``filters`` (our ``Filter`` in each engine's terms), ``factory`` (the configured backend).
+May import the counterpoint base (errors, settings, schemas) and ``infra.sparse``; nothing above infra.
 """
 
 from __future__ import annotations

@@ -1,0 +1,150 @@
+"""An embedded-engine collection on disk: its layout, the open shard and its locks.
+
+Layout under the store's root::
+
+    root/<name>/spec.json          our CollectionSpec; its presence marks a complete collection
+    root/<name>/shard/             the engine's files (segments, WAL, edge_config.json)
+    root/<name>/shard.optimizing   the copy ``optimize`` works on, then swaps in
+    root/<name>/shard.old          the live shard during that swap
+
+Also :func:`shard_records`, which reads a shard directory (a backup's) back as records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+
+from counterpoint.infra.vectors.base import CollectionSpec, VectorRecord
+from counterpoint.infra.vectors.common import ID_KEY
+
+SPEC_FILE = "spec.json"
+SHARD_DIR = "shard"
+WORK_DIR = "shard.optimizing"
+OLD_DIR = "shard.old"
+
+# Run by ``optimize`` in a child process: the engine keeps the GIL while it optimizes.
+OPTIMIZE_CHILD = """\
+import sys
+import qdrant_edge as qe
+shard = qe.EdgeShard.load(sys.argv[1])
+changed = shard.optimize()
+shard.flush()
+shard.close()
+print("changed" if changed else "unchanged")
+"""
+
+
+class ReadWriteLock:
+    """Many readers or one writer, writers first: shard calls read, close/swap writes."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._waiting_writers = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._waiting_writers:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting_writers += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._waiting_writers -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+class OpenShard:
+    """An open shard with its spec and the locks that guard it."""
+
+    def __init__(self, spec: CollectionSpec, shard: qe.EdgeShard, path: Path) -> None:
+        self.spec = spec
+        self.shard = shard
+        self.path = path
+        self.rw = ReadWriteLock()  # read: any shard call; write: closing or swapping the shard
+        self.writing = threading.Lock()  # upserts and optimize, one at a time
+        self.closed = False
+
+    def close(self) -> None:
+        with self.rw.write():
+            if not self.closed:
+                self.closed = True
+                self.shard.flush()
+                self.shard.close()
+
+    def swap_in(self, work: Path) -> None:
+        """Replace the live shard directory by the optimized copy (caller holds ``rw.write``)."""
+        live, old = self.path / SHARD_DIR, self.path / OLD_DIR
+        shutil.rmtree(old, ignore_errors=True)
+        self.shard.close()
+        live.rename(old)
+        work.rename(live)
+        try:
+            self.shard = qe.EdgeShard.load(str(live))
+        except BaseException:
+            live.rename(work)
+            old.rename(live)
+            self.shard = qe.EdgeShard.load(str(live))
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically: a crash leaves the old file or the new one, never half of one."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def shard_records(shard_dir: Path, page: int = 256) -> Iterator[list[VectorRecord]]:
+    """The points of a shard directory (a backup's) as records with their vectors, a page at a time.
+
+    How a backup of the embedded engine is loaded into another backend (a Qdrant server).
+    """
+    shard = qe.EdgeShard.load(str(shard_dir))
+    try:
+        offset = None
+        while True:
+            points, offset = shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=page, with_payload=True, with_vector=True)
+            )
+            records = []
+            for point in points:
+                payload = dict(point.payload or {})
+                doc_id = str(payload.pop(ID_KEY, point.id))
+                records.append(VectorRecord(doc_id, list(point.vector), payload))
+            if records:
+                yield records
+            if offset is None:
+                return
+    finally:
+        shard.close()

@@ -1,0 +1,76 @@
+"""The embedded engine's knobs (:class:`EdgeTuning`) and the engine config built from them.
+
+Also the mapping of Counterpoint's distance and payload-type names onto ``qdrant_edge``'s.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import qdrant_edge as qe
+
+from counterpoint.infra.vectors.base import CollectionSpec
+
+DISTANCE = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid}
+SCHEMA = {
+    "keyword": qe.PayloadSchemaType.Keyword,
+    "integer": qe.PayloadSchemaType.Integer,
+    "float": qe.PayloadSchemaType.Float,
+    "bool": qe.PayloadSchemaType.Bool,
+}
+
+
+@dataclass(frozen=True)
+class EdgeTuning:
+    """Index and search knobs of the embedded engine (sizes in KB, as the engine takes them).
+
+    ``full_scan_threshold_kb``: a filtered search whose matching points take less than this
+    much vector storage in a segment is answered exactly through the payload index instead
+    of the graph (10 MB = ~6.6k 384-d float vectors). ``indexing_threshold_kb``: segments
+    smaller than this get no HNSW graph (None: engine default). ``indexing_threads`` 0 means
+    all CPUs. ``hnsw_ef`` None means the engine default (``ef_construct``). ``quantization``
+    keeps an int8 copy of the vectors in RAM, scores with it and rescores the best
+    ``oversampling`` x top_k candidates with the full vectors: exact scans get ~2x faster,
+    but filtered graph searches lost recall in bench/bench_vector_search.py, so it is off.
+    """
+
+    m: int = 16
+    ef_construct: int = 100
+    full_scan_threshold_kb: int = 10_000
+    indexing_threshold_kb: int | None = None
+    indexing_threads: int = 0
+    hnsw_ef: int | None = None
+    quantization: bool = False
+    oversampling: float = 2.0
+
+    def search_params(self) -> qe.SearchParams:
+        """The parameters every search runs with."""
+        quant = (
+            qe.QuantizationSearchParams(rescore=True, oversampling=self.oversampling)
+            if self.quantization
+            else None
+        )
+        return qe.SearchParams(hnsw_ef=self.hnsw_ef, quantization=quant)
+
+    def engine_config(self, spec: CollectionSpec) -> qe.EdgeConfig:
+        """The engine config of a shard holding ``spec``'s vectors, with these knobs."""
+        quantization = (
+            qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99, memory=qe.Memory.Pinned)
+            if self.quantization
+            else None
+        )
+        return qe.EdgeConfig(
+            vectors=qe.EdgeVectorParams(size=spec.dimensions, distance=DISTANCE[spec.distance]),
+            hnsw_config=qe.HnswIndexConfig(
+                m=self.m,
+                ef_construct=self.ef_construct,
+                full_scan_threshold=self.full_scan_threshold_kb,
+                # The engine's own "auto" (0) builds with one thread.
+                max_indexing_threads=self.indexing_threads or os.cpu_count() or 1,
+            ),
+            # The engine keeps one appendable segment and optimizes it into one indexed segment
+            # (default_segment_number does not split it in 0.9), so there is no segment knob here.
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=self.indexing_threshold_kb),
+            quantization_config=quantization,
+        )
