@@ -11,6 +11,13 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def not_blank(value: str, what: str) -> str:
+    """``value``, unless it is empty or only whitespace: then a ValueError naming ``what``."""
+    if not value.strip():
+        raise ValueError(f"{what} must not be empty")
+    return value
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     total_tokens: int

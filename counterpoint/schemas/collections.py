@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from counterpoint.schemas.base import StrictModel
+from counterpoint.schemas.base import StrictModel, not_blank
 
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,62}$")
 RESERVED_PAYLOAD_KEYS = frozenset({"id", "text", "title"})
@@ -73,17 +73,12 @@ class Document(StrictModel):
     @field_validator("id")
     @classmethod
     def _id(cls, value: str | int) -> str:
-        value = str(value)
-        if not value.strip():
-            raise ValueError("document id must not be empty")
-        return value
+        return not_blank(str(value), "document id")
 
     @field_validator("text")
     @classmethod
     def _text(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("document text must not be empty")
-        return value
+        return not_blank(value, "document text")
 
     @field_validator("metadata")
     @classmethod

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from counterpoint.decoding.params import MAX_CS_TOP_K, GenerationParams
-from counterpoint.schemas.base import StrictModel
+from counterpoint.schemas.base import StrictModel, not_blank
 
 FinishReason = Literal["stop", "length"]
 FinishDetail = Literal["eos", "stop", "length"]
@@ -63,9 +63,7 @@ class CompletionRequest(GenerationRequest):
     @field_validator("prompt")
     @classmethod
     def _prompt(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("prompt must not be empty")
-        return value
+        return not_blank(value, "prompt")
 
 
 class ChatMessage(StrictModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, model_validator
 
-from counterpoint.schemas.base import StrictModel, Usage
+from counterpoint.schemas.base import StrictModel, Usage, not_blank
 
 
 class RerankDocument(StrictModel):
@@ -23,8 +23,7 @@ class RerankRequest(StrictModel):
 
     @model_validator(mode="after")
     def _one_list(self) -> RerankRequest:
-        if not self.query.strip():
-            raise ValueError("query must not be empty")
+        not_blank(self.query, "query")
         if (self.documents is None) == (self.texts is None):
             raise ValueError("give exactly one of 'documents' or 'texts'")
         if not self.items():

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from counterpoint.schemas.base import StrictModel
+from counterpoint.schemas.base import StrictModel, not_blank
 
 
 class Range(StrictModel):
@@ -76,8 +76,8 @@ class SearchRequest(StrictModel):
     def _query_or_vector(self) -> SearchRequest:
         if (self.query is None) == (self.vector is None):
             raise ValueError("give exactly one of 'query' (text) or 'vector'")
-        if self.query is not None and not self.query.strip():
-            raise ValueError("query must not be empty")
+        if self.query is not None:
+            not_blank(self.query, "query")
         if self.rerank and self.query is None:
             raise ValueError("rerank needs a text 'query' (a cross-encoder reads the query)")
         return self
