@@ -59,7 +59,13 @@ def create_app(
     keys = KeyStore(core.registry, core.settings)
     app.state.guard = Guard(core.settings, keys)
     app.state.services = GatewayServices(
-        core, keys, gateway_backups(core), extra_health, jobs, generation, registry
+        core=core,
+        keys=keys,
+        backups=gateway_backups(core),
+        extra_health=extra_health,
+        job_service=jobs,
+        generation_service=generation,
+        registry_service=registry,
     )
     limits = core.settings.limits
     app.add_middleware(

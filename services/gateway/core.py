@@ -20,7 +20,6 @@ import numpy as np
 
 from counterpoint.datasets import passage_text
 from counterpoint.errors import InvalidInput, LimitExceeded, Unavailable
-from counterpoint.fusion import fuse_scores
 from counterpoint.infra.db.registry import Registry
 from counterpoint.infra.vectors.base import CollectionSpec, VectorRecord, VectorStore
 from counterpoint.models.embedder import Embeddings, truncate_and_normalize
@@ -36,17 +35,17 @@ from counterpoint.schemas import (
     IngestRequest,
     IngestResponse,
     ModelCard,
-    RerankDocument,
     RerankRequest,
     RerankResponse,
-    RerankResult,
     SearchHit,
     SearchRequest,
     SearchResponse,
     Usage,
 )
 from counterpoint.services.embed.backends import EmbedderBackend
+from counterpoint.services.gateway.health import core_health
 from counterpoint.services.gateway.reindex import Mirror, Reindexer
+from counterpoint.services.gateway.reranking import rerank_response, rescore
 from counterpoint.services.rerank.backends import RerankerBackend
 from counterpoint.settings import Limits, Settings
 
@@ -319,12 +318,7 @@ class GatewayCore:
             texts = [passage_text(h.title or "", h.text or "") for h in hits]
             scores = await self.reranker.rerank(request.query, texts, reranked_by)  # type: ignore[union-attr]
             weight = self.settings.rerank_fusion if request.rerank_fusion is None else request.rerank_fusion
-            final = scores.scores
-            if weight > 0:
-                final = fuse_scores([h.score for h in hits], scores.scores, weight)
-            for rank, (hit, score) in enumerate(zip(hits, final, strict=True), start=1):
-                hit.first_stage_score, hit.first_stage_rank, hit.score = hit.score, rank, float(score)
-            hits.sort(key=lambda h: -h.score)
+            hits = rescore(hits, scores, weight)
             timings["rerank_ms"] = _ms_since(stage)
         hits = hits[: request.top_k]
         if not request.with_text:
@@ -377,57 +371,13 @@ class GatewayCore:
             self.check_length(text, f"documents[{i}]")
         model = await self._rerank_model(request.model)
         scores = await reranker.rerank(request.query, docs, model)
-        order = sorted(range(len(docs)), key=lambda i: -float(scores.scores[i]))[: request.top_n or len(docs)]
-        results = [
-            RerankResult(
-                index=i,
-                relevance_score=float(scores.scores[i]),
-                document=RerankDocument(text=docs[i]) if request.return_documents else None,
-                truncated=scores.truncated[i],
-            )
-            for i in order
-        ]
-        cut = sum(scores.truncated)
-        warnings = []
-        if cut:
-            limit = self.settings.rerank_max_length
-            warnings.append(
-                f"{cut} of {len(docs)} (query, document) pairs were longer than {limit} tokens and were "
-                "truncated (the longer side first): their scores saw only the first tokens"
-            )
-        usage = Usage(prompt_tokens=scores.total_tokens, total_tokens=scores.total_tokens)
-        return RerankResponse(model=model, results=results, usage=usage, truncated=cut, warnings=warnings)
+        return rerank_response(request, docs, scores, model, self.settings.rerank_max_length)
 
     # --- health --------------------------------------------------------------------------
 
     async def health(self) -> dict[str, ComponentHealth]:
-        parts: dict[str, ComponentHealth] = {}
-        try:
-            self.registry.list_collections()
-            parts["database"] = ComponentHealth(status="ok")
-        except Exception as exc:  # noqa: BLE001 - health reports any failure
-            parts["database"] = ComponentHealth(status="down", detail=str(exc)[:200])
-        try:
-            cards = await asyncio.wait_for(self.models(), timeout=5)
-            parts["embed"] = ComponentHealth(status="ok", detail=", ".join(c.id for c in cards))
-        except Exception as exc:  # noqa: BLE001
-            parts["embed"] = ComponentHealth(status="down", detail=str(exc)[:200])
-        if self.reranker is not None:
-            try:
-                cards = await asyncio.wait_for(self.reranker.models(), timeout=5)
-                parts["rerank"] = (
-                    ComponentHealth(status="ok", detail=", ".join(c.id for c in cards))
-                    if cards
-                    else ComponentHealth(status="down", detail="the configured reranker is not available yet")
-                )
-            except Exception as exc:  # noqa: BLE001
-                parts["rerank"] = ComponentHealth(status="down", detail=str(exc)[:200])
-        try:
-            await asyncio.to_thread(self.store.collection_exists, "__health__")
-            parts["vectors"] = ComponentHealth(status="ok", detail=self.settings.vector_backend)
-        except Exception as exc:  # noqa: BLE001
-            parts["vectors"] = ComponentHealth(status="down", detail=str(exc)[:200])
-        return parts
+        """Each part's status: database, embed, rerank (when configured) and vectors."""
+        return await core_health(self)
 
 
 def _ms_since(started: float) -> float:
