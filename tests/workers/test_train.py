@@ -138,6 +138,16 @@ def test_build_loss_follows_the_config() -> None:
         build_loss(LossConfig(name="cosent", learnable_temperature=True))
 
 
+def test_both_model_types_offer_what_the_training_loop_uses() -> None:
+    from counterpoint.workers.trainable import MODEL_TYPES, TrainableModel, model_class
+
+    members = [name for name in vars(TrainableModel) if not name.startswith("_")]
+    assert {"from_config", "build_evaluator", "compute_loss", "evaluate", "log_model"} <= set(members)
+    for model_type in MODEL_TYPES:
+        cls = model_class(model_type)
+        assert [name for name in members if not hasattr(cls, name)] == [], cls
+
+
 def test_the_loss_registry_names_every_embedding_loss_of_the_config() -> None:
     assert set(LOSSES) == set(typing.get_args(LossName)) - set(CROSS_ENCODER_LOSSES)
     debiased = LOSSES["debiased"].from_config(LossConfig(name="debiased", tau_plus=0.2, scale=3.0))
