@@ -88,23 +88,34 @@ def load_queries(path: PathLike) -> dict[str, str]:
     return {str(row["_id"]): row["text"] for row in iter_jsonl(path)}
 
 
-def load_qrels(path: PathLike) -> Qrels:
-    """Read a BEIR qrels TSV (header ``query-id  corpus-id  score``): query id -> {doc id: grade}."""
-    qrels: Qrels = {}
+def _tsv_rows(path: PathLike, header: list[str], *, whole_header: bool) -> Iterator[list[str]]:
+    """The three-column rows of a TSV file below its header (``header``, or its first name unless
+    ``whole_header``); blank lines skipped, any other column count a ``ValueError`` naming the line.
+
+    Quoting is off (``QUOTE_NONE``) because texts contain unbalanced double quotes, which the
+    default dialect would swallow across lines.
+    """
     with open_text(path) as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None:
-            return qrels
-        if header[:1] != ["query-id"]:
-            raise ValueError(f"{path}: expected a 'query-id\\tcorpus-id\\tscore' header, got {header!r}")
+        found = next(reader, None)
+        if found is None:
+            return
+        if (found if whole_header else found[:1]) != (header if whole_header else header[:1]):
+            shown = "\\t".join(header)
+            raise ValueError(f"{path}: expected a '{shown}' header, got {found!r}")
         for row in reader:
             if not row:
                 continue
             if len(row) != 3:
                 raise ValueError(f"{path}: line {reader.line_num} has {len(row)} columns, expected 3")
-            query_id, doc_id, score = row
-            qrels.setdefault(query_id, {})[doc_id] = int(score)
+            yield row
+
+
+def load_qrels(path: PathLike) -> Qrels:
+    """Read a BEIR qrels TSV (header ``query-id  corpus-id  score``): query id -> {doc id: grade}."""
+    qrels: Qrels = {}
+    for query_id, doc_id, score in _tsv_rows(path, ["query-id", "corpus-id", "score"], whole_header=False):
+        qrels.setdefault(query_id, {})[doc_id] = int(score)
     return qrels
 
 
@@ -147,24 +158,9 @@ def load_beir(path: PathLike) -> BeirDataset:
 
 
 def load_sts(path: PathLike) -> list[StsPair]:
-    """Read an STS-B TSV (header ``sentence1  sentence2  score``) into (s1, s2, score) rows.
-
-    Quoting is off (``QUOTE_NONE``) because sentences contain unbalanced double quotes, which the
-    default dialect would swallow across lines.
-    """
-    pairs: list[StsPair] = []
-    with open_text(path) as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is not None and header != ["sentence1", "sentence2", "score"]:
-            raise ValueError(f"{path}: expected a 'sentence1\\tsentence2\\tscore' header, got {header!r}")
-        for row in reader:
-            if not row:
-                continue
-            if len(row) != 3:
-                raise ValueError(f"{path}: line {reader.line_num} has {len(row)} columns, expected 3")
-            pairs.append(StsPair(row[0], row[1], float(row[2])))
-    return pairs
+    """Read an STS-B TSV (header ``sentence1  sentence2  score``) into (s1, s2, score) rows."""
+    rows = _tsv_rows(path, ["sentence1", "sentence2", "score"], whole_header=True)
+    return [StsPair(s1, s2, float(score)) for s1, s2, score in rows]
 
 
 # --- shipped copies ----------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import numpy as np
 
 from counterpoint.decoding.metrics import GenerationMetrics, summarize
 from counterpoint.errors import InvalidInput
+from counterpoint.jsonl import iter_jsonl
 
 EXPERIMENT = "generation-eval"
 METHOD_PARAMS: dict[str, dict[str, Any]] = {
@@ -37,23 +38,21 @@ EMBED_BATCH = 64
 
 
 def read_prompts(path: str | Path | None = None) -> list[dict[str, str]]:
-    """``{"id", "prompt"}`` objects, one a line (default: the shipped prompt set), without torch."""
+    """``{"id", "prompt"}`` objects, one a line (default: the shipped prompt set), without torch.
+
+    A prompt without an ``id`` is numbered by its place in the file (1, 2, ...).
+    """
     if path is None:
         text = resources.files("counterpoint.decoding").joinpath("prompts.jsonl").read_text(encoding="utf-8")
+        items = iter_jsonl(text.splitlines(), "prompts.jsonl")
+    elif not Path(path).is_file():
+        raise InvalidInput(f"no such file: {path}")
     else:
-        if not Path(path).is_file():
-            raise InvalidInput(f"no such file: {path}")
-        text = Path(path).read_text(encoding="utf-8")
+        items = iter_jsonl(path)
     prompts = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"{path or 'prompts.jsonl'}:{number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(item, dict) or not str(item.get("prompt", "")).strip():
-            raise InvalidInput(f"{path or 'prompts.jsonl'}:{number}: needs a non-empty 'prompt'")
+    for number, item in enumerate(items, start=1):
+        if not str(item.get("prompt", "")).strip():
+            raise InvalidInput(f"{path or 'prompts.jsonl'}: prompt {number} needs a non-empty 'prompt'")
         prompts.append({"id": str(item.get("id", number)), "prompt": str(item["prompt"])})
     if not prompts:
         raise InvalidInput(f"{path} holds no prompts")

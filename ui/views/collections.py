@@ -10,7 +10,7 @@ import streamlit as st
 from counterpoint.client import Client
 from counterpoint.errors import CounterpointError
 from counterpoint.schemas import CollectionInfo, FieldType
-from counterpoint.ui import common
+from counterpoint.ui import common, formatting, search_inputs, uploads
 
 UPLOAD_TYPES = ["jsonl", "ndjson", "json", "csv", "tsv", "gz"]
 EVAL_CHUNK = 32  # queries per search_many call between progress updates
@@ -35,7 +35,7 @@ def create_form(cp: Client) -> None:
         if not st.form_submit_button("Create collection", type="primary", icon=":material/add:"):
             return
     try:
-        indexes = common.parse_indexes(indexes_text)
+        indexes = search_inputs.parse_indexes(indexes_text)
     except CounterpointError as exc:
         common.show_error(exc)
         return
@@ -63,7 +63,7 @@ def upload(cp: Client, info: CollectionInfo) -> None:
     if file is None:
         return
     try:
-        docs = common.parse_documents(file.name, file.getvalue(), info.payload_indexes)
+        docs = uploads.parse_documents(file.name, file.getvalue(), info.payload_indexes)
     except CounterpointError as exc:
         common.show_error(exc)
         return
@@ -117,7 +117,7 @@ def filter_rows(info: CollectionInfo) -> list[tuple[str, str, str]]:
         c1, c2, c3, c4 = st.columns([3, 2, 4, 1], vertical_alignment="bottom")
         field = c1.selectbox("field", fields, key=f"f-field-{info.name}-{row}")
         kind: FieldType = info.payload_indexes[field]
-        ops = common.FILTER_OPS if kind in ("integer", "float") else common.FILTER_OPS[:4]
+        ops = search_inputs.FILTER_OPS if kind in ("integer", "float") else search_inputs.FILTER_OPS[:4]
         op = c2.selectbox("operator", ops, key=f"f-op-{info.name}-{row}")
         value = c3.text_input(
             "value", key=f"f-value-{info.name}-{row}", placeholder="a, b, c" if "in" in op else kind
@@ -163,7 +163,7 @@ def search(cp: Client, info: CollectionInfo) -> None:
     with st.expander("metadata filters", expanded=bool(st.session_state.get(f"filters-{info.name}"))):
         rows = filter_rows(info)
     try:
-        qfilter = common.build_filter(rows, info.payload_indexes)
+        qfilter = search_inputs.build_filter(rows, info.payload_indexes)
     except CounterpointError as exc:
         common.show_error(exc)
         return
@@ -186,10 +186,10 @@ def search(cp: Client, info: CollectionInfo) -> None:
     stages = " · ".join(f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in reply.timings.items())
     by = f" · reranked by `{reply.reranked_by}`" if reply.reranked_by else ""
     st.caption(f"{len(reply.hits)} hits in {reply.took_ms:.0f} ms ({stages}){by}")
-    terms = common.query_terms(query)
+    terms = search_inputs.query_terms(query)
     for rank, hit in enumerate(reply.hits, start=1):
         with st.container(border=True):
-            title = common.highlight(hit.title or hit.id, terms)
+            title = search_inputs.highlight(hit.title or hit.id, terms)
             moved = ""
             if hit.first_stage_rank is not None:
                 delta = hit.first_stage_rank - rank
@@ -203,7 +203,7 @@ def search(cp: Client, info: CollectionInfo) -> None:
                 st.caption(" · ".join(f"{k} = {v}" for k, v in hit.metadata.items()))
             text = hit.text or ""
             more = "…" if len(text) > 700 else ""
-            st.markdown(common.highlight(text[:700], terms) + more, unsafe_allow_html=True)
+            st.markdown(search_inputs.highlight(text[:700], terms) + more, unsafe_allow_html=True)
 
 
 # --- evaluate --------------------------------------------------------------------------------
@@ -233,8 +233,8 @@ def _judged(cp: Client, info: CollectionInfo) -> tuple[dict[str, str], dict[str,
         st.caption("Upload both files to evaluate.")
         return None
     try:
-        queries = common.parse_queries(qfile.name, qfile.getvalue())
-        qrels = common.parse_qrels(rfile.name, rfile.getvalue())
+        queries = uploads.parse_queries(qfile.name, qfile.getvalue())
+        qrels = uploads.parse_qrels(rfile.name, rfile.getvalue())
     except CounterpointError as exc:
         common.show_error(exc)
         return None
@@ -310,7 +310,7 @@ if collections:
             "distance": c.distance,
             "indexed fields": ", ".join(f"{k}:{v}" for k, v in c.payload_indexes.items()),
             "status": c.status,
-            "created": common.fmt_time(c.created_at),
+            "created": formatting.fmt_time(c.created_at),
         }
         for c in collections
     ]

@@ -13,7 +13,7 @@ import streamlit as st
 
 from counterpoint.client import Client
 from counterpoint.schemas import JobInfo
-from counterpoint.ui import common
+from counterpoint.ui import common, formatting, job_templates
 
 REFRESH_S = 3
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # colour codes in Ray's logs
@@ -66,7 +66,7 @@ def _parse_custom(text: str) -> dict[str, Any] | str:
 def _base_config() -> dict[str, Any] | str | None:
     """The chosen template's config; for a pasted config, the mapping, an error text, or None (empty)."""
     choice = st.session_state.get("job_template")
-    found = common.templates()
+    found = job_templates.templates()
     if choice in found:
         return copy.deepcopy(found[choice])
     text = st.session_state.get("job_custom_yaml") or ""
@@ -97,7 +97,7 @@ def _load_template() -> None:
 
 def launch_form(cp: Client) -> None:
     """Template picker + the main settings, validated locally, then submitted to the gateway."""
-    options = [*common.templates(), CUSTOM]
+    options = [*job_templates.templates(), CUSTOM]
     if st.session_state.get("job_template") not in options:
         st.session_state["job_template"] = options[0]
     st.selectbox("template", options, key="job_template", on_change=_load_template)
@@ -147,7 +147,7 @@ def launch_form(cp: Client) -> None:
         workers=int(values["job_workers"]),
     )
     config["loss"] = {**(config.get("loss") or {}), "name": values["job_loss"]}
-    problem = common.validate_config(config)
+    problem = job_templates.validate_config(config)
     if problem:
         st.error(f"Not submitted, the config is invalid: {problem}", icon=":material/error:")
         return
@@ -162,7 +162,7 @@ def launch_form(cp: Client) -> None:
 
 
 def _job_row(job: JobInfo) -> dict[str, Any]:
-    fraction, eta = common.job_progress(job)
+    fraction, eta = formatting.job_progress(job)
     loss = job.metrics.get("train/loss")
     return {
         "status": job.status,
@@ -170,9 +170,9 @@ def _job_row(job: JobInfo) -> dict[str, Any]:
         "id": job.id,
         "progress": fraction,
         "step": job.metrics.get("step"),
-        "ETA": common.fmt_duration(eta) if job.status == "running" else "",
+        "ETA": formatting.fmt_duration(eta) if job.status == "running" else "",
         "loss": round(loss, 4) if isinstance(loss, float) else None,
-        "created": common.fmt_time(job.created_at),
+        "created": formatting.fmt_time(job.created_at),
         "error": (job.error or "").splitlines()[0][:120] if job.error else "",
     }
 
@@ -243,12 +243,12 @@ def job_detail(cp: Client, job_id: str) -> None:
     job = common.call(cp.get_job, job_id)
     if job is None:
         return
-    fraction, eta = common.job_progress(job)
+    fraction, eta = formatting.job_progress(job)
     head, actions = st.columns([3, 2])
-    head.markdown(f"### {job.name} {common.badge(job.status)}")
+    head.markdown(f"### {job.name} {formatting.badge(job.status)}")
     head.caption(
-        f"id `{job.id}` · ray `{job.ray_job_id or '—'}` · created {common.fmt_time(job.created_at)}"
-        f" · updated {common.fmt_time(job.updated_at)}"
+        f"id `{job.id}` · ray `{job.ray_job_id or '—'}` · created {formatting.fmt_time(job.created_at)}"
+        f" · updated {formatting.fmt_time(job.updated_at)}"
     )
     run_url = None
     ml = common.mlflow_client()
@@ -280,17 +280,17 @@ def job_detail(cp: Client, job_id: str) -> None:
     step = job.metrics.get("step")
     total = job.metrics.get("total_steps") or job.config.get("max_steps")
     if fraction is not None:
-        st.progress(fraction, text=f"step {common.fmt_number(step)} of {common.fmt_number(total)}"
-                    + (f" · ETA {common.fmt_duration(eta)}" if eta is not None and not job.finished else ""))  # fmt: skip
+        st.progress(fraction, text=f"step {formatting.fmt_number(step)} of {formatting.fmt_number(total)}"
+                    + (f" · ETA {formatting.fmt_duration(eta)}" if eta is not None and not job.finished else ""))  # fmt: skip
     numbers = {k: v for k, v in job.metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     headline = {k: v for k, v in numbers.items() if k == "train/loss" or k.startswith("eval/")}
     if headline:
         cols = st.columns(min(6, len(headline)))
         for i, (key, value) in enumerate(sorted(headline.items())[:12]):
-            cols[i % len(cols)].metric(key, common.fmt_number(value))
+            cols[i % len(cols)].metric(key, formatting.fmt_number(value))
     rest = {k: v for k, v in numbers.items() if k not in headline and k not in ("step", "total_steps")}
     if rest:
-        st.caption(" · ".join(f"{k} {common.fmt_number(v, 3)}" for k, v in sorted(rest.items())))
+        st.caption(" · ".join(f"{k} {formatting.fmt_number(v, 3)}" for k, v in sorted(rest.items())))
 
     if job.mlflow_run_id and ml is not None:
         try:

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from counterpoint.schemas import RegisteredModel
-from counterpoint.ui import common
+from counterpoint.ui import common, formatting
 
 CHAMPION = "champion"
 
@@ -25,7 +25,7 @@ def version_rows(model: RegisteredModel) -> list[dict[str, Any]]:
             "aliases": ", ".join(v.aliases),
             "uri": v.uri,
             "status": v.status or "—",
-            "created": common.fmt_time(v.created_at) if v.created_at else "—",
+            "created": formatting.fmt_time(v.created_at) if v.created_at else "—",
             "run": (v.run_id or "")[:8],
             "type": v.model_type,
             **{k: round(val, 4) for k, val in sorted(v.metrics.items())},

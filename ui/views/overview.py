@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from counterpoint.errors import CounterpointError
-from counterpoint.ui import common
+from counterpoint.ui import common, formatting
 
 common.page_header("Counterpoint", "Train, serve and search contrastive embedding models.")
 cp = common.client()
@@ -19,12 +19,12 @@ except CounterpointError as exc:
     st.info("Start the platform with `counterpoint up` (or `make up`), then reload this page.")
     st.stop()
 
-st.subheader(f"Platform {common.badge(health.status)}")
+st.subheader(f"Platform {formatting.badge(health.status)}")
 cols = st.columns(len(health.components))
 for col, (name, part) in zip(cols, health.components.items(), strict=True):
     with col.container(border=True):
         st.markdown(f"**{name}**")
-        st.markdown(common.badge(part.status))
+        st.markdown(formatting.badge(part.status))
         if part.detail:
             st.caption(part.detail)
 
