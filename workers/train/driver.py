@@ -8,6 +8,7 @@ and ``FailureConfig(config.max_failures)``, and keeps the state file and the reg
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,9 @@ from counterpoint.workers.train.job_state import (
 from counterpoint.workers.train.loop import train_loop_per_worker
 from counterpoint.workers.train.mining_step import mine_hard_negatives
 from counterpoint.workers.train.resolution import resolve_paths, resolve_registry_models
-from counterpoint.workers.train.run_logger import log
 from counterpoint.workers.train.tracking_run import failure_text, job_mlflow_run
+
+log = logging.getLogger("counterpoint.workers.train")
 
 
 def check_enough_examples(config: TrainConfig) -> None:

@@ -7,13 +7,16 @@ Imports: :mod:`.run_logger`, the workers' config and :mod:`counterpoint.infra.tr
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from counterpoint.workers.config import TrainConfig
-from counterpoint.workers.train.run_logger import RunLogger, first_line, log
+from counterpoint.workers.train.run_logger import RunLogger, first_line
 from counterpoint.workers.trainable import TrainableModel
+
+log = logging.getLogger("counterpoint.workers.train")
 
 
 class TrackingUnavailable(RuntimeError):
