@@ -206,6 +206,19 @@ def test_simcse_refuses_to_train_without_dropout(bi_encoder_config: TrainConfig)
         model.compute_loss(Batch.from_examples("sentences", [Example(("a",)), Example(("b",))]))
 
 
+@pytest.mark.parametrize(
+    ("line", "words"), [("{not json", "line 2 is not valid JSON"), ("[1, 2]", "line 2 must be a JSON object")]
+)
+def test_a_broken_jsonl_line_is_named_by_its_number(tmp_path: Path, line: str, words: str) -> None:
+    from counterpoint.workers.data import DataSource, iter_rows
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"anchor": "a", "positive": "b"}) + "\n" + line + "\n")
+    with pytest.raises(InvalidInput, match=words) as caught:
+        list(iter_rows(DataSource(path=str(path))))
+    assert str(path) in caught.value.message
+
+
 def test_step_plan_shards_batches_and_is_deterministic() -> None:
     plan = StepPlan(20, 6, world_size=2, seed=3, epochs=2)
     assert plan.steps_per_epoch == 3 and plan.total_steps == 6
