@@ -16,13 +16,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from counterpoint.infra.db.registry import Registry
-from counterpoint.infra.vectors.edge import EdgeVectorStore
 from counterpoint.models.embedder import TextEmbedder
 from counterpoint.services.embed.backends import LocalEmbedder
 from counterpoint.services.gateway.app import create_app
 from counterpoint.services.gateway.auth import KeyStore
-from counterpoint.services.gateway.core import GatewayCore
+from tests.services.in_process import in_process_core
 from tests.settings_factory import SMALL_LIMITS, TINY, unit_settings
 from tests.tiny_models import build_tiny_bi_encoder
 
@@ -66,24 +64,19 @@ def _gateway(root: Path, embedder: TextEmbedder, *, auth: bool) -> Iterator[Gate
         auth_enabled=auth,
         rate_limit=None,
     )
-    registry = Registry.from_url(settings.db_url)
-    store = EdgeVectorStore(settings.vectors_dir)
-    core = GatewayCore(settings, registry, store, LocalEmbedder(TINY, embedder))
-    headers: dict[str, str] = {}
-    read_key = None
-    if auth:
-        _, admin = KeyStore(registry, settings).create("fuzz-admin", ["admin"])
-        _, read_key = KeyStore(registry, settings).create("fuzz-reader", ["read"])
-        headers = {"Authorization": f"Bearer {admin}"}
-    app = create_app(core)
-    try:
+    with in_process_core(settings, LocalEmbedder(TINY, embedder)) as core:
+        headers: dict[str, str] = {}
+        read_key = None
+        if auth:
+            keys = KeyStore(core.registry, settings)
+            _, admin = keys.create("fuzz-admin", ["admin"])
+            _, read_key = keys.create("fuzz-reader", ["read"])
+            headers = {"Authorization": f"Bearer {admin}"}
+        app = create_app(core)
         with TestClient(app, raise_server_exceptions=False) as client:
             gateway = Gateway(app, client, headers, read_key)
             gateway.ensure_collection()
             yield gateway
-    finally:
-        store.close()
-        registry.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from counterpoint.infra.db.registry import Registry
-from counterpoint.infra.vectors.edge import EdgeVectorStore
 from counterpoint.models.embedder import TextEmbedder
 from counterpoint.services.embed.backends import LocalEmbedder
 from counterpoint.services.gateway.app import create_app
 from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.settings import Settings
+from tests.services.in_process import in_process_core
 from tests.settings_factory import SMALL_LIMITS, TINY, unit_settings
 from tests.tiny_models import build_tiny_bi_encoder
 
@@ -38,11 +37,8 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture()
 def core(settings: Settings, tiny_embedder: TextEmbedder) -> Iterator[GatewayCore]:
-    registry = Registry.from_url(settings.db_url)
-    store = EdgeVectorStore(settings.vectors_dir)
-    yield GatewayCore(settings, registry, store, LocalEmbedder(TINY, tiny_embedder))
-    store.close()
-    registry.close()
+    with in_process_core(settings, LocalEmbedder(TINY, tiny_embedder)) as core:
+        yield core
 
 
 @pytest.fixture()

@@ -21,6 +21,7 @@ from counterpoint.services.gateway.auth import KeyStore, normalize_scopes
 from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.settings import Settings
 from tests.services.conftest import TINY
+from tests.services.in_process import in_process_core
 from tests.settings_factory import unit_settings
 
 
@@ -31,13 +32,11 @@ def _settings(tmp_path: Path, **overrides: object) -> Settings:
 @pytest.fixture()
 def secured(tmp_path: Path, tiny_embedder: TextEmbedder) -> Iterator[tuple[TestClient, KeyStore]]:
     settings = _settings(tmp_path, max_body_bytes=4096, admin_key="bootstrap-secret")
-    registry = Registry.from_url(settings.db_url)
-    store = EdgeVectorStore(settings.vectors_dir)
-    core = GatewayCore(settings, registry, store, LocalEmbedder(TINY, tiny_embedder))
-    with TestClient(create_app(core), raise_server_exceptions=False) as client:
-        yield client, KeyStore(registry, settings)
-    store.close()
-    registry.close()
+    with (
+        in_process_core(settings, LocalEmbedder(TINY, tiny_embedder)) as core,
+        TestClient(create_app(core), raise_server_exceptions=False) as client,
+    ):
+        yield client, KeyStore(core.registry, settings)
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -15,15 +15,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from counterpoint.errors import NotFound
-from counterpoint.infra.db.registry import Registry
-from counterpoint.infra.vectors.edge import EdgeVectorStore
 from counterpoint.models.embedder import TextEmbedder
 from counterpoint.models.pool import EmbedderPool
 from counterpoint.services.embed.backends import LocalEmbedder, registry_loader
 from counterpoint.services.gateway.app import create_app
-from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.services.gateway.models import ModelRegistryService
 from tests.services.conftest import MODEL
+from tests.services.in_process import in_process_core
 from tests.settings_factory import unit_settings
 
 
@@ -32,15 +30,11 @@ def registered_api(
     tmp_path: Path, tracking: dict[str, object], tiny_embedder: TextEmbedder
 ) -> Iterator[TestClient]:
     settings = unit_settings(tmp_path, mlflow_tracking_uri=str(tracking["uri"]), model_alias_ttl_s=0)
-    registry = Registry.from_url(settings.db_url)
-    store = EdgeVectorStore(settings.vectors_dir)
     embedder = LocalEmbedder("tiny", tiny_embedder, loader=registry_loader(settings))
-    core = GatewayCore(settings, registry, store, embedder)
-    app = create_app(core, registry=ModelRegistryService(settings))
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield client
-    store.close()
-    registry.close()
+    with in_process_core(settings, embedder) as core:
+        app = create_app(core, registry=ModelRegistryService(settings))
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield client
 
 
 def _embed(api: TestClient, model: str, texts: list[str]) -> dict:
@@ -130,18 +124,16 @@ def test_unreachable_registry_is_a_503(
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     settings = unit_settings(tmp_path, mlflow_tracking_uri="http://127.0.0.1:9")
-    registry = Registry.from_url(settings.db_url)
-    store = EdgeVectorStore(settings.vectors_dir)
-    core = GatewayCore(settings, registry, store, LocalEmbedder("tiny", tiny_embedder))
-    with TestClient(create_app(core, registry=ModelRegistryService(settings))) as api:
+    with (
+        in_process_core(settings, LocalEmbedder("tiny", tiny_embedder)) as core,
+        TestClient(create_app(core, registry=ModelRegistryService(settings))) as api,
+    ):
         for reply in (
             api.post("/v1/embeddings", json={"input": "x", "model": "models:/m@champion"}),
             api.get("/v1/registry/models"),
         ):
             assert reply.status_code == 503, reply.text
             assert "MLflow" in reply.json()["error"]["message"]
-    store.close()
-    registry.close()
 
 
 # --- the pool itself --------------------------------------------------------------------------

@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from counterpoint.infra.db.registry import Registry
 from counterpoint.infra.vectors.base import CollectionSpec
-from counterpoint.infra.vectors.edge import EdgeVectorStore
 from counterpoint.models.embedder import TextEmbedder
 from counterpoint.services.embed.backends import LocalEmbedder, registry_loader
 from counterpoint.services.gateway.app import create_app
@@ -24,6 +22,7 @@ from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.services.gateway.jobs import JobService
 from tests.fakes import NoRay
 from tests.services.conftest import MODEL
+from tests.services.in_process import in_process_core
 from tests.settings_factory import unit_settings
 
 NEW = f"models:/{MODEL}/2"
@@ -35,13 +34,10 @@ def core(tmp_path: Path, tracking: dict[str, object], tiny_embedder: TextEmbedde
     settings = unit_settings(
         tmp_path, mlflow_tracking_uri=str(tracking["uri"]), max_documents_per_ingest=N_DOCS
     )
-    registry = Registry.from_url(settings.db_url)
-    store = EdgeVectorStore(settings.vectors_dir)
-    yield GatewayCore(
-        settings, registry, store, LocalEmbedder("tiny", tiny_embedder, loader=registry_loader(settings))
-    )
-    store.close()
-    registry.close()
+    with in_process_core(
+        settings, LocalEmbedder("tiny", tiny_embedder, loader=registry_loader(settings))
+    ) as core:
+        yield core
 
 
 @pytest.fixture()

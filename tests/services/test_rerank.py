@@ -9,15 +9,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from counterpoint.infra.db.registry import Registry
-from counterpoint.infra.vectors.edge import EdgeVectorStore
 from counterpoint.models.embedder import TextEmbedder
 from counterpoint.models.reranker import TextReranker
 from counterpoint.services.embed.backends import LocalEmbedder
 from counterpoint.services.gateway.app import create_app
-from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.services.rerank.backends import LocalReranker
 from counterpoint.settings import Settings
+from tests.services.in_process import in_process_core
 from tests.settings_factory import unit_settings
 
 DOCS = [
@@ -34,19 +32,12 @@ def rerank_api(
     tmp_path: Path, tiny_embedder: TextEmbedder, tiny_reranker: TextReranker
 ) -> Iterator[TestClient]:
     settings = unit_settings(tmp_path, max_rerank_documents=20, rerank_max_length=64, rerank_top_k=5)
-    registry = Registry.from_url(settings.db_url)
-    store = EdgeVectorStore(settings.vectors_dir)
-    core = GatewayCore(
-        settings,
-        registry,
-        store,
-        LocalEmbedder("tiny", tiny_embedder),
-        LocalReranker("tiny-ce", tiny_reranker),
-    )
-    with TestClient(create_app(core), raise_server_exceptions=False) as client:
+    reranker = LocalReranker("tiny-ce", tiny_reranker)
+    with (
+        in_process_core(settings, LocalEmbedder("tiny", tiny_embedder), reranker) as core,
+        TestClient(create_app(core), raise_server_exceptions=False) as client,
+    ):
         yield client
-    store.close()
-    registry.close()
 
 
 def test_rerank_scores_match_in_process_scoring(rerank_api: TestClient, tiny_reranker: TextReranker) -> None:

@@ -1,0 +1,27 @@
+"""A real `GatewayCore` for tests, in this process: a SQLite registry and the embedded Qdrant engine in the
+settings' data directory, closed when the ``with`` block ends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from counterpoint.infra.db.registry import Registry
+from counterpoint.infra.vectors.edge import EdgeVectorStore
+from counterpoint.services.embed.backends import EmbedderBackend
+from counterpoint.services.gateway.core import GatewayCore
+from counterpoint.services.rerank.backends import RerankerBackend
+from counterpoint.settings import Settings
+
+
+@contextmanager
+def in_process_core(
+    settings: Settings, embedder: EmbedderBackend, reranker: RerankerBackend | None = None
+) -> Iterator[GatewayCore]:
+    registry = Registry.from_url(settings.db_url)
+    store = EdgeVectorStore(settings.vectors_dir)
+    try:
+        yield GatewayCore(settings, registry, store, embedder, reranker)
+    finally:
+        store.close()
+        registry.close()
