@@ -20,6 +20,9 @@ from counterpoint.decoding.params import DECODING_METHODS, DEFAULT_MAX_TOKENS
 from counterpoint.decoding.stopping import normalize_stops
 from counterpoint.decoding.streams import RawTokens, TextStream, TokenStream
 
+PromptIds = Sequence[int] | torch.Tensor
+"""One prompt's token ids: a list, a 1-D tensor or a ``(1, T)`` tensor."""
+
 
 def eos_token_ids(model: Any, tokenizer: Any, eos_token_id: int | Sequence[int] | None = None) -> set[int]:
     """End-of-sequence ids: ``eos_token_id`` if given, else the model's generation config's and the tokenizer's."""
@@ -38,7 +41,7 @@ def eos_token_ids(model: Any, tokenizer: Any, eos_token_id: int | Sequence[int] 
 def _build(
     model: Any,
     tokenizer: Any,
-    prompt_ids: Sequence[int] | torch.Tensor,
+    prompt_ids: PromptIds,
     method: str,
     *,
     max_new_tokens: int = DEFAULT_MAX_TOKENS,
@@ -74,7 +77,7 @@ def _build(
 def generate(
     model: Any,
     tokenizer: Any,
-    prompt_ids: Sequence[int] | torch.Tensor,
+    prompt_ids: PromptIds,
     method: str = "greedy",
     **options: Unpack[GenerateOptions],
 ) -> TokenStream:
@@ -93,7 +96,7 @@ def generate(
 def stream_text(
     model: Any,
     tokenizer: Any,
-    prompt_ids: Sequence[int] | torch.Tensor,
+    prompt_ids: PromptIds,
     method: str = "greedy",
     **options: Unpack[GenerateOptions],
 ) -> TextStream:

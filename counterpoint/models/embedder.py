@@ -9,6 +9,7 @@ L2-normalised float32 vectors (cosine similarity = dot product).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Unpack
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import batch_to_device
 
 from counterpoint.errors import LimitExceeded
-from counterpoint.models.paths import load_for_inference
+from counterpoint.models.paths import Runtime, load_for_inference
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,10 @@ class TextEmbedder:
         *,
         max_seq_length: int = 256,
         batch_size: int = 64,
-        device: str = "cpu",
-        torch_threads: int | None = None,
+        **runtime: Unpack[Runtime],
     ) -> None:
         self.model: SentenceTransformer = load_for_inference(
-            lambda path: SentenceTransformer(path, device=device), name_or_path, torch_threads=torch_threads
+            lambda path, device: SentenceTransformer(path, device=device), name_or_path, **runtime
         )
         self.model.max_seq_length = max_seq_length
         self.batch_size = batch_size

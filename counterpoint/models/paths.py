@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from counterpoint.errors import NotFound
 
@@ -38,18 +38,22 @@ def resolve_model_path(name_or_path: str) -> Path:
     raise NotFound(f"model '{name_or_path}' is neither a packaged model nor a local directory")
 
 
-def load_for_inference(
-    build: Callable[[str], M], name_or_path: str, *, torch_threads: int | None = None
-) -> M:
-    """``build(directory)`` of a model name or path (:func:`resolve_model_path`), in eval mode.
+class Runtime(TypedDict, total=False):
+    """Where a model runs: ``device`` (default ``"cpu"``) and torch's intra-op ``torch_threads``
+    (default: unchanged; Ray sets ``OMP_NUM_THREADS`` to an actor's CPU share, so services pass
+    the cores they have)."""
 
-    ``torch_threads`` sets torch's intra-op threads first (Ray sets ``OMP_NUM_THREADS`` to an
-    actor's CPU share; services pass the cores they have).
-    """
+    device: str
+    torch_threads: int | None
+
+
+def load_for_inference(build: Callable[[str, str], M], name_or_path: str, **runtime: Unpack[Runtime]) -> M:
+    """``build(directory, device)`` of a model name or path (:func:`resolve_model_path`), in eval mode."""
+    torch_threads = runtime.get("torch_threads")
     if torch_threads:
         import torch
 
         torch.set_num_threads(torch_threads)
-    model: Any = build(str(resolve_model_path(name_or_path)))
+    model: Any = build(str(resolve_model_path(name_or_path)), runtime.get("device", "cpu"))
     model.eval()
     return model

@@ -10,12 +10,13 @@ truncated (the document's end first) and reported, so a caller knows which score
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Unpack
 
 import numpy as np
 import torch
 from sentence_transformers import CrossEncoder
 
-from counterpoint.models.paths import load_for_inference
+from counterpoint.models.paths import Runtime, load_for_inference
 
 
 @dataclass(frozen=True)
@@ -33,18 +34,12 @@ class TextReranker:
     """A sentence-transformers ``CrossEncoder`` scoring (query, document) pairs on CPU."""
 
     def __init__(
-        self,
-        name_or_path: str,
-        *,
-        max_length: int = 512,
-        batch_size: int = 32,
-        device: str = "cpu",
-        torch_threads: int | None = None,
+        self, name_or_path: str, *, max_length: int = 512, batch_size: int = 32, **runtime: Unpack[Runtime]
     ) -> None:
         self.model: CrossEncoder = load_for_inference(
-            lambda path: CrossEncoder(path, device=device, max_length=max_length),
+            lambda path, device: CrossEncoder(path, device=device, max_length=max_length),
             name_or_path,
-            torch_threads=torch_threads,
+            **runtime,
         )
         self.max_length = max_length
         self.batch_size = batch_size

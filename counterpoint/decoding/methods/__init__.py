@@ -7,12 +7,11 @@ is the one step loop all methods share. Names follow ``params.DECODING_METHODS``
 May import the rest of :mod:`counterpoint.decoding` (cached_forward, scores, options, streams,
 amateur, params) and the counterpoint base; nothing above it. The streaming functions that
 used to live in the module ``counterpoint.decoding.methods`` (``generate``, ``TokenStream``, ...)
-are re-exported from here lazily, for old imports.
+are found here too (lazily, through the package), for old imports.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from counterpoint.decoding.methods.base import Decoder
@@ -27,22 +26,11 @@ DECODERS: dict[str, type[Decoder]] = {
 
 __all__ = ["DECODERS", "ContrastiveDecoding", "ContrastiveSearch", "Decoder", "Greedy", "Sampling"]
 
-_MOVED = {
-    "TextStream": "streams",
-    "TokenStream": "streams",
-    "contrastive_decoding_scores": "scores",
-    "contrastive_search_scores": "scores",
-    "filter_logits": "scores",
-    "prompt_tensor": "cached_forward",
-    "eos_token_ids": "generation",
-    "generate": "generation",
-    "generate_text": "generation",
-    "stream_text": "generation",
-}
-
 
 def __getattr__(name: str) -> Any:
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"counterpoint.decoding.{module}"), name)
+    """The package's public names (``generate``, ``TokenStream``, ...), for old imports of this module."""
+    import counterpoint.decoding as package
+
+    if name in package.__all__:
+        return getattr(package, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

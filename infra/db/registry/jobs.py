@@ -84,12 +84,13 @@ class JobsTable(RegistryBase):
                 row.status = status
             if name is not None:
                 row.name = name
-            if ray_job_id is not UNSET:
-                row.ray_job_id = ray_job_id
-            if mlflow_run_id is not UNSET:
-                row.mlflow_run_id = mlflow_run_id
-            if error is not UNSET:
-                row.error = error
+            for column, value in (
+                ("ray_job_id", ray_job_id),
+                ("mlflow_run_id", mlflow_run_id),
+                ("error", error),
+            ):
+                if value is not UNSET:
+                    setattr(row, column, value)
             if metrics is not None:
                 row.metrics = dict(metrics)
             row.updated_at = utcnow()
