@@ -6,13 +6,27 @@ such bodies back into the same classes, so callers catch one hierarchy everywher
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CounterpointError(Exception):
-    """Base class: a problem the caller can read and act on."""
+    """Base class: a problem the caller can read and act on.
+
+    A subclass names its HTTP status and stable type in its header:
+    ``class NotFound(CounterpointError, status_code=404, kind="not_found")``."""
 
     status_code: int = 500
     type: str = "internal_error"
     retry_after: int | None = None  # seconds; sent as Retry-After (429, 503)
+
+    def __init_subclass__(
+        cls, *, status_code: int | None = None, kind: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if status_code is not None:
+            cls.status_code = status_code
+        if kind is not None:
+            cls.type = kind
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -27,68 +41,45 @@ class CounterpointError(Exception):
         return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
 
-class InvalidInput(CounterpointError):
+class InvalidInput(CounterpointError, status_code=422, kind="invalid_request"):
     """The request is well-formed JSON but its content is wrong."""
 
-    status_code = 422
-    type = "invalid_request"
 
-
-class NotFound(CounterpointError):
+class NotFound(CounterpointError, status_code=404, kind="not_found"):
     """A named collection, model or job does not exist."""
 
-    status_code = 404
-    type = "not_found"
 
-
-class Conflict(CounterpointError):
+class Conflict(CounterpointError, status_code=409, kind="conflict"):
     """The resource already exists or is in a state that forbids the call."""
 
-    status_code = 409
-    type = "conflict"
 
-
-class LimitExceeded(CounterpointError):
+class LimitExceeded(CounterpointError, status_code=413, kind="limit_exceeded"):
     """The request exceeds a configured limit (batch size, top_k, body size)."""
 
-    status_code = 413
-    type = "limit_exceeded"
 
-
-class Unauthorized(CounterpointError):
+class Unauthorized(CounterpointError, status_code=401, kind="unauthorized"):
     """No API key, or one the gateway does not know (or that was revoked)."""
-
-    status_code = 401
-    type = "unauthorized"
 
     @property
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": "Bearer"}
 
 
-class Forbidden(CounterpointError):
+class Forbidden(CounterpointError, status_code=403, kind="forbidden"):
     """The API key is valid but lacks the scope the route needs."""
 
-    status_code = 403
-    type = "forbidden"
 
-
-class RateLimited(CounterpointError):
+class RateLimited(CounterpointError, status_code=429, kind="rate_limited"):
     """Too many requests for this key; retry after ``retry_after`` seconds."""
-
-    status_code = 429
-    type = "rate_limited"
 
     def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
 
-class Unavailable(CounterpointError):
+class Unavailable(CounterpointError, status_code=503, kind="unavailable"):
     """A part of the platform is down or still starting; retry later."""
 
-    status_code = 503
-    type = "unavailable"
     retry_after = 1
 
 
