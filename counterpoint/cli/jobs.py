@@ -11,8 +11,16 @@ from rich.table import Table
 from counterpoint import cli
 from counterpoint.cli import shared
 from counterpoint.cli.shared import job_line, out
+from counterpoint.schemas import JobInfo
 
 jobs_app = typer.Typer(help="List, inspect, follow and cancel training jobs.", no_args_is_help=True)
+
+
+def _started(job: JobInfo, message: str, follow_job: bool) -> None:
+    """Print that a job started; with ``--follow``, watch it to the end (exit 1 unless it succeeds)."""
+    out.print(message)
+    if follow_job:
+        shared.follow_to_the_end(job.id)
 
 
 def train(
@@ -23,9 +31,9 @@ def train(
 ) -> None:
     """Validate a training config and submit it as a Ray job (tracked in MLflow)."""
     job = cli.client().submit_job(config)
-    out.print(f"submitted job {job.id} ({job.name}); follow with `counterpoint jobs show {job.id}`")
-    if follow_job:
-        shared.follow_to_the_end(job.id)
+    _started(
+        job, f"submitted job {job.id} ({job.name}); follow with `counterpoint jobs show {job.id}`", follow_job
+    )
 
 
 @jobs_app.command("list")
@@ -60,9 +68,7 @@ def jobs_resume(
 ) -> None:
     """Run a failed or cancelled job again from its last checkpoint (same MLflow run)."""
     job = cli.client().resume_job(job_id)
-    out.print(f"job {job.id} resubmitted ({job.status})")
-    if follow_job:
-        shared.follow_to_the_end(job.id)
+    _started(job, f"job {job.id} resubmitted ({job.status})", follow_job)
 
 
 @jobs_app.command("cancel")

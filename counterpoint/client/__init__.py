@@ -11,7 +11,8 @@
 Errors come back as the same `counterpoint.errors` classes the gateway raised.
 
 Layout: `transport.py` (the HTTP layer), one module of methods per resource (`models`,
-`collections`, `jobs`, `backups`, `generation`; `streaming.py` reads server-sent events),
+`collections`, `ingest`, `search`, `jobs`, `backups`, `generation`; `streaming.py` reads
+server-sent events),
 `documents.py` (JSONL documents, batches) and `sdk.py`, where `Client` joins them. This package
 imports only the counterpoint base (errors, settings, schemas, jsonl); the CLI, the UI, the demo
 and the benchmarks import it.

@@ -5,11 +5,13 @@ from __future__ import annotations
 from counterpoint.client.backups import BackupsAPI
 from counterpoint.client.collections import CollectionsAPI
 from counterpoint.client.generation import GenerationAPI
+from counterpoint.client.ingest import IngestAPI
 from counterpoint.client.jobs import JobsAPI, KeysAPI
 from counterpoint.client.models import ModelsAPI
+from counterpoint.client.search import SearchAPI
 
 
-class Client(ModelsAPI, CollectionsAPI, JobsAPI, KeysAPI, BackupsAPI, GenerationAPI):
+class Client(ModelsAPI, CollectionsAPI, IngestAPI, SearchAPI, JobsAPI, KeysAPI, BackupsAPI, GenerationAPI):
     """Synchronous client of one Counterpoint gateway.
 
     ``Client(url=None, *, api_key=None, timeout=120.0)``: ``url`` defaults to COUNTERPOINT_API_URL,
