@@ -12,19 +12,17 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-import httpx
 from rich.console import Console
 
+from counterpoint.infra.processes import free_port, is_alive, pid_file, ray_agent_port, running_pid, wait_http
 from counterpoint.settings import Settings
 
 console = Console(stderr=True)
@@ -41,76 +39,6 @@ PLATFORM_ENV = {
 }
 
 UI_SCRIPT = Path(__file__).resolve().parent.parent / "ui" / "app.py"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def ray_agent_port(port: int) -> Iterator[None]:
-    """Start the local Ray head with its dashboard agent (which runs submitted jobs) on ``port``.
-
-    ``ray.init`` has no argument for it and Ray's default, 52365, is fixed: a second Ray on the
-    machine (another stack, a training script, a test run next to `make up`) would take it and this
-    stack's job submissions would fail with "No available agent". Ray builds its node parameters
-    from ``ray._private.parameter.RayParams`` at call time, so a subclass with another default is
-    enough; it is put back right after.
-    """
-    from ray._private import parameter
-
-    original = parameter.RayParams
-
-    class _RayParams(original):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            kwargs.setdefault("dashboard_agent_listen_port", port)
-            super().__init__(*args, **kwargs)
-
-    parameter.RayParams = _RayParams  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        parameter.RayParams = original  # type: ignore[misc]
-
-
-def pid_file(settings: Settings) -> Path:
-    return settings.resolved_data_dir / "run" / "up.pid"
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs; an exited process not yet reaped by its parent (a zombie) is not."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"
-
-
-def running_pid(settings: Settings) -> int | None:
-    """PID of a live `counterpoint up` for this data directory, if any."""
-    path = pid_file(settings)
-    try:
-        pid = int(path.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    return pid if _alive(pid) else None
-
-
-def wait_http(url: str, timeout: float, *, ok: tuple[int, ...] = (200,)) -> bool:
-    """Poll ``url`` until it answers with a status in ``ok`` or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code in ok:
-                return True
-        time.sleep(0.5)
-    return False
 
 
 @dataclass
@@ -349,7 +277,7 @@ def down(settings: Settings, timeout: float = 120) -> bool:
     os.kill(pid, signal.SIGINT)  # like Ctrl-C in the `up` shell: a clean, complete stop
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not is_alive(pid):
             return True
         time.sleep(0.5)
     os.kill(pid, signal.SIGKILL)
