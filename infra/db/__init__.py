@@ -2,6 +2,10 @@
 
 SQLite in local mode, PostgreSQL in a cluster; one schema, kept by the Alembic migrations in
 ``migrations/`` and applied at start-up (``Registry.from_url`` or ``migrate``).
+
+Modules: ``models`` (the tables), ``engine`` (engines, sessions, migrations), ``registry/`` (the
+``Registry`` repository, one module per table), ``dump`` (portable registry dumps). May import
+the counterpoint base (errors, settings) only; nothing above infra.
 """
 
 from __future__ import annotations
