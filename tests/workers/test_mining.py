@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from counterpoint.errors import InvalidInput
-from counterpoint.workers.mining import ExactRetriever, Hits, mine_triplets, write_jsonl
+from counterpoint.workers.mining import ExactRetriever, Hits, mine_collection, mine_triplets, write_jsonl
 
 CORPUS = {f"d{i}": f"document {i}" for i in range(6)}
 QUERIES = {"q1": "query one", "q2": "query two", "q3": "query three"}
@@ -144,3 +145,57 @@ def test_ragged_negative_columns_are_refused(tmp_path: Path, rows: list[dict], w
     write_jsonl(rows, path)
     with pytest.raises(InvalidInput, match=words):
         load_examples(DataSource(path=str(path)))
+
+
+class FakeCollectionClient:
+    """The two SDK calls `mine_collection` makes, over fixed rankings keyed by query text."""
+
+    def __init__(self, rankings: dict[str, dict[str, float]]) -> None:
+        self.rankings = rankings
+        self.searched: list[str] = []
+
+    def get_collection(self, name: str) -> object:
+        return {"name": name}
+
+    def search_many(self, collection: str, queries: dict[str, str], *, top_k: int, on_progress: Any) -> Any:
+        self.searched += queries.values()
+        on_progress(len(queries))
+        return {qid: dict(list(self.rankings.get(text, {}).items())[:top_k]) for qid, text in queries.items()}
+
+
+def _beir(root: Path) -> Path:
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": d, "title": "", "text": t}) + "\n" for d, t in CORPUS.items())
+    )
+    (root / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in QUERIES.items())
+    )
+    rows = [f"{q}\t{d}\t{g}" for q, docs in QRELS.items() for d, g in docs.items()]
+    (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(rows) + "\n")
+    return root
+
+
+def test_mine_collection_uses_the_collections_search(tmp_path: Path) -> None:
+    root = _beir(tmp_path / "beir")
+    client = FakeCollectionClient(
+        {"query one": {"d0": 0.9, "d4": 0.5, "d1": 0.8}, "query two": {"d2": 0.9, "d5": 0.4}}
+    )
+    seen: list[tuple[int, int]] = []
+    triplets, report = mine_collection(
+        client, "papers", root, "train", progress=lambda done, total: seen.append((done, total)), top_k=5
+    )
+    assert {(t["anchor"], t["negative"]) for t in triplets} == {
+        ("query one", "document 4"),
+        ("query two", "document 5"),
+    }
+    assert report.dropped_positives == 3 and seen[-1] == (3, 3)
+    with pytest.raises(InvalidInput, match="test split"):
+        mine_collection(client, "papers", root, "test")
+
+
+def test_mine_collection_refuses_a_collection_without_the_data_set(tmp_path: Path) -> None:
+    root = _beir(tmp_path / "beir")
+    client = FakeCollectionClient({"query one": {"d4": 0.5}, "query two": {"d5": 0.4}})
+    with pytest.raises(InvalidInput, match="returned none of the train queries' positives in their top 7"):
+        mine_collection(client, "papers", root, "train", top_k=7)
