@@ -55,7 +55,7 @@ def mine(
     the positives' text).
     """
     from counterpoint.datasets import default_scifact_dir
-    from counterpoint.workers.mining import mine_beir, mine_collection
+    from counterpoint.workers.mining import MiningOptions, mine_beir, mine_collection
 
     root = beir or default_scifact_dir()
     if not (root / "qrels").is_dir():
@@ -63,15 +63,18 @@ def mine(
     qrels_file = root / "qrels" / f"{split}.tsv"
     if not (qrels_file.exists() or qrels_file.with_name(qrels_file.name + ".gz").exists()):
         raise InvalidInput(f"--split {split}: no {qrels_file.name} in {root / 'qrels'}")
-    options: Any = {
-        "top_k": top_k, "skip_top": skip_top, "max_score_ratio": max_score_ratio, "negatives": negatives
-    }  # fmt: skip
+    options = MiningOptions(
+        top_k=top_k, skip_top=skip_top, max_score_ratio=max_score_ratio, negatives=negatives
+    )
     if collection is None:
         from counterpoint.infra.tracking import local_model
 
         settings = get_settings()
         model = local_model(model, settings.tracking_uri, settings.models_dir / "registry", where="--model")
-    label = "embedding the corpus" if collection is None else f"searching '{collection}'"
+        label = "embedding the corpus"
+    else:
+        cp = cli.client()
+        label = f"searching '{collection}' ({cp.get_collection(collection).count} documents)"
     with shared.progress(label) as bar:
         task = bar.add_task("mine", total=None)
 
@@ -83,9 +86,7 @@ def mine(
                 root, split, model=model, max_seq_length=max_seq_length, progress=moved, **options
             )
         else:
-            triplets, report = mine_collection(
-                cli.client(), collection, root, split, progress=moved, **options
-            )
+            triplets, report = mine_collection(cp, collection, root, split, progress=moved, **options)
     _write_triplets(triplets, report, out_path, max_score_ratio)
 
 

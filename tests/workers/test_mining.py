@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -155,7 +156,7 @@ class FakeCollectionClient:
         self.searched: list[str] = []
 
     def get_collection(self, name: str) -> object:
-        return {"name": name}
+        return SimpleNamespace(name=name, count=len(CORPUS))
 
     def search_many(self, collection: str, queries: dict[str, str], *, top_k: int, on_progress: Any) -> Any:
         self.searched += queries.values()
@@ -163,7 +164,8 @@ class FakeCollectionClient:
         return {qid: dict(list(self.rankings.get(text, {}).items())[:top_k]) for qid, text in queries.items()}
 
 
-def _beir(root: Path) -> Path:
+def beir_dir(root: Path) -> Path:
+    """A BEIR directory holding CORPUS, QUERIES and QRELS (split ``train``)."""
     (root / "qrels").mkdir(parents=True)
     (root / "corpus.jsonl").write_text(
         "".join(json.dumps({"_id": d, "title": "", "text": t}) + "\n" for d, t in CORPUS.items())
@@ -177,7 +179,7 @@ def _beir(root: Path) -> Path:
 
 
 def test_mine_collection_uses_the_collections_search(tmp_path: Path) -> None:
-    root = _beir(tmp_path / "beir")
+    root = beir_dir(tmp_path / "beir")
     client = FakeCollectionClient(
         {"query one": {"d0": 0.9, "d4": 0.5, "d1": 0.8}, "query two": {"d2": 0.9, "d5": 0.4}}
     )
@@ -195,7 +197,7 @@ def test_mine_collection_uses_the_collections_search(tmp_path: Path) -> None:
 
 
 def test_mine_collection_refuses_a_collection_without_the_data_set(tmp_path: Path) -> None:
-    root = _beir(tmp_path / "beir")
+    root = beir_dir(tmp_path / "beir")
     client = FakeCollectionClient({"query one": {"d4": 0.5}, "query two": {"d5": 0.4}})
     with pytest.raises(InvalidInput, match="returned none of the train queries' positives in their top 7"):
         mine_collection(client, "papers", root, "train", top_k=7)
