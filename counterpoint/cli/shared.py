@@ -1,7 +1,8 @@
 """What every CLI command group shares: the SDK client, the consoles, progress bars and job following.
 
-Command modules call ``cli.client()`` (not a copy imported by name), so tests can swap the
-client for one on a test gateway with ``monkeypatch.setattr(shared, "client", ...)``.
+Commands get their SDK client as ``cli.client()``: `client` below, re-exported by the package and
+looked up there at each call, so a test points every command at a test gateway with
+``monkeypatch.setattr(counterpoint.cli, "client", ...)``.
 """
 
 from __future__ import annotations
