@@ -172,9 +172,12 @@ def test_rerank_replica_waits_for_a_reranker_that_is_not_registered_yet(
     with pytest.raises(Unavailable, match="not available yet"):
         asyncio.run(replica.rerank("q", ["d"]))
     # the alias appears (here: pointing at a bi-encoder directory, which loads as a cross-encoder)
-    from counterpoint.infra.tracking import set_alias
+    from counterpoint.infra.tracking import client, set_alias
 
     set_alias("tiny-reg", "later", 1, str(tracking["uri"]))
-    monkeypatch.setattr(deployment, "RETRY_S", 0.0)
-    cards = asyncio.run(replica.models())
-    assert [c.id for c in cards] == ["models:/tiny-reg/1"] and cards[0].kind == "reranker"
+    try:
+        monkeypatch.setattr(deployment, "RETRY_S", 0.0)
+        cards = asyncio.run(replica.models())
+        assert [c.id for c in cards] == ["models:/tiny-reg/1"] and cards[0].kind == "reranker"
+    finally:  # the registry fixture is shared by the session: other files count its aliases
+        client(str(tracking["uri"])).delete_registered_model_alias("tiny-reg", "later")
