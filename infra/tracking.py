@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -25,6 +25,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
+
+from counterpoint.models.paths import is_registry_ref as is_registry_ref  # noqa: E402 - re-exported
 
 SENTENCE_TRANSFORMER_MARKER = "modules.json"
 """A directory holding this file is a saved sentence-transformers model."""
@@ -200,18 +202,29 @@ def resolve_model_uri(uri: str, tracking_uri: str, cache_dir: str | Path) -> Pat
         from counterpoint.models.paths import resolve_model_path
 
         return find_sentence_transformer_dir(resolve_model_path(uri))  # a packaged name, or NotFound
-    cache = Path(cache_dir).expanduser()
-    cache.mkdir(parents=True, exist_ok=True)
-    target = cache / _cache_key(uri, tracking_uri)
+    target = Path(cache_dir).expanduser() / _cache_key(uri, tracking_uri)
+    return find_sentence_transformer_dir(
+        _download_once(uri, tracking_uri, target, find_sentence_transformer_dir)
+    )
+
+
+def _download_once(uri: str, tracking_uri: str, target: Path, check: Callable[[Path], object]) -> Path:
+    """``target``, downloading ``uri``'s artifacts into it unless an earlier call did.
+
+    The download lands in a temporary sibling, ``check`` refuses what is not the expected kind of
+    model, and a rename puts it in place: concurrent replicas never see half a model, and the
+    loser of a race uses the winner's copy.
+    """
     if target.is_dir():
-        return find_sentence_transformer_dir(target)
-    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=cache))
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.download-", dir=target.parent))
     try:
-        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_tracking_uri(tracking_uri)  # models:/ URIs resolve through the registry URI
         mlflow.artifacts.download_artifacts(
             artifact_uri=uri, dst_path=str(staging), tracking_uri=tracking_uri
         )
-        find_sentence_transformer_dir(staging)  # refuse to cache something that is not a model
+        check(staging)
         try:
             staging.rename(target)
         except OSError:  # another process won the race; use its copy
@@ -219,15 +232,35 @@ def resolve_model_uri(uri: str, tracking_uri: str, cache_dir: str | Path) -> Pat
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return find_sentence_transformer_dir(target)
+    return target
+
+
+def fetch_causal_lm(ref: str, tracking_uri: str, cache_dir: str | Path) -> Path:
+    """The local directory of a registered causal LM, downloaded once per concrete version, for
+    ``counterpoint.decoding.load_causal_lm``.
+
+    ``models:/NAME@ALIAS`` is resolved to its version first (`concrete_model_ref`: `NotFound` /
+    `Unavailable` with the reason), so moving the alias downloads the new one on the next load and
+    never serves a stale copy. Its artifacts may be a plain ``save_pretrained`` directory or MLflow's
+    transformers-flavor layout.
+    """
+    from counterpoint.decoding.loading import find_causal_lm_dir
+    from counterpoint.errors import CounterpointError, NotFound
+
+    concrete = concrete_model_ref(ref, tracking_uri)
+    digest = hashlib.sha256(f"{tracking_uri}|{concrete}".encode()).hexdigest()[:10]
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", concrete.split(":/", 1)[1]).strip("_") or "model"
+    try:
+        return _download_once(
+            concrete, tracking_uri, Path(cache_dir).expanduser() / f"{label}-{digest}", find_causal_lm_dir
+        )
+    except CounterpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - MLflow reports a missing artifact in many ways
+        raise NotFound(f"model '{ref}' could not be downloaded from MLflow: {str(exc)[:300]}") from None
 
 
 # --- model references the services accept ------------------------------------------------------
-
-
-def is_registry_ref(ref: str) -> bool:
-    """``models:/...`` or ``runs:/...``: a model that lives in MLflow, not in a package or a directory."""
-    return ref.startswith(("models:/", "runs:/"))
 
 
 def local_model(ref: str, tracking_uri: str | None, cache_dir: str | Path, *, where: str) -> str:

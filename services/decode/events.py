@@ -76,7 +76,7 @@ async def collect(events: AsyncGenerator[DecodeEvent, None]) -> tuple[str, Strea
 def served_model_name(decode_model: str) -> str:
     """The id a causal LM is served under: the SmolLM2 name, a registry reference as given
     (``models:/NAME@ALIAS``), or a file's stem / a directory's name."""
-    from counterpoint.decoding.loading import is_registry_ref
+    from counterpoint.models.paths import is_registry_ref
     from counterpoint.settings import DEFAULT_DECODE_MODEL
 
     if is_registry_ref(decode_model):

@@ -78,12 +78,14 @@ class LocalDecoder:
         """Load ``settings.decode_model``: a GGUF file is converted once into its cache dir; a
         registered model is downloaded from the tracking server into ``<data_dir>/models/registry``
         (one directory per version, as for embedders; ``decode_cache_dir`` is the GGUF copy's)."""
-        from counterpoint.decoding.loading import is_registry_ref, load_causal_lm
+        from counterpoint.decoding.loading import load_causal_lm
+        from counterpoint.infra.tracking import fetch_causal_lm, is_registry_ref
 
         if is_registry_ref(settings.decode_model):
-            model, tokenizer = load_causal_lm(
-                settings.decode_model, settings.models_dir / "registry", tracking_uri=settings.tracking_uri
+            directory = fetch_causal_lm(
+                settings.decode_model, settings.tracking_uri, settings.models_dir / "registry"
             )
+            model, tokenizer = load_causal_lm(directory)
         else:
             model, tokenizer = load_causal_lm(settings.decode_model, settings.decode_model_dir)
         return cls(

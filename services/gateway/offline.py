@@ -25,7 +25,7 @@ from counterpoint.settings import Settings
 def offline_backups(settings: Settings) -> Iterator[Backups]:
     """`Backups` on this machine's registry and vector store, refused while the platform runs on them."""
     from counterpoint.infra.db.registry import Registry
-    from counterpoint.infra.launcher import running_pid
+    from counterpoint.infra.processes import running_pid
     from counterpoint.infra.vectors import make_vector_store
 
     pid = running_pid(settings)
@@ -81,7 +81,7 @@ def restore_registry(
     from sqlalchemy import make_url
 
     from counterpoint.infra.db.dump import load_registry
-    from counterpoint.infra.launcher import running_pid
+    from counterpoint.infra.processes import running_pid
 
     if not dump_path.is_file():
         raise InvalidInput(f"no such dump file: {dump_path}")

@@ -75,6 +75,12 @@ def registry(tmp_path: Path, tokenizer: Any) -> tuple[str, Path]:
     return tracking, tmp_path / "cache"
 
 
+def _load_registered(ref: str, cache: Path, tracking: str) -> tuple[Any, Any]:
+    from counterpoint.infra.tracking import fetch_causal_lm
+
+    return load_causal_lm(fetch_causal_lm(ref, tracking, cache))
+
+
 def test_registered_model_follows_its_alias(registry: tuple[str, Path], tokenizer: Any, prompts) -> None:
     from mlflow import MlflowClient
 
@@ -83,26 +89,26 @@ def test_registered_model_follows_its_alias(registry: tuple[str, Path], tokenize
     want_v2 = _greedy(tiny_llama(tokenizer.vocab_size, seed=1), tokenizer, prompts[0])
     assert want_v1 != want_v2
 
-    model, tok = load_causal_lm("models:/tiny-lm@champion", cache, tracking_uri=tracking)
+    model, tok = _load_registered("models:/tiny-lm@champion", cache, tracking)
     assert not model.training and model.dtype == torch.float32
     assert _greedy(model, tok, prompts[0]) == want_v1
     assert len(list(cache.iterdir())) == 1
 
     MlflowClient(tracking).set_registered_model_alias("tiny-lm", "champion", "2")
-    model, tok = load_causal_lm("models:/tiny-lm@champion", cache, tracking_uri=tracking)
+    model, tok = _load_registered("models:/tiny-lm@champion", cache, tracking)
     assert _greedy(model, tok, prompts[0]) == want_v2, "a moved alias must not serve the cached v1"
-    again, _ = load_causal_lm("models:/tiny-lm/2", cache, tracking_uri=tracking)  # the cached copy
+    again, _ = _load_registered("models:/tiny-lm/2", cache, tracking)  # the cached copy
     assert len(list(cache.iterdir())) == 2 and torch.equal(again.lm_head.weight, model.lm_head.weight)
 
 
 def test_missing_registered_model_is_not_found(registry: tuple[str, Path]) -> None:
     tracking, cache = registry
     with pytest.raises(NotFound, match="staging"):
-        load_causal_lm("models:/tiny-lm@staging", cache, tracking_uri=tracking)
+        _load_registered("models:/tiny-lm@staging", cache, tracking)
     with pytest.raises(NotFound, match="ghost"):
-        load_causal_lm("models:/ghost/1", cache, tracking_uri=tracking)
-    with pytest.raises(ValueError, match="cache_dir"):
-        load_causal_lm("models:/tiny-lm/1", tracking_uri=tracking)
+        _load_registered("models:/ghost/1", cache, tracking)
+    with pytest.raises(ValueError, match="fetch_causal_lm"):  # the library never talks to MLflow itself
+        load_causal_lm("models:/tiny-lm/1")
 
 
 def test_find_causal_lm_dir_layouts(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from tests.tiny_models import build_tiny_bi_encoder
 # Test speed-ups, inherited by every process of the cluster ray.init starts (as in
 # tests/workers/test_train.py): the Train controller polls its workers every 0.5 s, no preemption
 # watcher, no Train metrics; and a refused MLflow call fails at once instead of after the retries
-# workers/train.py allows in production (buffering and failing behave the same, minus the waits).
+# the training job (workers/train/) allows in production (buffering and failing behave the same, minus the waits).
 CLUSTER_ENV = {
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",

@@ -286,6 +286,9 @@ def mlflow_runs(ui_env: UIStack) -> Iterator[dict[str, Any]]:
                 ml.log_metric(rid, "eval/ndcg_at_10", 60 + step, step=step)
         ml.set_terminated(rid)
         runs[name] = run_
+    single = ml.create_run(ml.create_experiment("ui-single"), run_name="alone")  # one run: nothing differs
+    ml.log_param(single.info.run_id, "lr", "1e-05")
+    ml.set_terminated(single.info.run_id)
     ml.create_registered_model("ui-model")
     for name in ("run-a", "run-b"):  # versions 1 and 2: metadata only, no model files behind them
         r = runs[name]
@@ -313,7 +316,9 @@ def real_version(
 
 def test_compare_runs(open_page: Open, mlflow_runs: dict[str, Any]) -> None:
     at = open_page("compare")
-    at.selectbox(key="cmp_experiment").set_value("ui-compare")
+    at.selectbox(key="cmp_experiment").set_value("ui-single")  # a 1-run experiment seen first
+    run(at)
+    at.selectbox(key="cmp_experiment").set_value("ui-compare")  # must still default to "only differ"
     run(at)
     runs = widget(at.multiselect, "runs")
     picked = runs.value

@@ -177,7 +177,11 @@ selected = [by_label[p] for p in picked]
 labels = [short_label(p) for p in picked]
 
 st.subheader("Parameters")
-only_diff = st.toggle("only the parameters that differ", value=len(selected) > 1, key="cmp_only_diff")
+only_diff = st.toggle(  # keyed per experiment, like the pick list: a 1-run experiment seen first
+    "only the parameters that differ",  # must not leave the next experiment's default off
+    value=len(selected) > 1,
+    key=f"cmp_only_diff-{experiment.experiment_id}",
+)
 params = params_table(selected, labels, only_diff)
 if params.empty:
     st.caption("The selected runs have identical parameters." if only_diff else "No parameters logged.")
@@ -197,7 +201,9 @@ st.dataframe(final.T if len(final.columns) > 8 else final, width="stretch")
 st.subheader("Curves")
 metric_keys = sorted({k for r in selected for k in r.data.metrics if not k.startswith("system/")})
 defaults = [k for k in metric_keys if k == "train/loss" or k.startswith("eval/")][:6] or metric_keys[:3]
-chosen = st.multiselect("metrics", metric_keys, default=defaults, key="cmp_metrics")
+chosen = st.multiselect(
+    "metrics", metric_keys, default=defaults, key=f"cmp_metrics-{experiment.experiment_id}"
+)
 if chosen:
     frame = common.call(histories, selected, labels, chosen, spinner="reading metric histories")
     if frame is not None and not frame.empty:
