@@ -143,7 +143,7 @@ def test_failed_or_cancelled_job_resumes_under_its_id(
     resumed = jobs_api.post(f"/v1/jobs/{job_id}/resume")
     assert resumed.status_code == 200, resumed.text
     assert resumed.json()["status"] == "pending" and resumed.json()["error"] is None
-    assert [j for j, _ in fake.submitted] == [job_id, job_id]  # same id: the training job resumes its checkpoints
+    assert [j for j, _ in fake.submitted] == [job_id, job_id]  # same id: the job resumes
     assert jobs_api.get(f"/v1/jobs/{job_id}").json()["status"] == "running"
     jobs_api.delete(f"/v1/jobs/{job_id}")
     assert jobs_api.post(f"/v1/jobs/{job_id}/resume").status_code == 200
