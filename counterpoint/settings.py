@@ -90,6 +90,24 @@ class Settings(BaseSettings):
     )
     qdrant_url: str | None = Field(None, description="Qdrant server URL (vector_backend=qdrant).")
     qdrant_api_key: SecretStr | None = Field(None, description="Qdrant server API key.")
+    index_build_min_points: int = Field(
+        10_000,
+        ge=1,
+        description="Embedded engine: points outside a collection's HNSW graph that make the platform "
+        "(re)build it in the background. Fewer are searched exactly, which stays fast (10k x 384-d: "
+        "a few ms).",
+    )
+    index_build_idle_s: float = Field(
+        5.0,
+        ge=0,
+        description="Embedded engine: a graph build starts once writes to the collection pause this long.",
+    )
+    index_build_max_wait_s: float = Field(
+        300.0,
+        ge=0,
+        description="Embedded engine: ... or once writes have gone on this long (a long ingest gets its graph "
+        "in steps; searches and ingest go on during a build).",
+    )
 
     # --- embedding service ---------------------------------------------------------------
     embed_model: str = Field(

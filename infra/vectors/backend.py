@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from counterpoint.errors import InvalidInput, NotFound
-from counterpoint.infra.vectors.base import CollectionSpec, ScoredRecord, VectorRecord, point_id
+from counterpoint.infra.vectors.base import CollectionSpec, ScoredRecord, SearchMode, VectorRecord, point_id
 from counterpoint.infra.vectors.common import (
     ID_KEY,
     as_floats,
@@ -80,8 +80,18 @@ class VectorStoreBackend(ABC):
         """The stored points among ``point_ids`` (objects with an ``id``)."""
 
     @abstractmethod
-    def _nearest(self, name: str, vector: list[float], top_k: int, filter: Filter | None) -> Iterable[Any]:
+    def _nearest(
+        self, name: str, vector: list[float], top_k: int, filter: Filter | None, mode: SearchMode | None
+    ) -> Iterable[Any]:
         """The ``top_k`` best points, best first (objects with ``id``, ``score``, ``payload``)."""
+
+    @abstractmethod
+    def _sample(self, name: str, limit: int) -> list[list[float]]:
+        """The vectors of the first ``limit`` points in point-id order."""
+
+    @abstractmethod
+    def index_status(self, name: str) -> dict[str, Any]:
+        """``points``, ``segments``, ``indexed_vectors`` and ``state`` (``indexing`` or ``ready``)."""
 
     @abstractmethod
     def _page(self, name: str, limit: int, offset: str | None) -> tuple[Iterable[Any], Any]:
@@ -132,14 +142,25 @@ class VectorStoreBackend(ABC):
         return found
 
     def search(
-        self, name: str, vector: Sequence[float], top_k: int, filter: Filter | None = None
+        self,
+        name: str,
+        vector: Sequence[float],
+        top_k: int,
+        filter: Filter | None = None,
+        mode: SearchMode | None = None,
     ) -> list[ScoredRecord]:
+        """The ``top_k`` nearest points; ``mode`` makes the search exact or sets its ``hnsw_ef``."""
         _at_least_one("top_k", top_k)
         check_dimensions(name, self.spec(name).dimensions, [vector])
         # Both engines return best first for every distance (euclid: smallest distance first).
-        return [
-            scored(p.id, p.score, p.payload) for p in self._nearest(name, as_floats(vector), top_k, filter)
-        ]
+        found = self._nearest(name, as_floats(vector), top_k, filter, mode)
+        return [scored(p.id, p.score, p.payload) for p in found]
+
+    def sample_vectors(self, name: str, limit: int) -> list[list[float]]:
+        """Up to ``limit`` stored vectors. Point ids hash the document ids, so their order is a fair sample."""
+        _at_least_one("limit", limit)
+        check_name(name)
+        return self._sample(name, limit)
 
     def scroll(
         self, name: str, limit: int = 256, offset: str | None = None

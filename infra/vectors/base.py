@@ -24,11 +24,38 @@ def point_id(doc_id: str) -> str:
 
 
 @dataclass(frozen=True)
+class IndexSettings:
+    """A collection's own HNSW and storage knobs, fixed at creation; None: the store's default.
+
+    ``m`` (graph links per node) and ``ef_construct`` shape the graph; ``hnsw_ef`` is how many
+    candidates a search explores (more: better recall, slower). ``quantization`` keeps an int8 copy
+    of the vectors in RAM and rescores the best ``oversampling`` x top_k with the full vectors;
+    ``on_disk`` leaves the full vectors on disk (memory-mapped) instead of in RAM.
+    """
+
+    m: int | None = None
+    ef_construct: int | None = None
+    hnsw_ef: int | None = None
+    quantization: bool | None = None
+    oversampling: float | None = None
+    on_disk: bool | None = None
+
+
+@dataclass(frozen=True)
+class SearchMode:
+    """How one search runs: ``exact`` scans every point; ``hnsw_ef`` overrides the collection's."""
+
+    exact: bool = False
+    hnsw_ef: int | None = None
+
+
+@dataclass(frozen=True)
 class CollectionSpec:
     name: str
     dimensions: int
     distance: Distance = "cosine"
     payload_indexes: dict[str, FieldType] = field(default_factory=dict)
+    index: IndexSettings = field(default_factory=IndexSettings)
 
 
 @dataclass(frozen=True)
@@ -62,8 +89,22 @@ class VectorStore(Protocol):
     def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]: ...
 
     def search(
-        self, name: str, vector: Sequence[float], top_k: int, filter: Filter | None = None
+        self,
+        name: str,
+        vector: Sequence[float],
+        top_k: int,
+        filter: Filter | None = None,
+        mode: SearchMode | None = None,
     ) -> list[ScoredRecord]: ...
+
+    def index_status(self, name: str) -> dict[str, Any]:
+        """``points``, ``indexed_vectors`` (in an HNSW graph), ``segments`` and ``state``:
+        ``indexing`` while a graph is being built or is due, else ``ready``."""
+        ...
+
+    def sample_vectors(self, name: str, limit: int) -> list[list[float]]:
+        """Up to ``limit`` stored vectors (in point-id order: a hash of the document id, so a fair sample)."""
+        ...
 
     def scroll(
         self, name: str, limit: int = 256, offset: str | None = None

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any, get_args
 
 from counterpoint.errors import InvalidInput
-from counterpoint.infra.vectors.base import CollectionSpec, VectorRecord
+from counterpoint.infra.vectors.base import CollectionSpec, IndexSettings, VectorRecord
 from counterpoint.schemas import PAYLOAD_FIELD, Distance, FieldType
 
 DISTANCES: frozenset[str] = frozenset(get_args(Distance))
@@ -41,6 +42,21 @@ def check_spec(spec: CollectionSpec) -> None:
     names = [k for k in spec.payload_indexes if not isinstance(k, str) or not PAYLOAD_FIELD.match(k)]
     if names:
         raise InvalidInput(f"invalid payload index names {names}: use 1-64 ASCII letters, digits, '_' or '-'")
+    check_index(spec.index)
+
+
+INDEX_BOUNDS = {"m": (2, 128), "ef_construct": (4, 4096), "hnsw_ef": (1, 32768)}
+"""Accepted ranges of the integer index settings (the schema's bounds too)."""
+
+
+def check_index(index: IndexSettings) -> None:
+    """``InvalidInput`` for index settings out of range (a collection would be built with them)."""
+    for key, (low, high) in INDEX_BOUNDS.items():
+        value = getattr(index, key)
+        if value is not None and not low <= value <= high:
+            raise InvalidInput(f"index setting {key}={value} is out of range [{low}, {high}]")
+    if index.oversampling is not None and not 1.0 <= index.oversampling <= 16.0:
+        raise InvalidInput(f"index setting oversampling={index.oversampling} is out of range [1, 16]")
 
 
 def check_dimensions(name: str, expected: int, vectors: Sequence[Sequence[float]]) -> None:
@@ -71,6 +87,7 @@ def spec_to_dict(spec: CollectionSpec) -> dict[str, Any]:
         "dimensions": spec.dimensions,
         "distance": spec.distance,
         "payload_indexes": dict(spec.payload_indexes),
+        "index": {k: v for k, v in asdict(spec.index).items() if v is not None},
     }
 
 
@@ -80,4 +97,5 @@ def spec_from_dict(data: dict[str, Any]) -> CollectionSpec:
         dimensions=int(data["dimensions"]),
         distance=data["distance"],
         payload_indexes=dict(data.get("payload_indexes") or {}),
+        index=IndexSettings(**(data.get("index") or {})),
     )

@@ -3,10 +3,12 @@
 Each collection is a directory under ``root`` (layout: :mod:`counterpoint.infra.vectors.edge_shard`).
 Points are searchable as soon as ``upsert`` returns: new points land in an appendable segment
 that is searched exactly (brute force, or through a payload index when a filter is selective).
-The engine has no background optimizer, so the HNSW graph is only built by ``optimize(name)``,
-which the caller runs after a bulk ingest. ``EdgeShard.optimize`` holds the GIL for its whole
-run (minutes for 100k vectors), so by default it runs in a child process on a copy of the
-shard and the copy is swapped in; the collection stays searchable meanwhile, upserts wait.
+The engine has no background optimizer: the HNSW graph is built by ``optimize(name)``, which
+the store's :class:`~counterpoint.infra.vectors.edge_indexer.BackgroundIndexer` runs after ingest
+when given an ``IndexPolicy`` (the platform does), or the caller runs by hand. ``EdgeShard.optimize``
+holds the GIL for its whole run (minutes for 100k vectors), so by default it runs in a child process
+on a copy of the shard and the copy is swapped in; searches and upserts go on meanwhile (upserts
+made during the build are replayed into the copy before the swap).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ import qdrant_edge as qe
 from counterpoint.errors import Conflict, InvalidInput, NotFound, Unavailable
 from counterpoint.infra.sparse import copy_tree_sparse
 from counterpoint.infra.vectors.backend import Point, VectorStoreBackend, indexed_fields
-from counterpoint.infra.vectors.base import CollectionSpec
+from counterpoint.infra.vectors.base import CollectionSpec, SearchMode
 from counterpoint.infra.vectors.common import check_name, spec_from_dict, spec_to_dict
+from counterpoint.infra.vectors.edge_indexer import BackgroundIndexer, IndexPolicy
 from counterpoint.infra.vectors.edge_shard import (
     OLD_DIR,
     OPTIMIZE_CHILD,
@@ -42,7 +45,7 @@ from counterpoint.infra.vectors.edge_tuning import SCHEMA, EdgeTuning
 from counterpoint.infra.vectors.filters import to_edge_filter
 from counterpoint.schemas import Filter
 
-__all__ = ["SHARD_DIR", "SPEC_FILE", "EdgeTuning", "EdgeVectorStore", "shard_records"]
+__all__ = ["SHARD_DIR", "SPEC_FILE", "EdgeTuning", "EdgeVectorStore", "IndexPolicy", "shard_records"]
 
 
 def _add_indexes(shard: qe.EdgeShard, spec: CollectionSpec, have: Iterable[str] = ()) -> None:
@@ -58,13 +61,25 @@ class EdgeVectorStore(VectorStoreBackend):
 
     snapshot_format = "edge-shard"
 
-    def __init__(self, root: Path, tuning: EdgeTuning | None = None) -> None:
+    def __init__(
+        self, root: Path, tuning: EdgeTuning | None = None, auto_index: IndexPolicy | None = None
+    ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.tuning = tuning or EdgeTuning()
         self._lock = threading.Lock()  # guards _open and collection directories
         self._open: dict[str, OpenShard] = {}
-        self._params = self.tuning.search_params()
+        self.indexer = (
+            BackgroundIndexer(auto_index, self._index_counts, self.optimize)
+            if auto_index is not None
+            else None
+        )
+
+    def _opened(self, spec: CollectionSpec, shard: qe.EdgeShard, path: Path) -> OpenShard:
+        """Register an open shard (caller holds the lock), searched with its own settings."""
+        coll = OpenShard(spec, shard, path, self.tuning.for_index(spec.index).search_params())
+        self._open[spec.name] = coll
+        return coll
 
     # --- collections ---------------------------------------------------------------------
 
@@ -90,7 +105,7 @@ class EdgeVectorStore(VectorStoreBackend):
                 shard.close()
                 shutil.rmtree(path, ignore_errors=True)
                 raise
-            self._open[spec.name] = OpenShard(spec, shard, path)
+            self._opened(spec, shard, path)
 
     def _delete(self, name: str) -> None:
         with self._lock:
@@ -102,6 +117,8 @@ class EdgeVectorStore(VectorStoreBackend):
             if coll is not None:
                 coll.close()
             shutil.rmtree(path, ignore_errors=True)
+        if self.indexer is not None:
+            self.indexer.forget(name)
 
     def _exists(self, name: str) -> bool:
         return (self.root / name / SPEC_FILE).exists()
@@ -117,24 +134,39 @@ class EdgeVectorStore(VectorStoreBackend):
             return coll.shard.count(qe.CountRequest(exact=True))
 
     def _put(self, name: str, points: list[Point]) -> None:
+        engine_points = [qe.Point(*point) for point in points]
         with self._use(name, write=True) as coll:
-            coll.shard.update(qe.UpdateOperation.upsert_points([qe.Point(*point) for point in points]))
+            coll.shard.update(qe.UpdateOperation.upsert_points(engine_points))
+            coll.record(engine_points)
+        if self.indexer is not None:
+            self.indexer.note(name)
 
     def _retrieve(self, name: str, point_ids: list[str]) -> Iterable[Any]:
         with self._use(name) as coll:
             return coll.shard.retrieve(point_ids, with_payload=False, with_vector=False)
 
-    def _nearest(self, name: str, vector: list[float], top_k: int, filter: Filter | None) -> Iterable[Any]:
-        request = qe.QueryRequest(
-            limit=top_k,
-            query=qe.Query.Nearest(vector),
-            filter=to_edge_filter(filter),
-            with_payload=True,
-            with_vector=False,
-            params=self._params,
-        )
+    def _nearest(
+        self, name: str, vector: list[float], top_k: int, filter: Filter | None, mode: SearchMode | None
+    ) -> Iterable[Any]:
         with self._use(name) as coll:
+            params = coll.params
+            if mode is not None:
+                params = self.tuning.for_index(coll.spec.index).search_params(mode)
+            request = qe.QueryRequest(
+                limit=top_k,
+                query=qe.Query.Nearest(vector),
+                filter=to_edge_filter(filter),
+                with_payload=True,
+                with_vector=False,
+                params=params,
+            )
             return coll.shard.query(request)
+
+    def _sample(self, name: str, limit: int) -> list[list[float]]:
+        request = qe.ScrollRequest(limit=limit, with_payload=False, with_vector=True)
+        with self._use(name) as coll:
+            points, _ = coll.shard.scroll(request)
+        return [list(point.vector) for point in points]
 
     def _page(self, name: str, limit: int, offset: str | None) -> tuple[Iterable[Any], Any]:
         request = qe.ScrollRequest(offset=offset, limit=limit, with_payload=True, with_vector=False)
@@ -144,47 +176,63 @@ class EdgeVectorStore(VectorStoreBackend):
     # --- maintenance ---------------------------------------------------------------------
 
     def optimize(self, name: str, *, in_process: bool = False) -> bool:
-        """Merge segments and build the HNSW graph; call after a bulk ingest. True if it changed.
+        """Merge segments and build the HNSW graph (the background indexer calls this). True if it changed.
 
-        By default this runs in a child process on a flushed copy of the shard, then swaps the
-        copy in: searches keep running on the live shard, upserts wait. ``in_process=True``
-        skips the copy (faster, for scripts) but blocks every Python thread until it is done.
+        By default this runs in a child process on a flushed copy of the shard, then swaps the copy
+        in: searches and upserts keep running on the live shard, and the upserts are replayed into
+        the copy just before the swap. A build that fails or is killed leaves the live shard as it
+        was. ``in_process=True`` skips the copy (faster, for scripts) but blocks every Python thread.
         """
         coll = self._get(name)
-        with coll.writing:
-            if in_process:
-                with self._use(name) as live:
-                    changed = live.shard.optimize()
-                    live.shard.flush()
-                    return changed
+        if in_process:
+            with self._use(name, write=True) as live:
+                changed = live.shard.optimize()
+                live.shard.flush()
+                return changed
+        with coll.building:
             work = coll.path / WORK_DIR
-            shutil.rmtree(work, ignore_errors=True)
-            with self._use(name) as live:
+            shutil.rmtree(work, ignore_errors=True)  # what a crashed build left
+            with self._use(name, write=True) as live:
                 live.shard.flush()
                 shutil.copytree(live.path / SHARD_DIR, work)
+                live.journal = []
             try:
-                result = subprocess.run(
-                    [sys.executable, "-c", OPTIMIZE_CHILD, str(work)],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                )
-            except subprocess.CalledProcessError as exc:
+                changed = self._build(coll, name, work)
+                if changed:
+                    with coll.writing:  # upserts wait from the replay to the swap
+                        coll.replay(work)
+                        with coll.rw.write():
+                            if coll.closed:
+                                raise NotFound(f"collection '{name}' does not exist")
+                            coll.swap_in(work)
+                return changed
+            finally:
+                with coll.writing:
+                    coll.journal = None
                 shutil.rmtree(work, ignore_errors=True)
-                if coll.closed:
-                    raise NotFound(f"collection '{name}' does not exist") from exc
-                raise Unavailable(
-                    f"optimizing collection '{name}' failed: {exc.stderr.strip()[-500:]}"
-                ) from exc
-            if result.stdout.strip() != "changed":
-                shutil.rmtree(work, ignore_errors=True)
-                return False
-            with coll.rw.write():
-                if coll.closed:
-                    shutil.rmtree(work, ignore_errors=True)
-                    raise NotFound(f"collection '{name}' does not exist")
-                coll.swap_in(work)
-            return True
+
+    def _build(self, coll: OpenShard, name: str, work: Path) -> bool:
+        """Optimize the copy at ``work`` in a child process (``close`` kills it); True if it changed."""
+        with coll.rw.read():
+            if coll.closed:
+                raise NotFound(f"collection '{name}' does not exist")
+            coll.child = subprocess.Popen(
+                [sys.executable, "-c", OPTIMIZE_CHILD, str(work)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        try:
+            out, err = coll.child.communicate()
+        finally:
+            returncode, coll.child = coll.child.returncode, None
+        if coll.closed:
+            raise NotFound(f"collection '{name}' does not exist")
+        if returncode != 0:
+            raise Unavailable(
+                f"optimizing collection '{name}' failed (exit {returncode}): {err.strip()[-500:]}"
+            )
+        return out.strip() == "changed"
 
     # --- snapshots (backups) --------------------------------------------------------------
 
@@ -228,24 +276,37 @@ class EdgeVectorStore(VectorStoreBackend):
             except BaseException:
                 shutil.rmtree(path, ignore_errors=True)
                 raise
-            self._open[spec.name] = OpenShard(spec, shard, path)
+            self._opened(spec, shard, path)
 
-    def index_status(self, name: str) -> dict[str, int]:
-        """Points, segments and HNSW-indexed vectors: shows whether ``optimize`` built a graph."""
+    def index_status(self, name: str) -> dict[str, Any]:
+        """Points, segments, HNSW-indexed vectors and ``state``: ``indexing`` while a build runs or is due."""
         with self._use(name) as coll:
             info = coll.shard.info()
-            return {
-                "points": info.points_count,
-                "segments": info.segments_count,
-                "indexed_vectors": info.indexed_vectors_count,
-            }
+            building = coll.child is not None
+        points, indexed = info.points_count, info.indexed_vectors_count
+        due = self.indexer is not None and self.indexer.indexing(name, points, indexed)
+        return {
+            "points": points,
+            "segments": info.segments_count,
+            "indexed_vectors": indexed,
+            "state": "indexing" if building or due else "ready",
+        }
+
+    def _index_counts(self, name: str) -> tuple[int, int]:
+        with self._use(name) as coll:
+            info = coll.shard.info()
+        return info.points_count, info.indexed_vectors_count
 
     def close(self) -> None:
-        """Flush and close every open shard; later calls reopen them from disk."""
+        """Stop the background indexer, flush and close every open shard; later calls reopen them."""
+        if self.indexer is not None:
+            self.indexer.close(timeout=0)
         with self._lock:
             for coll in self._open.values():
                 coll.close()
             self._open.clear()
+        if self.indexer is not None:
+            self.indexer.close()
 
     # --- internals -----------------------------------------------------------------------
 
@@ -260,8 +321,7 @@ class EdgeVectorStore(VectorStoreBackend):
                 if not (path / SHARD_DIR).exists() and (path / OLD_DIR).exists():
                     (path / OLD_DIR).rename(path / SHARD_DIR)  # a swap was interrupted
                 spec = spec_from_dict(json.loads((path / SPEC_FILE).read_text()))
-                coll = OpenShard(spec, qe.EdgeShard.load(str(path / SHARD_DIR)), path)
-                self._open[name] = coll
+                coll = self._opened(spec, qe.EdgeShard.load(str(path / SHARD_DIR)), path)
             return coll
 
     @contextmanager

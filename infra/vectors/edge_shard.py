@@ -7,6 +7,10 @@ Layout under the store's root::
     root/<name>/shard.optimizing   the copy ``optimize`` works on, then swaps in
     root/<name>/shard.old          the live shard during that swap
 
+A build (``optimize``) works on a copy, so a crash or a kill mid-build leaves the live shard as it
+was; the next build starts from a fresh copy. Upserts made while it builds go to the live shard and
+to a journal, which is replayed into the built copy (flushed) before that copy is swapped in.
+
 Also :func:`shard_records`, which reads a shard directory (a backup's) back as records.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,17 +88,43 @@ class ReadWriteLock:
 
 
 class OpenShard:
-    """An open shard with its spec and the locks that guard it."""
+    """An open shard with its spec, its search parameters and the locks that guard it."""
 
-    def __init__(self, spec: CollectionSpec, shard: qe.EdgeShard, path: Path) -> None:
+    def __init__(
+        self, spec: CollectionSpec, shard: qe.EdgeShard, path: Path, params: qe.SearchParams
+    ) -> None:
         self.spec = spec
         self.shard = shard
         self.path = path
+        self.params = params  # what its searches run with (the collection's hnsw_ef, quantization)
         self.rw = ReadWriteLock()  # read: any shard call; write: closing or swapping the shard
-        self.writing = threading.Lock()  # upserts and optimize, one at a time
+        self.writing = threading.Lock()  # upserts (and the end of a build), one at a time
+        self.building = threading.Lock()  # one graph build at a time
+        self.journal: list[list[qe.Point]] | None = None  # upserts since the build's copy, while it runs
+        self.child: subprocess.Popen[str] | None = None  # the build's process, stopped by close
         self.closed = False
 
+    def record(self, points: list[qe.Point]) -> None:
+        """Note an upsert for the running build (caller holds ``writing``)."""
+        if self.journal is not None:
+            self.journal.append(points)
+
+    def replay(self, work: Path) -> None:
+        """Apply the journal to the built copy at ``work`` and flush it (caller holds ``writing``)."""
+        if not self.journal:
+            return
+        shard = qe.EdgeShard.load(str(work))
+        try:
+            for points in self.journal:
+                shard.update(qe.UpdateOperation.upsert_points(points))
+            shard.flush()
+        finally:
+            shard.close()
+
     def close(self) -> None:
+        child = self.child
+        if child is not None:
+            child.kill()  # the build fails, the live shard is untouched
         with self.rw.write():
             if not self.closed:
                 self.closed = True

@@ -6,11 +6,11 @@ Also the mapping of Counterpoint's distance and payload-type names onto ``qdrant
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 
 import qdrant_edge as qe
 
-from counterpoint.infra.vectors.base import CollectionSpec
+from counterpoint.infra.vectors.base import CollectionSpec, IndexSettings, SearchMode
 
 DISTANCE = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid}
 SCHEMA = {
@@ -33,6 +33,8 @@ class EdgeTuning:
     keeps an int8 copy of the vectors in RAM, scores with it and rescores the best
     ``oversampling`` x top_k candidates with the full vectors: exact scans get ~2x faster,
     but filtered graph searches lost recall in bench/bench_vector_search.py, so it is off.
+    ``on_disk`` leaves the full vectors memory-mapped on disk (cold) instead of cached in RAM.
+    A collection's own :class:`IndexSettings` override these store-wide defaults (:meth:`for_index`).
     """
 
     m: int = 16
@@ -43,25 +45,41 @@ class EdgeTuning:
     hnsw_ef: int | None = None
     quantization: bool = False
     oversampling: float = 2.0
+    on_disk: bool = False
 
-    def search_params(self) -> qe.SearchParams:
-        """The parameters every search runs with."""
-        quant = (
-            qe.QuantizationSearchParams(rescore=True, oversampling=self.oversampling)
-            if self.quantization
-            else None
-        )
-        return qe.SearchParams(hnsw_ef=self.hnsw_ef, quantization=quant)
+    def for_index(self, index: IndexSettings) -> EdgeTuning:
+        """These knobs with a collection's own settings (those it sets) in place of the defaults."""
+        return replace(self, **{k: v for k, v in asdict(index).items() if v is not None})
+
+    def search_params(self, mode: SearchMode | None = None) -> qe.SearchParams:
+        """The parameters a search runs with; ``mode`` makes it exact or overrides ``hnsw_ef``.
+        An exact search ignores the int8 copy too: it is the ground truth recall is measured against."""
+        mode = mode or SearchMode()
+        quant = None
+        if self.quantization:
+            quant = (
+                qe.QuantizationSearchParams(ignore=True)
+                if mode.exact
+                else qe.QuantizationSearchParams(rescore=True, oversampling=self.oversampling)
+            )
+        return qe.SearchParams(hnsw_ef=mode.hnsw_ef or self.hnsw_ef, exact=mode.exact, quantization=quant)
 
     def engine_config(self, spec: CollectionSpec) -> qe.EdgeConfig:
-        """The engine config of a shard holding ``spec``'s vectors, with these knobs."""
+        """The engine config of a shard holding ``spec``'s vectors, with these knobs and its own settings."""
+        return self.for_index(spec.index)._engine_config(spec)
+
+    def _engine_config(self, spec: CollectionSpec) -> qe.EdgeConfig:
         quantization = (
             qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99, memory=qe.Memory.Pinned)
             if self.quantization
             else None
         )
         return qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=spec.dimensions, distance=DISTANCE[spec.distance]),
+            vectors=qe.EdgeVectorParams(
+                size=spec.dimensions,
+                distance=DISTANCE[spec.distance],
+                memory=qe.Memory.Cold if self.on_disk else None,
+            ),
             hnsw_config=qe.HnswIndexConfig(
                 m=self.m,
                 ef_construct=self.ef_construct,

@@ -7,11 +7,17 @@ from counterpoint.settings import Settings
 
 
 def make_vector_store(settings: Settings) -> VectorStore:
-    """``edge``: embedded engine under ``settings.vectors_dir``; ``qdrant``: a Qdrant server."""
+    """``edge``: embedded engine under ``settings.vectors_dir``, building graphs in the background;
+    ``qdrant``: a Qdrant server."""
     if settings.vector_backend == "edge":
-        from counterpoint.infra.vectors.edge import EdgeVectorStore
+        from counterpoint.infra.vectors.edge import EdgeVectorStore, IndexPolicy
 
-        return EdgeVectorStore(settings.vectors_dir)
+        policy = IndexPolicy(
+            min_points=settings.index_build_min_points,
+            idle_s=settings.index_build_idle_s,
+            max_wait_s=settings.index_build_max_wait_s,
+        )
+        return EdgeVectorStore(settings.vectors_dir, auto_index=policy)
     if settings.vector_backend == "qdrant":
         from qdrant_client import QdrantClient
 

@@ -1,7 +1,9 @@
 """Qdrant server (or qdrant-client local mode) vector store through ``qdrant-client``.
 
 The spec is kept in the collection's own metadata, so it survives restarts and is the same
-for every gateway replica. The server builds HNSW graphs in the background by itself.
+for every gateway replica. The server builds HNSW graphs in the background by itself; a spec's
+index settings become the collection's HNSW, quantization and on-disk config, and its ``hnsw_ef``
+and rescoring go with every search.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 
 from counterpoint.errors import Conflict, InvalidInput, NotFound, Unavailable
 from counterpoint.infra.vectors.backend import Point, VectorStoreBackend, indexed_fields
-from counterpoint.infra.vectors.base import CollectionSpec
+from counterpoint.infra.vectors.base import CollectionSpec, IndexSettings, SearchMode
 from counterpoint.infra.vectors.common import ID_KEY, check_name, spec_from_dict, spec_to_dict
 from counterpoint.infra.vectors.filters import to_qdrant_filter
 from counterpoint.schemas import Filter
@@ -62,7 +64,11 @@ class QdrantVectorStore(VectorStoreBackend):
         with _translated(spec.name):
             self.client.create_collection(
                 spec.name,
-                vectors_config=qm.VectorParams(size=spec.dimensions, distance=_DISTANCE[spec.distance]),
+                vectors_config=qm.VectorParams(
+                    size=spec.dimensions, distance=_DISTANCE[spec.distance], on_disk=spec.index.on_disk
+                ),
+                hnsw_config=qm.HnswConfigDiff(m=spec.index.m, ef_construct=spec.index.ef_construct),
+                quantization_config=_quantization(spec.index),
                 metadata={METADATA_KEY: spec_to_dict(spec)},
             )
             self._add_indexes(spec)
@@ -118,7 +124,10 @@ class QdrantVectorStore(VectorStoreBackend):
         with _translated(name):
             return self.client.retrieve(name, ids=point_ids, with_payload=False, with_vectors=False)
 
-    def _nearest(self, name: str, vector: list[float], top_k: int, filter: Filter | None) -> Iterable[Any]:
+    def _nearest(
+        self, name: str, vector: list[float], top_k: int, filter: Filter | None, mode: SearchMode | None
+    ) -> Iterable[Any]:
+        params = _search_params(self.spec(name).index, mode or SearchMode())
         with _translated(name):
             return self.client.query_points(
                 name,
@@ -127,13 +136,30 @@ class QdrantVectorStore(VectorStoreBackend):
                 limit=top_k,
                 with_payload=True,
                 with_vectors=False,
+                search_params=params,
             ).points
+
+    def _sample(self, name: str, limit: int) -> list[list[float]]:
+        with _translated(name):
+            points, _ = self.client.scroll(name, limit=limit, with_payload=False, with_vectors=True)
+        return [list(point.vector) for point in points]  # type: ignore[arg-type]
 
     def _page(self, name: str, limit: int, offset: str | None) -> tuple[Iterable[Any], Any]:
         with _translated(name):
             return self.client.scroll(name, limit=limit, offset=offset, with_payload=True, with_vectors=False)
 
     # --- maintenance ---------------------------------------------------------------------
+
+    def index_status(self, name: str) -> dict[str, Any]:
+        """The server's own counts; ``indexing`` while its optimizer runs (status not green)."""
+        with _translated(name):
+            info = self.client.get_collection(name)
+        return {
+            "points": info.points_count or 0,
+            "segments": info.segments_count,
+            "indexed_vectors": info.indexed_vectors_count or 0,
+            "state": "ready" if info.status == qm.CollectionStatus.GREEN else "indexing",
+        }
 
     def optimize(self, name: str) -> bool:
         """Nothing to do: the server optimizes and indexes in the background. Always False."""
@@ -220,6 +246,30 @@ class QdrantVectorStore(VectorStoreBackend):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _quantization(index: IndexSettings) -> qm.ScalarQuantization | None:
+    """int8 scalar quantization kept in RAM, as the embedded engine does it."""
+    if not index.quantization:
+        return None
+    return qm.ScalarQuantization(
+        scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, quantile=0.99, always_ram=True)
+    )
+
+
+def _search_params(index: IndexSettings, mode: SearchMode) -> qm.SearchParams | None:
+    """The collection's ``hnsw_ef`` and rescoring, or an exact search that ignores the int8 copy;
+    None for the server's defaults (local mode warns about any search params)."""
+    if not (mode.exact or mode.hnsw_ef or index.hnsw_ef or index.quantization):
+        return None
+    quantization = None
+    if index.quantization:
+        quantization = (
+            qm.QuantizationSearchParams(ignore=True)
+            if mode.exact
+            else qm.QuantizationSearchParams(rescore=True, oversampling=index.oversampling or 2.0)
+        )
+    return qm.SearchParams(hnsw_ef=mode.hnsw_ef or index.hnsw_ef, exact=mode.exact, quantization=quantization)
 
 
 def _spec_of(name: str, info: qm.CollectionInfo) -> CollectionSpec:

@@ -1,0 +1,215 @@
+"""The index lifecycle: graphs built in the background after ingest, builds that never block search
+or ingest, interrupted builds that leave the collection serving, per-collection index settings and
+the recall check, on both backends where both apply."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from counterpoint.errors import InvalidInput, Unavailable
+from counterpoint.infra.vectors import (
+    CollectionSpec,
+    EdgeTuning,
+    EdgeVectorStore,
+    QdrantVectorStore,
+    VectorRecord,
+)
+from counterpoint.infra.vectors import edge as edge_module
+from counterpoint.infra.vectors.base import IndexSettings, SearchMode
+from counterpoint.infra.vectors.edge import IndexPolicy
+from counterpoint.infra.vectors.edge_shard import OPTIMIZE_CHILD, SHARD_DIR, WORK_DIR
+from counterpoint.infra.vectors.recall import check_recall
+
+pytestmark = pytest.mark.filterwarnings("ignore:Local mode performs exact")  # qdrant-client local mode
+
+N, DIM = 600, 16
+_rng = np.random.default_rng(3)
+VECTORS = _rng.standard_normal((N, DIM)).astype(np.float32)
+# Tiny thresholds so that a few hundred 16-d points get a graph that searches use.
+SMALL = EdgeTuning(indexing_threshold_kb=1, full_scan_threshold_kb=1)
+FAST = IndexPolicy(min_points=100, idle_s=0.05, max_wait_s=0.5)
+INDEX = IndexSettings(m=8, ef_construct=32, hnsw_ef=24, quantization=True, oversampling=3.0, on_disk=True)
+
+
+def _records(rows: range) -> list[VectorRecord]:
+    return [VectorRecord(f"doc-{i}", VECTORS[i].tolist(), {"n": i}) for i in rows]
+
+
+def _wait(condition: object, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _slow_child(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    monkeypatch.setattr(
+        edge_module, "OPTIMIZE_CHILD", f"import time\ntime.sleep({seconds})\n" + OPTIMIZE_CHILD
+    )
+
+
+def test_graph_is_built_in_the_background_after_ingest(tmp_path: Path) -> None:
+    store = EdgeVectorStore(tmp_path, SMALL, auto_index=FAST)
+    store.create_collection(CollectionSpec("docs", DIM))
+    store.upsert("docs", _records(range(50)))  # below min_points: searched exactly, never built
+    time.sleep(0.3)
+    assert store.index_status("docs") == {"points": 50, "segments": 1, "indexed_vectors": 0, "state": "ready"}
+    store.upsert("docs", _records(range(50, N)))
+    assert store.index_status("docs")["state"] == "indexing"  # due: unindexed points past the threshold
+    _wait(lambda: store.index_status("docs")["indexed_vectors"] == N)
+    assert store.index_status("docs")["state"] == "ready"
+    assert store.search("docs", VECTORS[7].tolist(), top_k=1)[0].id == "doc-7"
+    store.close()
+
+
+def test_search_and_ingest_go_on_while_the_graph_builds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _slow_child(monkeypatch, 1.5)
+    store = EdgeVectorStore(tmp_path, SMALL)
+    store.create_collection(CollectionSpec("docs", DIM))
+    store.upsert("docs", _records(range(500)))
+    result: list[bool] = []
+    build = threading.Thread(target=lambda: result.append(store.optimize("docs")))
+    build.start()
+    _wait(lambda: store.index_status("docs")["state"] == "indexing")
+    started = time.monotonic()
+    assert store.search("docs", VECTORS[3].tolist(), top_k=1)[0].id == "doc-3"
+    store.upsert("docs", _records(range(500, N)))  # not blocked by the build: journaled, replayed
+    assert time.monotonic() - started < 1.0
+    assert build.is_alive()
+    build.join()
+    assert result == [True]
+    status = store.index_status("docs")
+    assert status["points"] == N and status["state"] == "ready" and status["indexed_vectors"] >= 500
+    assert store.search("docs", VECTORS[550].tolist(), top_k=1)[0].id == "doc-550"
+    store.close()
+    again = EdgeVectorStore(tmp_path, SMALL)  # the replayed points were flushed with the copy
+    assert again.count("docs") == N
+    again.close()
+
+
+def test_an_interrupted_build_leaves_the_collection_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EdgeVectorStore(tmp_path, SMALL)
+    store.create_collection(CollectionSpec("docs", DIM))
+    store.upsert("docs", _records(range(500)))
+    # The build process dies mid-way (as if killed), having written half a segment into its copy.
+    crash = "import os, sys\nopen(os.path.join(sys.argv[1], 'junk'), 'w').write('half')\nos._exit(9)\n"
+    monkeypatch.setattr(edge_module, "OPTIMIZE_CHILD", crash)
+    with pytest.raises(Unavailable, match="exit 9"):
+        store.optimize("docs")
+    assert not (tmp_path / "docs" / WORK_DIR).exists()
+    assert store.search("docs", VECTORS[9].tolist(), top_k=1)[0].id == "doc-9"
+    store.upsert("docs", _records(range(500, N)))
+    assert store.index_status("docs")["state"] == "ready"
+    # A crash of the whole process mid-build leaves the copy behind: the next start ignores it.
+    store.close()
+    (tmp_path / "docs" / WORK_DIR).mkdir()
+    (tmp_path / "docs" / WORK_DIR / "junk").write_text("half")
+    monkeypatch.setattr(edge_module, "OPTIMIZE_CHILD", OPTIMIZE_CHILD)
+    again = EdgeVectorStore(tmp_path, SMALL)
+    assert again.count("docs") == N
+    assert again.optimize("docs") is True
+    assert again.index_status("docs")["indexed_vectors"] == N
+    again.close()
+
+
+def test_closing_the_store_stops_a_running_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _slow_child(monkeypatch, 30)
+    store = EdgeVectorStore(tmp_path, SMALL, auto_index=FAST)
+    store.create_collection(CollectionSpec("docs", DIM))
+    store.upsert("docs", _records(range(N)))
+    _wait(lambda: store.index_status("docs")["state"] == "indexing" and store._open["docs"].child is not None)
+    started = time.monotonic()
+    store.close()
+    assert time.monotonic() - started < 10
+    again = EdgeVectorStore(tmp_path, SMALL)
+    assert again.count("docs") == N and again.index_status("docs")["indexed_vectors"] == 0
+    again.close()
+
+
+@pytest.mark.parametrize("kind", ["edge", "qdrant"])
+def test_index_settings_round_trip(kind: str, tmp_path: Path) -> None:
+    spec = CollectionSpec("docs", DIM, "cosine", {}, INDEX)
+    if kind == "edge":
+        store: EdgeVectorStore | QdrantVectorStore = EdgeVectorStore(tmp_path)
+    else:
+        client = QdrantClient(":memory:")
+        store = QdrantVectorStore(client)
+        sent: dict[str, Any] = {}
+        create = client.create_collection
+        client.create_collection = lambda *a, **kw: sent.update(kw) or create(*a, **kw)  # type: ignore[method-assign]
+    store.create_collection(spec)
+    store.upsert("docs", _records(range(100)))
+    assert store.spec("docs") == spec
+    assert store.search("docs", VECTORS[4].tolist(), top_k=1)[0].id == "doc-4"
+    if kind == "edge":
+        store.close()
+        store = EdgeVectorStore(tmp_path)  # a restart reads them back from spec.json
+        assert store.spec("docs").index == INDEX
+        config = json.loads((tmp_path / "docs" / SHARD_DIR / "edge_config.json").read_text())
+        assert (config["hnsw_config"]["m"], config["hnsw_config"]["ef_construct"]) == (8, 32)
+        assert config["vectors"][""]["memory"] == "cold" and config["quantization_config"]["scalar"]
+    else:
+        assert QdrantVectorStore(client).spec("docs") == spec  # from the collection's metadata
+        # Local mode keeps no HNSW config: check what a server is sent.
+        assert sent["hnsw_config"] == qm.HnswConfigDiff(m=8, ef_construct=32)
+        assert sent["vectors_config"].on_disk is True
+        assert sent["quantization_config"].scalar.type == qm.ScalarType.INT8
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "value", [IndexSettings(m=1), IndexSettings(hnsw_ef=0), IndexSettings(oversampling=0.5)]
+)
+def test_bad_index_settings_are_refused(value: IndexSettings, tmp_path: Path) -> None:
+    store = EdgeVectorStore(tmp_path)
+    with pytest.raises(InvalidInput, match="out of range"):
+        store.create_collection(CollectionSpec("docs", DIM, "cosine", {}, value))
+    assert not store.collection_exists("docs")
+    store.close()
+
+
+@pytest.mark.parametrize("kind", ["edge", "qdrant"])
+def test_check_recall(kind: str, tmp_path: Path) -> None:
+    store = (
+        EdgeVectorStore(tmp_path, SMALL) if kind == "edge" else QdrantVectorStore(QdrantClient(":memory:"))
+    )
+    store.create_collection(CollectionSpec("docs", DIM, "cosine", {}, IndexSettings(m=4, ef_construct=8)))
+    store.upsert("docs", _records(range(N)))
+    if kind == "edge":
+        store.optimize("docs")
+        exact = store.search("docs", VECTORS[1].tolist(), top_k=10, mode=SearchMode(exact=True))
+        assert exact[0].id == "doc-1"
+    result = check_recall(store, "docs", samples=40, top_k=10, ladder=(4, 64, 600))
+    assert result.samples == 40 and result.top_k == 10
+    assert 0.0 < result.current.recall <= 1.0 and result.current.p50_ms >= 0 and result.exact_p50_ms >= 0
+    assert [step.hnsw_ef for step in result.ladder] == [4, 64, 600]
+    assert result.ladder[-1].recall >= 0.98 and result.suggested_hnsw_ef is not None
+    assert result.ladder[0].recall <= result.ladder[-1].recall
+    store.create_collection(CollectionSpec("empty", DIM))
+    with pytest.raises(InvalidInput, match="no vectors"):
+        check_recall(store, "empty", samples=10)
+    store.close()
+
+
+def test_crash_between_renames_keeps_the_live_shard(tmp_path: Path) -> None:
+    store = EdgeVectorStore(tmp_path, SMALL)
+    store.create_collection(CollectionSpec("docs", DIM))
+    store.upsert("docs", _records(range(100)))
+    store.close()
+    (tmp_path / "docs" / "shard").rename(tmp_path / "docs" / "shard.old")  # as a swap left it
+    again = EdgeVectorStore(tmp_path, SMALL)
+    assert again.count("docs") == 100
+    again.close()
