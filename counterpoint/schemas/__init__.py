@@ -20,6 +20,7 @@ from counterpoint.schemas.base import (
 )
 from counterpoint.schemas.collections import (
     COLLECTION_NAME,
+    INDEX_BOUNDS,
     PAYLOAD_FIELD,
     RESERVED_PAYLOAD_KEYS,
     CollectionCreate,
@@ -28,8 +29,13 @@ from counterpoint.schemas.collections import (
     Distance,
     Document,
     FieldType,
+    IndexConfig,
+    IndexState,
     IngestRequest,
     IngestResponse,
+    RecallCheckRequest,
+    RecallReport,
+    RecallStep,
     ReindexRequest,
 )
 from counterpoint.schemas.embeddings import (
@@ -134,6 +140,9 @@ __all__ = [
     "GenerationRequest",
     "GenerationResponse",
     "Health",
+    "INDEX_BOUNDS",
+    "IndexConfig",
+    "IndexState",
     "IngestRequest",
     "IngestResponse",
     "JobCreate",
@@ -152,6 +161,9 @@ __all__ = [
     "PAYLOAD_FIELD",
     "RESERVED_PAYLOAD_KEYS",
     "Range",
+    "RecallCheckRequest",
+    "RecallReport",
+    "RecallStep",
     "RegisteredModel",
     "RegisteredModelList",
     "RegistryDump",

@@ -17,6 +17,45 @@ PAYLOAD_FIELD = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 Distance = Literal["cosine", "dot", "euclid"]
 FieldType = Literal["keyword", "integer", "float", "bool"]
+IndexState = Literal["indexing", "ready"]
+INDEX_BOUNDS: dict[str, tuple[float, float]] = {
+    "m": (2, 128),
+    "ef_construct": (4, 4096),
+    "hnsw_ef": (1, 32768),
+    "oversampling": (1.0, 16.0),
+}
+"""Accepted ranges of the numeric index settings (the vector stores check the same)."""
+
+
+def _bounded(key: str, description: str) -> Any:
+    low, high = INDEX_BOUNDS[key]
+    return Field(None, ge=low, le=high, description=description)
+
+
+class IndexConfig(StrictModel):
+    """A collection's HNSW and storage settings, fixed at creation; null means the platform default."""
+
+    m: int | None = _bounded("m", "Graph links per point (default 16): more, better recall and more memory.")
+    ef_construct: int | None = _bounded(
+        "ef_construct",
+        "Candidates kept while building the graph (default 100): more, a better graph, slower build.",
+    )
+    hnsw_ef: int | None = _bounded(
+        "hnsw_ef",
+        "Candidates a search explores (default: ef_construct): more, better recall, slower search. "
+        "`check-recall` suggests one.",
+    )
+    quantization: bool | None = Field(
+        None,
+        description="Keep an int8 copy of the vectors in RAM, search with it and rescore the best "
+        "oversampling x top_k with the full vectors (default off).",
+    )
+    oversampling: float | None = _bounded(
+        "oversampling", "Rescored candidates per result with quantization (default 2)."
+    )
+    on_disk: bool | None = Field(
+        None, description="Leave the full vectors on disk (memory-mapped) instead of in RAM (default off)."
+    )
 
 
 class CollectionCreate(StrictModel):
@@ -26,6 +65,7 @@ class CollectionCreate(StrictModel):
     payload_indexes: dict[str, FieldType] = Field(
         default_factory=dict, description="Metadata fields to index for filtering, with their type."
     )
+    index: IndexConfig = Field(default_factory=IndexConfig, description="HNSW and storage settings.")
 
     @field_validator("name")
     @classmethod
@@ -58,6 +98,11 @@ class CollectionInfo(BaseModel):
     previous: list[str] = Field(
         default_factory=list, description="Physical collections kept from before a re-index (deletable)."
     )
+    index: IndexConfig = Field(default_factory=IndexConfig, description="The settings it was created with.")
+    index_status: IndexState = Field(
+        "ready", description="'indexing' while its HNSW graph is being built or is due, else 'ready'."
+    )
+    indexed_points: int = Field(0, description="Points in the HNSW graph (the rest are searched exactly).")
 
 
 class CollectionList(BaseModel):
@@ -109,6 +154,36 @@ class IngestResponse(BaseModel):
     indexed: int
     skipped: int
     count: int
+
+
+class RecallCheckRequest(StrictModel):
+    """Sample ``samples`` stored vectors as queries and compare approximate with exact top ``top_k``."""
+
+    samples: int = Field(100, ge=1, le=1000, description="Stored vectors used as queries.")
+    top_k: int = Field(10, ge=1, le=100, description="Results compared per query (recall@top_k).")
+
+
+class RecallStep(BaseModel):
+    hnsw_ef: int | None = Field(description="Search ef tried; null: the collection's own setting.")
+    recall: float
+    p50_ms: float = Field(description="Median search latency in the vector store, in ms.")
+
+
+class RecallReport(BaseModel):
+    collection: str
+    samples: int
+    top_k: int
+    recall: float = Field(description="recall@top_k with the collection's current settings.")
+    p50_ms: float
+    exact_p50_ms: float = Field(description="Median latency of an exact (every point) search.")
+    hnsw_ef: int | None = Field(description="The collection's search ef; null: the default.")
+    ladder: list[RecallStep]
+    target: float
+    suggested_hnsw_ef: int | None = Field(
+        description="Smallest ef of the ladder reaching target; null: none did."
+    )
+    points: int
+    indexed_points: int
 
 
 class ReindexRequest(StrictModel):

@@ -9,7 +9,7 @@ from typing import Any, get_args
 
 from counterpoint.errors import InvalidInput
 from counterpoint.infra.vectors.base import CollectionSpec, IndexSettings, VectorRecord
-from counterpoint.schemas import PAYLOAD_FIELD, Distance, FieldType
+from counterpoint.schemas import INDEX_BOUNDS, PAYLOAD_FIELD, Distance, FieldType
 
 DISTANCES: frozenset[str] = frozenset(get_args(Distance))
 FIELD_TYPES: frozenset[str] = frozenset(get_args(FieldType))
@@ -45,18 +45,12 @@ def check_spec(spec: CollectionSpec) -> None:
     check_index(spec.index)
 
 
-INDEX_BOUNDS = {"m": (2, 128), "ef_construct": (4, 4096), "hnsw_ef": (1, 32768)}
-"""Accepted ranges of the integer index settings (the schema's bounds too)."""
-
-
 def check_index(index: IndexSettings) -> None:
     """``InvalidInput`` for index settings out of range (a collection would be built with them)."""
     for key, (low, high) in INDEX_BOUNDS.items():
         value = getattr(index, key)
         if value is not None and not low <= value <= high:
             raise InvalidInput(f"index setting {key}={value} is out of range [{low}, {high}]")
-    if index.oversampling is not None and not 1.0 <= index.oversampling <= 16.0:
-        raise InvalidInput(f"index setting oversampling={index.oversampling} is out of range [1, 16]")
 
 
 def check_dimensions(name: str, expected: int, vectors: Sequence[Sequence[float]]) -> None:

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from counterpoint.errors import InvalidInput
-from counterpoint.infra.vectors.backend import VectorStoreBackend
-from counterpoint.infra.vectors.base import SearchMode
+from counterpoint.infra.vectors.base import SearchMode, VectorStore
 
 EF_LADDER = (16, 32, 64, 128, 256, 512)
 TARGET_RECALL = 0.98
@@ -41,7 +40,7 @@ class RecallResult:
 
 
 def _run(
-    store: VectorStoreBackend, name: str, queries: list[list[float]], top_k: int, mode: SearchMode | None
+    store: VectorStore, name: str, queries: list[list[float]], top_k: int, mode: SearchMode | None
 ) -> tuple[list[set[str]], float]:
     """The ids each query finds, and the median latency in ms."""
     found, times = [], []
@@ -59,18 +58,19 @@ def _recall(truth: list[set[str]], found: list[set[str]]) -> float:
 
 
 def check_recall(
-    store: VectorStoreBackend,
+    store: VectorStore,
     name: str,
     samples: int,
     top_k: int = 10,
     ladder: Sequence[int] = EF_LADDER,
     target: float = TARGET_RECALL,
+    label: str | None = None,
 ) -> RecallResult:
     """Measure collection ``name``'s recall@``top_k`` on ``samples`` of its own vectors; ``InvalidInput``
-    if it holds no points."""
+    (naming it ``label``, default ``name``) if it holds no points."""
     queries = store.sample_vectors(name, samples)
     if not queries:
-        raise InvalidInput(f"collection '{name}' holds no vectors to check recall with")
+        raise InvalidInput(f"collection '{label or name}' holds no vectors to check recall with")
     truth, exact_ms = _run(store, name, queries, top_k, SearchMode(exact=True))
 
     def point(ef: int | None) -> RecallPoint:

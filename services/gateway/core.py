@@ -21,7 +21,7 @@ import numpy as np
 from counterpoint.datasets import passage_text
 from counterpoint.errors import InvalidInput, LimitExceeded, Unavailable
 from counterpoint.infra.db.registry import Registry
-from counterpoint.infra.vectors.base import CollectionSpec, VectorRecord, VectorStore
+from counterpoint.infra.vectors.base import CollectionSpec, IndexSettings, VectorRecord, VectorStore
 from counterpoint.models.embedder import Embeddings, truncate_and_normalize
 from counterpoint.schemas import (
     CollectionCreate,
@@ -175,7 +175,13 @@ class GatewayCore:
             distance=request.distance,
             payload_indexes=dict(request.payload_indexes),
         )
-        spec = CollectionSpec(physical, card.dimensions, request.distance, dict(request.payload_indexes))
+        spec = CollectionSpec(
+            physical,
+            card.dimensions,
+            request.distance,
+            dict(request.payload_indexes),
+            IndexSettings(**request.index.model_dump()),
+        )
         try:
             await asyncio.to_thread(self.store.create_collection, spec)
         except Exception:
@@ -187,7 +193,18 @@ class GatewayCore:
         row = self.registry.get_collection(name)
         count = await asyncio.to_thread(self.store.count, row.physical_name)
         previous = await asyncio.to_thread(self.reindexer.previous, name)
-        return CollectionInfo.model_validate({**asdict(row), "count": count, "previous": previous})
+        spec = await asyncio.to_thread(self.store.spec, row.physical_name)
+        status = await asyncio.to_thread(self.store.index_status, row.physical_name)
+        return CollectionInfo.model_validate(
+            {
+                **asdict(row),
+                "count": count,
+                "previous": previous,
+                "index": asdict(spec.index),
+                "index_status": status["state"],
+                "indexed_points": status["indexed_vectors"],
+            }
+        )
 
     async def list_collections(self) -> list[CollectionInfo]:
         return [await self.describe(row.name) for row in self.registry.list_collections()]

@@ -85,8 +85,9 @@ class Reindexer:
             "dimensions": card.dimensions,
         }
         job = core.registry.create_job(KIND, config, name=f"reindex-{name}", status="running")
-        spec = CollectionSpec(physical, card.dimensions, row.distance, dict(row.payload_indexes))  # type: ignore[arg-type]
         try:
+            index = (await asyncio.to_thread(core.store.spec, row.physical_name)).index  # the same settings
+            spec = CollectionSpec(physical, card.dimensions, row.distance, dict(row.payload_indexes), index)  # type: ignore[arg-type]
             await asyncio.to_thread(core.store.create_collection, spec)
             core.registry.set_collection_status(name, "reindexing")
             core.mirrors[name] = Mirror(physical, card.id)

@@ -130,6 +130,9 @@ def test_collection_lifecycle(api: TestClient, tiny_embedder: TextEmbedder) -> N
         {"name": ""},
         {"name": "ok", "distance": "manhattan"},
         {"name": "ok", "model": "ghost"},
+        {"name": "ok", "index": {"m": 1}},
+        {"name": "ok", "index": {"hnsw_ef": 0}},
+        {"name": "ok", "index": {"unknown": 3}},
     ],
 )
 def test_collection_create_bad_input(api: TestClient, body: dict) -> None:
@@ -137,6 +140,58 @@ def test_collection_create_bad_input(api: TestClient, body: dict) -> None:
     assert reply.status_code in (404, 422), reply.text
     assert "message" in reply.json()["error"]
     assert api.get("/v1/collections").json()["collections"] == []
+
+
+def test_index_settings_and_status_round_trip(api: TestClient) -> None:
+    index = {
+        "m": 8,
+        "ef_construct": 64,
+        "hnsw_ef": 48,
+        "quantization": True,
+        "oversampling": 3.0,
+        "on_disk": False,
+    }
+    created = api.post("/v1/collections", json={"name": "tuned", "index": index})
+    assert created.status_code == 201, created.text
+    assert created.json()["index"] == index
+    api.post("/v1/collections/tuned/documents", json={"documents": DOCS})
+    info = api.get("/v1/collections/tuned").json()
+    assert info["index"] == index
+    assert (info["count"], info["index_status"], info["indexed_points"]) == (4, "ready", 0)
+    default = api.post("/v1/collections", json={"name": "plain"}).json()
+    assert default["index"] == dict.fromkeys(index) and default["index_status"] == "ready"
+
+
+def test_check_recall(api: TestClient) -> None:
+    make_collection(api)
+    reply = api.post("/v1/collections/notes/check-recall", json={"samples": 3, "top_k": 2})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert (body["collection"], body["samples"], body["top_k"], body["points"]) == ("notes", 3, 2, 4)
+    assert body["recall"] == 1.0  # a tiny collection is searched exactly
+    assert body["suggested_hnsw_ef"] == body["ladder"][0]["hnsw_ef"]
+    assert all(step["recall"] == 1.0 and step["p50_ms"] >= 0 for step in body["ladder"])
+    assert api.post("/v1/collections/notes/check-recall", json={}).json()["samples"] == 4  # all it holds
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "status", "kind"),
+    [
+        ("notes", {"samples": 0}, 422, "invalid_request"),
+        ("notes", {"top_k": 1000}, 422, "invalid_request"),
+        ("notes", {"sample": 3}, 422, "invalid_request"),
+        ("ghost", {}, 404, "not_found"),
+        ("empty", {}, 422, "invalid_request"),
+    ],
+)
+def test_check_recall_bad_request(api: TestClient, name: str, body: dict, status: int, kind: str) -> None:
+    make_collection(api)
+    api.post("/v1/collections", json={"name": "empty"})
+    reply = api.post(f"/v1/collections/{name}/check-recall", json=body)
+    assert reply.status_code == status, reply.text
+    assert (
+        reply.json()["error"]["type"] == kind and name in reply.json()["error"]["message"] or name == "notes"
+    )
 
 
 # --- ingest ---------------------------------------------------------------------------------
@@ -259,6 +314,7 @@ def test_openapi_documents_every_route(api: TestClient) -> None:
         "/v1/embeddings",
         "/v1/collections",
         "/v1/collections/{name}/search",
+        "/v1/collections/{name}/check-recall",
     } <= set(schema["paths"])
     assert "IngestRequest" in schema["components"]["schemas"]
     assert "Document" in schema["components"]["schemas"]

@@ -12,6 +12,8 @@ from counterpoint.schemas import (
     CollectionList,
     IngestResponse,
     JobInfo,
+    RecallCheckRequest,
+    RecallReport,
     ReindexRequest,
     SearchRequest,
     SearchResponse,
@@ -19,6 +21,7 @@ from counterpoint.schemas import (
 from counterpoint.services.gateway.auth import READ, WRITE
 from counterpoint.services.gateway.dependencies import Services
 from counterpoint.services.gateway.ingest_body import INGEST_OPENAPI, read_ingest_body
+from counterpoint.services.gateway.recall import recall_report
 
 router = APIRouter(tags=["collections"])
 
@@ -57,6 +60,13 @@ async def ingest(name: str, request: Request, services: Services) -> IngestRespo
 @router.post("/v1/collections/{name}/search", response_model=SearchResponse, dependencies=[READ])
 async def search(name: str, body: SearchRequest, services: Services) -> SearchResponse:
     return await services.core.search(name, body)
+
+
+@router.post("/v1/collections/{name}/check-recall", response_model=RecallReport, dependencies=[WRITE])
+async def check_recall(name: str, body: RecallCheckRequest, services: Services) -> RecallReport:
+    """Search ``samples`` stored vectors approximately and exactly: recall@top_k and latency with the
+    collection's settings and per search ef of a ladder, and the smallest ef reaching the target (0.98)."""
+    return await recall_report(services.core, name, body)
 
 
 @router.post("/v1/collections/{name}/reindex", response_model=JobInfo, status_code=202, dependencies=[WRITE])
