@@ -49,18 +49,77 @@ def collections_create(
     ] = None,
     distance: Annotated[str, typer.Option(help="cosine, dot or euclid.")] = "cosine",
     index: Annotated[list[str], typer.Option(help="Payload field to index, FIELD:TYPE (repeatable).")] = [],  # noqa: B006
+    m: Annotated[int | None, typer.Option("--m", help="HNSW links per point (default 16).")] = None,
+    ef_construct: Annotated[int | None, typer.Option(help="HNSW build candidates (default 100).")] = None,
+    hnsw_ef: Annotated[
+        int | None, typer.Option(help="Search candidates (default: ef_construct); see check-recall.")
+    ] = None,
+    quantization: Annotated[
+        bool | None, typer.Option("--quantization/--no-quantization", help="int8 copy in RAM, rescored.")
+    ] = None,
+    oversampling: Annotated[
+        float | None, typer.Option(help="Rescored candidates per hit (default 2).")
+    ] = None,
+    on_disk: Annotated[
+        bool | None, typer.Option("--on-disk/--in-ram", help="Full vectors on disk (memory-mapped).")
+    ] = None,
 ) -> None:
-    """Create an empty collection."""
+    """Create an empty collection, with its own index settings if given."""
+    settings = {
+        "m": m,
+        "ef_construct": ef_construct,
+        "hnsw_ef": hnsw_ef,
+        "quantization": quantization,
+        "oversampling": oversampling,
+        "on_disk": on_disk,
+    }
     info = cli.client().create_collection(
-        name, model=model, distance=distance, payload_indexes=_parse_indexes(index)
+        name, model=model, distance=distance, payload_indexes=_parse_indexes(index), index=settings
     )  # type: ignore[arg-type]
-    out.print(f"created '{info.name}' ({info.model}, {info.dimensions} dims, {info.distance})")
+    chosen = ", ".join(f"{k}={v}" for k, v in info.index.model_dump(exclude_none=True).items())
+    out.print(
+        f"created '{info.name}' ({info.model}, {info.dimensions} dims, {info.distance}"
+        f"{'; ' + chosen if chosen else ''})"
+    )
 
 
 @collections_app.command("info")
 def collections_info(name: str) -> None:
-    """Describe a collection."""
+    """Describe a collection (JSON): its settings, size, and index_status / indexed_points of its graph."""
     out.print_json(cli.client().get_collection(name).model_dump_json())
+
+
+@collections_app.command("check-recall")
+def collections_check_recall(
+    name: str,
+    samples: Annotated[int, typer.Option(min=1, max=1000, help="Stored vectors used as queries.")] = 100,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=100, help="recall@k.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw report.")] = False,
+) -> None:
+    """Measure recall@k of approximate search against exact search, and suggest a search ef for 0.98."""
+    report = cli.client().check_recall(name, samples=samples, top_k=top_k)
+    if as_json:
+        out.print_json(report.model_dump_json())
+        return
+    ef = report.hnsw_ef if report.hnsw_ef is not None else "default"
+    out.print(
+        f"'{name}': recall@{report.top_k} {report.recall:.3f} at hnsw_ef={ef}, p50 {report.p50_ms:.2f} ms "
+        f"(exact search {report.exact_p50_ms:.2f} ms); {report.samples} queries, "
+        f"{report.indexed_points}/{report.points} points in the graph"
+    )
+    table = Table("hnsw_ef", f"recall@{report.top_k}", "p50 ms")
+    for step in report.ladder:
+        table.add_row(str(step.hnsw_ef), f"{step.recall:.3f}", f"{step.p50_ms:.2f}")
+    out.print(table)
+    if report.suggested_hnsw_ef is None:
+        out.print(
+            f"no search ef of the ladder reaches {report.target}: create it with a larger --m / --ef-construct"
+        )
+    else:
+        out.print(
+            f"suggested: hnsw_ef={report.suggested_hnsw_ef} reaches recall@{report.top_k} >= {report.target} "
+            f"(`counterpoint collections create NAME --hnsw-ef {report.suggested_hnsw_ef}`)"
+        )
 
 
 @collections_app.command("prune")

@@ -1,8 +1,9 @@
-"""SDK methods for managing collections: create, list, describe, re-index and delete them."""
+"""SDK methods for managing collections: create, list, describe, check recall, re-index and delete them."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from counterpoint.client.transport import Transport
 from counterpoint.schemas import (
@@ -11,12 +12,15 @@ from counterpoint.schemas import (
     CollectionList,
     Distance,
     FieldType,
+    IndexConfig,
     JobInfo,
+    RecallCheckRequest,
+    RecallReport,
 )
 
 
 class CollectionsAPI(Transport):
-    """``/v1/collections`` and ``/v1/collections/{name}[/reindex|/previous]``."""
+    """``/v1/collections`` and ``/v1/collections/{name}[/reindex|/previous|/check-recall]``."""
 
     def list_collections(self) -> list[CollectionInfo]:
         return CollectionList.model_validate(self._request("GET", "/v1/collections")).collections
@@ -28,15 +32,29 @@ class CollectionsAPI(Transport):
         model: str | None = None,
         distance: Distance = "cosine",
         payload_indexes: Mapping[str, FieldType] | None = None,
+        index: IndexConfig | Mapping[str, Any] | None = None,
     ) -> CollectionInfo:
+        """Create an empty collection; ``index``: its HNSW and storage settings (``m``, ``ef_construct``,
+        ``hnsw_ef``, ``quantization``, ``oversampling``, ``on_disk``; unset ones take the defaults)."""
         body = CollectionCreate(
-            name=name, model=model, distance=distance, payload_indexes=dict(payload_indexes or {})
+            name=name,
+            model=model,
+            distance=distance,
+            payload_indexes=dict(payload_indexes or {}),
+            index=IndexConfig.model_validate(index or {}),
         )
         data = self._request("POST", "/v1/collections", json=body.model_dump(exclude_none=True))
         return CollectionInfo.model_validate(data)
 
     def get_collection(self, name: str) -> CollectionInfo:
         return CollectionInfo.model_validate(self._request("GET", f"/v1/collections/{name}"))
+
+    def check_recall(self, name: str, *, samples: int = 100, top_k: int = 10) -> RecallReport:
+        """recall@``top_k`` of collection ``name``'s approximate search against exact search, on
+        ``samples`` of its stored vectors, with its latency, per search ef, and the ef to reach 0.98."""
+        body = RecallCheckRequest(samples=samples, top_k=top_k)
+        data = self._request("POST", f"/v1/collections/{name}/check-recall", json=body.model_dump())
+        return RecallReport.model_validate(data)
 
     def reindex(self, name: str, model: str) -> JobInfo:
         """Re-embed collection ``name`` with ``model`` in the background (a job: follow it with

@@ -1,0 +1,63 @@
+"""`counterpoint collections create` with index settings, `info` and `check-recall`, against an in-process gateway."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from counterpoint import cli
+from counterpoint.client import Client
+from counterpoint.models.embedder import TextEmbedder
+from counterpoint.services.embed.backends import LocalEmbedder
+from counterpoint.services.gateway.app import create_app
+from tests.services.in_process import in_process_core
+from tests.settings_factory import TINY, unit_settings
+from tests.tiny_models import build_tiny_bi_encoder
+
+
+@pytest.fixture()
+def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
+    """The CLI's SDK client, talking to a real gateway app in this process."""
+    embedder = TextEmbedder(str(build_tiny_bi_encoder(tmp_path / "model")), max_seq_length=32)
+    with in_process_core(unit_settings(tmp_path), LocalEmbedder(TINY, embedder)) as core:
+        http = TestClient(create_app(core), raise_server_exceptions=False)
+        sdk = Client("http://testserver", api_key="")
+        sdk._http = http
+        monkeypatch.setattr(cli, "client", lambda: sdk)
+        with http:
+            yield sdk
+
+
+def _run(*args: str) -> str:
+    result = CliRunner().invoke(cli.app, list(args))
+    assert result.exit_code == 0, result.output
+    return " ".join(result.stdout.split())
+
+
+def test_create_with_index_settings_info_and_check_recall(gateway: Client) -> None:
+    created = _run(
+        "collections", "create", "notes", "--m", "8", "--hnsw-ef", "40", "--quantization", "--on-disk"
+    )
+    assert "m=8, hnsw_ef=40, quantization=True, on_disk=True" in created
+    docs = [{"id": f"d{i}", "text": f"note number {i} about topic {i % 3}"} for i in range(12)]
+    gateway.ingest("notes", docs)
+    info = json.loads(_run("collections", "info", "notes"))
+    assert info["index"]["m"] == 8 and info["index"]["ef_construct"] is None
+    assert (info["count"], info["index_status"], info["indexed_points"]) == (12, "ready", 0)
+    report = _run("collections", "check-recall", "notes", "--samples", "5")
+    assert "recall@10 1.000 at hnsw_ef=40" in report and "5 queries, 0/12 points in the graph" in report
+    assert "suggested: hnsw_ef=16" in report
+    raw = json.loads(_run("collections", "check-recall", "notes", "-k", "3", "--json"))
+    assert (raw["top_k"], raw["samples"]) == (3, 12)
+
+
+def test_check_recall_errors_are_one_line(gateway: Client) -> None:
+    result = CliRunner().invoke(cli.app, ["collections", "check-recall", "ghost"])
+    assert result.exit_code != 0
+    refused = CliRunner().invoke(cli.app, ["collections", "check-recall", "ghost", "--samples", "0"])
+    assert refused.exit_code == 2 and "samples" in refused.output
