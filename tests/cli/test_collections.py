@@ -7,15 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from counterpoint import cli
 from counterpoint.client import Client
 from counterpoint.models.embedder import TextEmbedder
 from counterpoint.services.embed.backends import LocalEmbedder
-from counterpoint.services.gateway.app import create_app
-from tests.services.in_process import in_process_core
+from tests.services.in_process import in_process_core, in_process_sdk
 from tests.settings_factory import TINY, unit_settings
 from tests.tiny_models import build_tiny_bi_encoder
 
@@ -24,13 +22,12 @@ from tests.tiny_models import build_tiny_bi_encoder
 def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
     """The CLI's SDK client, talking to a real gateway app in this process."""
     embedder = TextEmbedder(str(build_tiny_bi_encoder(tmp_path / "model")), max_seq_length=32)
-    with in_process_core(unit_settings(tmp_path), LocalEmbedder(TINY, embedder)) as core:
-        http = TestClient(create_app(core), raise_server_exceptions=False)
-        sdk = Client("http://testserver", api_key="")
-        sdk._http = http
+    with (
+        in_process_core(unit_settings(tmp_path), LocalEmbedder(TINY, embedder)) as core,
+        in_process_sdk(core) as sdk,
+    ):
         monkeypatch.setattr(cli, "client", lambda: sdk)
-        with http:
-            yield sdk
+        yield sdk
 
 
 def _run(*args: str) -> str:

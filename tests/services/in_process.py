@@ -6,9 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from fastapi.testclient import TestClient
+
+from counterpoint.client import Client
 from counterpoint.infra.db.registry import Registry
 from counterpoint.infra.vectors.edge import EdgeVectorStore
 from counterpoint.services.embed.backends import EmbedderBackend
+from counterpoint.services.gateway.app import create_app
 from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.services.rerank.backends import RerankerBackend
 from counterpoint.settings import Settings
@@ -25,3 +29,13 @@ def in_process_core(
     finally:
         store.close()
         registry.close()
+
+
+@contextmanager
+def in_process_sdk(core: GatewayCore) -> Iterator[Client]:
+    """An SDK client whose HTTP calls reach the real gateway app around ``core`` in this process."""
+    http = TestClient(create_app(core), raise_server_exceptions=False)
+    sdk = Client("http://testserver", api_key="")
+    sdk._http = http
+    with http:
+        yield sdk

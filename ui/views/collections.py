@@ -10,7 +10,7 @@ import streamlit as st
 from counterpoint.client import Client
 from counterpoint.errors import CounterpointError
 from counterpoint.schemas import CollectionInfo, FieldType
-from counterpoint.ui import common, formatting, search_inputs, uploads
+from counterpoint.ui import common, formatting, index_panel, search_inputs, uploads
 
 UPLOAD_TYPES = ["jsonl", "ndjson", "json", "csv", "tsv", "gz"]
 EVAL_CHUNK = 32  # queries per search_many call between progress updates
@@ -32,6 +32,7 @@ def create_form(cp: Client) -> None:
             placeholder="year:integer, kind:keyword",
             help="FIELD:TYPE pairs, TYPE one of keyword, integer, float, bool.",
         )
+        index = index_panel.index_settings_inputs()
         if not st.form_submit_button("Create collection", type="primary", icon=":material/add:"):
             return
     try:
@@ -45,6 +46,7 @@ def create_form(cp: Client) -> None:
         model=None if model == "(default)" else model,
         distance=distance,
         payload_indexes=indexes,
+        index=index,
         spinner="creating",
     )
     if created is not None:
@@ -310,6 +312,7 @@ if collections:
             "distance": c.distance,
             "indexed fields": ", ".join(f"{k}:{v}" for k, v in c.payload_indexes.items()),
             "status": c.status,
+            "index": f"{c.index_status} ({c.indexed_points:,} in graph)",
             "created": formatting.fmt_time(c.created_at),
         }
         for c in collections
@@ -330,8 +333,13 @@ if collections:
     st.query_params["collection"] = name
     info = next(c for c in collections if c.name == name)
     st.caption(f"{info.count:,} documents · {info.model} · {info.dimensions} dims · {info.distance}")
-    tab_search, tab_upload, tab_eval = st.tabs(
-        [":material/search: Search", ":material/upload: Upload", ":material/target: Evaluate"]
+    tab_search, tab_upload, tab_eval, tab_index = st.tabs(
+        [
+            ":material/search: Search",
+            ":material/upload: Upload",
+            ":material/target: Evaluate",
+            ":material/hub: Index",
+        ]
     )
     with tab_search:
         search(cp, info)
@@ -339,3 +347,5 @@ if collections:
         upload(cp, info)
     with tab_eval:
         evaluate(cp, info)
+    with tab_index:
+        index_panel.index_panel(cp, info)
