@@ -11,21 +11,13 @@ from typer.testing import CliRunner
 
 from counterpoint import cli
 from counterpoint.client import Client
-from counterpoint.models.embedder import TextEmbedder
-from counterpoint.services.embed.backends import LocalEmbedder
-from tests.services.in_process import in_process_core, in_process_sdk
-from tests.settings_factory import TINY, unit_settings
-from tests.tiny_models import build_tiny_bi_encoder
+from tests.services.in_process import tiny_gateway_sdk
 
 
 @pytest.fixture()
 def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
     """The CLI's SDK client, talking to a real gateway app in this process."""
-    embedder = TextEmbedder(str(build_tiny_bi_encoder(tmp_path / "model")), max_seq_length=32)
-    with (
-        in_process_core(unit_settings(tmp_path), LocalEmbedder(TINY, embedder)) as core,
-        in_process_sdk(core) as sdk,
-    ):
+    with tiny_gateway_sdk(tmp_path) as sdk:
         monkeypatch.setattr(cli, "client", lambda: sdk)
         yield sdk
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 
@@ -38,4 +39,20 @@ def in_process_sdk(core: GatewayCore) -> Iterator[Client]:
     sdk = Client("http://testserver", api_key="")
     sdk._http = http
     with http:
+        yield sdk
+
+
+@contextmanager
+def tiny_gateway_sdk(root: Path) -> Iterator[Client]:
+    """A tiny bi-encoder served by an in-process gateway with its state under ``root``; its SDK client."""
+    from counterpoint.models.embedder import TextEmbedder
+    from counterpoint.services.embed.backends import LocalEmbedder
+    from tests.settings_factory import TINY, unit_settings
+    from tests.tiny_models import build_tiny_bi_encoder
+
+    embedder = TextEmbedder(str(build_tiny_bi_encoder(root / "model")), max_seq_length=32)
+    with (
+        in_process_core(unit_settings(root), LocalEmbedder(TINY, embedder)) as core,
+        in_process_sdk(core) as sdk,
+    ):
         yield sdk

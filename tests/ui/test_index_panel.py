@@ -10,23 +10,15 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from counterpoint.client import Client
-from counterpoint.models.embedder import TextEmbedder
-from counterpoint.services.embed.backends import LocalEmbedder
 from counterpoint.ui import common
-from tests.services.in_process import in_process_core, in_process_sdk
-from tests.settings_factory import TINY, unit_settings
-from tests.tiny_models import build_tiny_bi_encoder
+from tests.services.in_process import tiny_gateway_sdk
 
 PAGE = Path(__file__).resolve().parents[2] / "ui" / "views" / "collections.py"
 
 
 @pytest.fixture()
 def sdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
-    embedder = TextEmbedder(str(build_tiny_bi_encoder(tmp_path / "model")), max_seq_length=32)
-    with (
-        in_process_core(unit_settings(tmp_path), LocalEmbedder(TINY, embedder)) as core,
-        in_process_sdk(core) as cp,
-    ):
+    with tiny_gateway_sdk(tmp_path) as cp:
         monkeypatch.setattr(common, "client", lambda: cp)
         yield cp
 
