@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from counterpoint.errors import InvalidInput
 from counterpoint.infra.sparse import copy_sparse, sha256_file
-from counterpoint.schemas import Distance, FieldType
+from counterpoint.schemas import Distance, FieldType, IndexConfig
 
 MANIFEST = "counterpoint-backup.json"
 KIND = "counterpoint-collection-backup"
@@ -47,6 +47,7 @@ class BackedUpCollection(BaseModel):
     payload_indexes: dict[str, FieldType] = Field(default_factory=dict)
     physical_name: str
     created_at: datetime | None = None
+    index: IndexConfig = Field(default_factory=IndexConfig)  # absent from older backups: the defaults
 
 
 class BackedUpVectors(BaseModel):

@@ -21,6 +21,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,8 +30,14 @@ from counterpoint import __version__
 from counterpoint.errors import Conflict, CounterpointError, InvalidInput, NotFound, Unavailable
 from counterpoint.infra.db.dump import dump_registry
 from counterpoint.infra.db.registry import CollectionRecord, Registry
-from counterpoint.infra.vectors.base import CollectionSpec, Snapshots, VectorStore
-from counterpoint.schemas import COLLECTION_NAME, CollectionInfo, CollectionRestored, RegistryDump
+from counterpoint.infra.vectors.base import CollectionSpec, IndexSettings, Snapshots, VectorStore
+from counterpoint.schemas import (
+    COLLECTION_NAME,
+    CollectionInfo,
+    CollectionRestored,
+    IndexConfig,
+    RegistryDump,
+)
 from counterpoint.services.gateway.archive import VECTORS, Manifest, read_archive, write_archive
 from counterpoint.settings import Settings
 
@@ -108,6 +115,7 @@ class Backups:
                     "payload_indexes": row.payload_indexes,
                     "physical_name": row.physical_name,
                     "created_at": row.created_at.isoformat(),
+                    "index": asdict(self.store.spec(row.physical_name).index),
                 },
                 "vectors": {
                     "format": store.snapshot_format,
@@ -149,7 +157,10 @@ class Backups:
             if self.check_model is not None:
                 await self.check_model(source.model, source.dimensions)
             physical = f"{target}-{uuid.uuid4().hex[:8]}"
-            spec = CollectionSpec(physical, source.dimensions, source.distance, dict(source.payload_indexes))
+            index = IndexSettings(**source.index.model_dump())
+            spec = CollectionSpec(
+                physical, source.dimensions, source.distance, dict(source.payload_indexes), index
+            )
             await asyncio.to_thread(self._load_vectors, manifest, spec, work / VECTORS)
         try:
             count = await asyncio.to_thread(self.store.count, physical)
@@ -231,6 +242,7 @@ class Backups:
             count=count,
             status=row.status,
             created_at=row.created_at,
+            index=IndexConfig(**asdict((await asyncio.to_thread(self.store.spec, row.physical_name)).index)),
         )
 
     # --- registry ------------------------------------------------------------------------

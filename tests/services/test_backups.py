@@ -158,6 +158,23 @@ def test_restore_under_another_name_keeps_the_original(source: Gateway, archive:
     assert rows["papers"] != rows["papers-copy"]
 
 
+def test_a_restore_keeps_the_index_settings(source: Gateway, tmp_path: Path) -> None:
+    index = {
+        "m": 8,
+        "ef_construct": 40,
+        "hnsw_ef": 30,
+        "quantization": True,
+        "oversampling": 2.5,
+        "on_disk": True,
+    }
+    source.sdk.create_collection("tuned", index=index)
+    source.sdk.ingest("tuned", docs()[:5])
+    saved = source.sdk.backup_collection("tuned", tmp_path)
+    restored = source.sdk.restore_collection(saved, name="tuned-copy")
+    assert restored.collection.index.model_dump() == index
+    assert source.sdk.get_collection("tuned-copy").index.model_dump() == index
+
+
 def test_restore_onto_an_existing_name_is_refused_and_changes_nothing(source: Gateway, archive: Path) -> None:
     expected, dirs = source.results("papers"), source.physical()
     row = source.registry.get_collection("papers")
