@@ -400,9 +400,14 @@ def test_point_ids_are_stable_uuids() -> None:
 
 
 def test_factory_builds_the_configured_backend(tmp_path: Path) -> None:
-    edge = make_vector_store(Settings(data_dir=tmp_path, vector_backend="edge"))
+    settings = Settings(
+        data_dir=tmp_path, vector_backend="edge", index_build_min_points=123, index_build_idle_s=2
+    )
+    edge = make_vector_store(settings)
     assert isinstance(edge, EdgeVectorStore)
     assert edge.root == tmp_path.resolve() / "vectors"
+    assert edge.indexer is not None  # the platform builds graphs in the background
+    assert (edge.indexer.policy.min_points, edge.indexer.policy.idle_s) == (123, 2.0)
     edge.close()
     with pytest.raises(ValueError, match="QDRANT_URL"):
         make_vector_store(Settings(data_dir=tmp_path, vector_backend="qdrant", qdrant_url=None))
