@@ -115,7 +115,7 @@ class BackgroundIndexer:
         try:
             points, indexed = self._counts(name)
             with self._lock:
-                if not self._due(name, points, indexed):
+                if self._stop.is_set() or not self._due(name, points, indexed):
                     return
                 self._building = name
                 self._built[name] = points

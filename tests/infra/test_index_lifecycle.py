@@ -154,6 +154,8 @@ def test_index_settings_round_trip(kind: str, tmp_path: Path) -> None:
     store.upsert("docs", _records(range(100)))
     assert store.spec("docs") == spec
     assert store.search("docs", VECTORS[4].tolist(), top_k=1)[0].id == "doc-4"
+    status = store.index_status("docs")
+    assert (status["points"], status["state"]) == (100, "ready")
     if kind == "edge":
         store.close()
         store = EdgeVectorStore(tmp_path)  # a restart reads them back from spec.json
