@@ -74,7 +74,7 @@ def test_graph_is_built_in_the_background_after_ingest(tmp_path: Path) -> None:
 def test_search_and_ingest_go_on_while_the_graph_builds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _slow_child(monkeypatch, 1.5)
+    _slow_child(monkeypatch, 3)
     store = EdgeVectorStore(tmp_path, SMALL)
     store.create_collection(CollectionSpec("docs", DIM))
     store.upsert("docs", _records(range(500)))
@@ -82,11 +82,9 @@ def test_search_and_ingest_go_on_while_the_graph_builds(
     build = threading.Thread(target=lambda: result.append(store.optimize("docs")))
     build.start()
     _wait(lambda: store.index_status("docs")["state"] == "indexing")
-    started = time.monotonic()
     assert store.search("docs", VECTORS[3].tolist(), top_k=1)[0].id == "doc-3"
     store.upsert("docs", _records(range(500, N)))  # not blocked by the build: journaled, replayed
-    assert time.monotonic() - started < 1.0
-    assert build.is_alive()
+    assert build.is_alive()  # both answered while the build still runs
     build.join()
     assert result == [True]
     status = store.index_status("docs")
