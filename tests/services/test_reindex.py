@@ -58,8 +58,19 @@ def docs(n: int = N_DOCS, prefix: str = "") -> list[dict]:
     ]
 
 
+INDEX = {
+    "m": 8,
+    "ef_construct": 40,
+    "hnsw_ef": 30,
+    "quantization": None,
+    "oversampling": None,
+    "on_disk": None,
+}
+
+
 def make_collection(api: TestClient) -> dict:
-    created = api.post("/v1/collections", json={"name": "papers", "payload_indexes": {"year": "integer"}})
+    body = {"name": "papers", "payload_indexes": {"year": "integer"}, "index": INDEX}
+    created = api.post("/v1/collections", json=body)
     assert created.status_code == 201, created.text
     assert api.post("/v1/collections/papers/documents", json={"documents": docs()}).status_code == 200
     return created.json()
@@ -102,6 +113,7 @@ def test_searches_keep_answering_during_a_reindex_then_move_at_once(api: TestCli
     assert final["metrics"]["indexed"] == N_DOCS and final["metrics"]["count"] == N_DOCS
     info = api.get("/v1/collections/papers").json()
     assert (info["model"], info["dimensions"], info["count"], info["status"]) == (NEW, 48, N_DOCS, "ready")
+    assert info["index"] == INDEX  # the new physical collection has the same index settings
     assert dims_seen <= {32, 48}
     hits = api.post(
         "/v1/collections/papers/search", json={"query": "document number 5 about topic 5", "top_k": 1}
