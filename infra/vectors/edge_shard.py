@@ -36,9 +36,15 @@ SHARD_DIR = "shard"
 WORK_DIR = "shard.optimizing"
 OLD_DIR = "shard.old"
 
-# Run by ``optimize`` in a child process: the engine keeps the GIL while it optimizes.
+# Run by ``optimize`` in a child process: the engine keeps the GIL while it optimizes. On Linux the
+# child dies with the thread that started it: an orphan of a killed gateway would go on writing into
+# the directory the next build copies the shard to.
 OPTIMIZE_CHILD = """\
-import sys
+import ctypes, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+except (AttributeError, OSError):
+    pass
 import qdrant_edge as qe
 shard = qe.EdgeShard.load(sys.argv[1])
 changed = shard.optimize()
