@@ -26,6 +26,7 @@ from counterpoint.infra.vectors import (
 from counterpoint.infra.vectors import edge as edge_module
 from counterpoint.infra.vectors.base import IndexSettings, SearchMode
 from counterpoint.infra.vectors.edge import IndexPolicy
+from counterpoint.infra.vectors.edge_indexer import BackgroundIndexer
 from counterpoint.infra.vectors.edge_shard import OPTIMIZE_CHILD, SHARD_DIR, WORK_DIR
 from counterpoint.infra.vectors.recall import check_recall
 
@@ -213,3 +214,48 @@ def test_crash_between_renames_keeps_the_live_shard(tmp_path: Path) -> None:
     again = EdgeVectorStore(tmp_path, SMALL)
     assert again.count("docs") == 100
     again.close()
+
+
+# --- the indexer's thresholds, with a fake store --------------------------------------------------
+
+
+class FakeStore:
+    """Counts that builds do not change (a collection too small for a graph), and a log of builds."""
+
+    def __init__(self, points: int) -> None:
+        self.points, self.builds = points, []
+
+    def counts(self, name: str) -> tuple[int, int]:
+        return self.points, 0
+
+    def build(self, name: str) -> bool:
+        self.builds.append((name, self.points))
+        return True
+
+
+def test_a_long_ingest_gets_its_graph_after_max_wait_and_no_build_loops() -> None:
+    fake = FakeStore(points=500)
+    indexer = BackgroundIndexer(
+        IndexPolicy(min_points=100, idle_s=60, max_wait_s=0.3), fake.counts, fake.build
+    )
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:  # writes never pause for idle_s
+        indexer.note("docs")
+        time.sleep(0.02)
+    assert fake.builds == [("docs", 500)]  # built once max_wait_s passed, not again for the same count
+    assert indexer.indexing("docs", 500, 0) is False
+    fake.points = 700  # more points: due again
+    assert indexer.indexing("docs", 700, 0) is True
+    _wait(lambda: fake.builds[-1] == ("docs", 700), timeout=5)
+    indexer.close()
+
+
+def test_small_collections_are_never_built() -> None:
+    fake = FakeStore(points=99)
+    indexer = BackgroundIndexer(
+        IndexPolicy(min_points=100, idle_s=0.01, max_wait_s=1), fake.counts, fake.build
+    )
+    indexer.note("docs")
+    time.sleep(0.3)
+    assert fake.builds == [] and indexer.indexing("docs", 99, 0) is False
+    indexer.close()
