@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,11 @@ def _wait(condition: object, timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+def _state(store: EdgeVectorStore, name: str = "docs") -> tuple[int, int, str]:
+    status = store.index_status(name)
+    return status["points"], status["indexed_vectors"], status["state"]
+
+
 def _slow_child(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     monkeypatch.setattr(
         edge_module, "OPTIMIZE_CHILD", f"import time\ntime.sleep({seconds})\n" + OPTIMIZE_CHILD
@@ -66,8 +72,8 @@ def test_graph_is_built_in_the_background_after_ingest(tmp_path: Path) -> None:
     assert store.index_status("docs") == {"points": 50, "segments": 1, "indexed_vectors": 0, "state": "ready"}
     store.upsert("docs", _records(range(50, N)))
     assert store.index_status("docs")["state"] == "indexing"  # due: unindexed points past the threshold
-    _wait(lambda: store.index_status("docs")["indexed_vectors"] == N)
-    assert store.index_status("docs")["state"] == "ready"
+    # the graph is swapped in a moment before the indexer clears its "building" mark: wait for both
+    _wait(lambda: _state(store) == (N, N, "ready"))
     assert store.search("docs", VECTORS[7].tolist(), top_k=1)[0].id == "doc-7"
     store.close()
 
@@ -238,11 +244,16 @@ def test_a_long_ingest_gets_its_graph_after_max_wait_and_no_build_loops() -> Non
     indexer = BackgroundIndexer(
         IndexPolicy(min_points=100, idle_s=60, max_wait_s=0.3), fake.counts, fake.build
     )
-    deadline = time.monotonic() + 1.5
-    while time.monotonic() < deadline:  # writes never pause for idle_s
-        indexer.note("docs")
-        time.sleep(0.02)
-    assert fake.builds == [("docs", 500)]  # built once max_wait_s passed, not again for the same count
+
+    def keep_writing(until: Callable[[], bool], timeout: float) -> None:  # writes never pause for idle_s
+        deadline = time.monotonic() + timeout
+        while not until() and time.monotonic() < deadline:
+            indexer.note("docs")
+            time.sleep(0.02)
+
+    keep_writing(lambda: bool(fake.builds), timeout=10)  # built once max_wait_s passed ...
+    keep_writing(lambda: False, timeout=1.5)  # ... (the indexer checks every second) and not again
+    assert fake.builds == [("docs", 500)]  # for the same count
     assert indexer.indexing("docs", 500, 0) is False
     fake.points = 700  # more points: due again
     assert indexer.indexing("docs", 700, 0) is True
