@@ -46,6 +46,9 @@ class Limits(BaseSettings):
     max_texts_per_request: int = Field(512, ge=1, description="Texts accepted in one embeddings call.")
     max_text_chars: int = Field(100_000, ge=1, description="Characters accepted in one text.")
     max_documents_per_ingest: int = Field(2048, ge=1, description="Documents accepted in one ingest call.")
+    max_vectors_per_upload: int = Field(
+        10_000, ge=1, description="Precomputed vectors accepted in one upload call (POST .../vectors)."
+    )
     max_top_k: int = Field(1000, ge=1, description="Largest top_k a search may ask for.")
     max_rerank_documents: int = Field(1000, ge=1, description="Documents one rerank call may score.")
     max_tokens_limit: int = Field(
@@ -123,6 +126,14 @@ class Settings(BaseSettings):
     embed_replicas: int = Field(1, ge=1, description="Embed replicas.")
     embed_max_models: int = Field(
         3, ge=1, description="Embedding models a replica keeps loaded (the default one always stays)."
+    )
+    query_lane: bool = Field(
+        True,
+        description="Embed search queries in the gateway process (a copy of the served models, micro-batched) "
+        "instead of the embed replica, so ingest batches cannot stall searches and a search skips two Ray hops.",
+    )
+    query_lane_max_batch: int = Field(
+        32, ge=1, description="Most query texts the query lane encodes in one forward pass."
     )
     embed_timeout_s: float = Field(
         300.0,

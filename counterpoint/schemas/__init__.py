@@ -37,6 +37,7 @@ from counterpoint.schemas.collections import (
     RecallReport,
     RecallStep,
     ReindexRequest,
+    metadata_mismatch,
 )
 from counterpoint.schemas.embeddings import (
     EmbeddingItem,
@@ -103,6 +104,10 @@ from counterpoint.schemas.search import (
     SearchHit,
     SearchRequest,
     SearchResponse,
+)
+from counterpoint.schemas.vectors import (
+    VectorPayload,
+    VectorUploadRequest,
 )
 
 __all__ = [
@@ -178,4 +183,7 @@ __all__ = [
     "StreamOptions",
     "StrictModel",
     "Usage",
+    "VectorPayload",
+    "VectorUploadRequest",
+    "metadata_mismatch",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -25,6 +26,40 @@ INDEX_BOUNDS: dict[str, tuple[float, float]] = {
     "oversampling": (1.0, 16.0),
 }
 """Accepted ranges of the numeric index settings (the vector stores check the same)."""
+
+
+_FIELD_CHECKS: dict[str, tuple[type, ...]] = {
+    "keyword": (str,),
+    "integer": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+}
+
+
+def _matches_type(value: Any, kind: FieldType) -> bool:
+    if kind in ("integer", "float") and isinstance(value, bool):
+        return False
+    values = value if isinstance(value, list) else [value]
+    return all(isinstance(v, _FIELD_CHECKS[kind]) for v in values)
+
+
+def metadata_mismatch(metadata: Mapping[str, Any], indexes: Mapping[str, FieldType]) -> str | None:
+    """Why ``metadata`` does not fit a collection's ``payload_indexes`` (``metadata 'year' must be
+    integer, got 'x'``), or None. Shared by document ingest, vector upload and the SDK's file checks,
+    so a value the index would mis-store is refused the same way everywhere."""
+    for key, kind in indexes.items():
+        value = metadata.get(key)
+        if value is not None and not _matches_type(value, kind):
+            return f"metadata '{key}' must be {kind}, got {value!r}"
+    return None
+
+
+def check_reserved(metadata: dict[str, Any]) -> dict[str, Any]:
+    """``metadata``, unless it uses a key the payload reserves (id, text, title): then a ValueError."""
+    clash = RESERVED_PAYLOAD_KEYS & metadata.keys()
+    if clash:
+        raise ValueError(f"metadata may not use reserved keys {sorted(clash)}")
+    return metadata
 
 
 def _bounded(key: str, description: str) -> Any:
@@ -128,10 +163,7 @@ class Document(StrictModel):
     @field_validator("metadata")
     @classmethod
     def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
-        clash = RESERVED_PAYLOAD_KEYS & value.keys()
-        if clash:
-            raise ValueError(f"metadata may not use reserved keys {sorted(clash)}")
-        return value
+        return check_reserved(value)
 
     def embed_text(self) -> str:
         """What the embedder sees: title and body joined as BEIR evaluations do."""

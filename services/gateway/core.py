@@ -41,6 +41,7 @@ from counterpoint.schemas import (
     SearchRequest,
     SearchResponse,
     Usage,
+    metadata_mismatch,
 )
 from counterpoint.services.embed.backends import EmbedderBackend
 from counterpoint.services.gateway.health import core_health
@@ -48,20 +49,6 @@ from counterpoint.services.gateway.reindex import Mirror, Reindexer
 from counterpoint.services.gateway.reranking import rerank_response, rescore
 from counterpoint.services.rerank.backends import RerankerBackend
 from counterpoint.settings import Limits, Settings
-
-_FIELD_CHECKS: dict[FieldType, tuple[type, ...]] = {
-    "keyword": (str,),
-    "integer": (int,),
-    "float": (int, float),
-    "bool": (bool,),
-}
-
-
-def _matches_type(value: Any, kind: FieldType) -> bool:
-    if kind in ("integer", "float") and isinstance(value, bool):
-        return False
-    values = value if isinstance(value, list) else [value]
-    return all(isinstance(v, _FIELD_CHECKS[kind]) for v in values)
 
 
 class GatewayCore:
@@ -74,11 +61,14 @@ class GatewayCore:
         store: VectorStore,
         embedder: EmbedderBackend,
         reranker: RerankerBackend | None = None,
+        *,
+        query_embedder: EmbedderBackend | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.store = store
         self.embedder = embedder
+        self.query_embedder = query_embedder or embedder  # search queries: the query lane, if any
         self.reranker = reranker
         self._refs: dict[str, tuple[str, float]] = {}  # models:/NAME@ALIAS -> (concrete, expiry)
         self.mirrors: dict[str, Mirror] = {}  # collections being re-indexed -> where writes also go
@@ -222,10 +212,9 @@ class GatewayCore:
 
     def _check_metadata(self, docs: Sequence[Document], indexes: dict[str, FieldType]) -> None:
         for doc in docs:
-            for key, kind in indexes.items():
-                value = doc.metadata.get(key)
-                if value is not None and not _matches_type(value, kind):
-                    raise InvalidInput(f"document '{doc.id}': metadata '{key}' must be {kind}, got {value!r}")
+            problem = metadata_mismatch(doc.metadata, indexes)
+            if problem is not None:
+                raise InvalidInput(f"document '{doc.id}': {problem}")
 
     async def _embed_chunks(self, texts: list[str], model: str) -> np.ndarray:
         step = self.settings.ingest_embed_batch
@@ -319,7 +308,7 @@ class GatewayCore:
         else:
             assert request.query is not None
             self.check_texts([request.query], "query")
-            vector = (await self.embedder.embed([request.query], row.model)).vectors[0]
+            vector = (await self.query_embedder.embed([request.query], row.model)).vectors[0]
             timings["embed_ms"] = _ms_since(started)
         stage = time.perf_counter()
         found = await asyncio.to_thread(

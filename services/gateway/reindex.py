@@ -49,12 +49,23 @@ class Mirror:
     model: str
     written: set[str] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    vectors_uploaded: bool = False  # precomputed vectors were written meanwhile: not in the new copy
+
+
+NO_TEXT = (
+    "was uploaded as a precomputed vector without text: a re-index embeds every point's text with the "
+    "new model, so this collection cannot be re-indexed (upload vectors of the new model to a new "
+    "collection instead)"
+)
 
 
 def document_of(payload: dict[str, Any]) -> Document:
     """The document a stored payload came from (``Document.payload`` inverted)."""
+    text = payload.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInput(f"point '{payload.get('id')}' {NO_TEXT}")
     meta = {k: v for k, v in payload.items() if k not in ("id", "text", "title")}
-    return Document(id=str(payload["id"]), text=payload["text"], title=payload.get("title"), metadata=meta)
+    return Document(id=str(payload["id"]), text=text, title=payload.get("title"), metadata=meta)
 
 
 class Reindexer:
@@ -121,6 +132,11 @@ class Reindexer:
                 if offset is None:
                     break
             async with mirror.lock:
+                if mirror.vectors_uploaded:
+                    raise Conflict(
+                        f"precomputed vectors were uploaded to '{name}' while it was re-indexed and "
+                        "are missing from the new copy: run the re-index again"
+                    )
                 core.registry.switch_model(
                     name,
                     physical_name=mirror.physical_name,

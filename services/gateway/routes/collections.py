@@ -1,4 +1,5 @@
-"""Collections: create, list, describe and delete them, ingest documents, search, re-index."""
+"""Collections: create, list, describe and delete them, ingest documents or precomputed vectors, search,
+re-index."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ from counterpoint.schemas import (
     ReindexRequest,
     SearchRequest,
     SearchResponse,
+    VectorUploadRequest,
 )
 from counterpoint.services.gateway.auth import READ, WRITE
 from counterpoint.services.gateway.dependencies import Services
 from counterpoint.services.gateway.ingest_body import INGEST_OPENAPI, read_ingest_body
 from counterpoint.services.gateway.recall import recall_report
+from counterpoint.services.gateway.vector_upload import upload_vectors as store_vectors
 
 router = APIRouter(tags=["collections"])
 
@@ -55,6 +58,14 @@ async def delete_collection(name: str, services: Services) -> dict[str, Any]:
 )
 async def ingest(name: str, request: Request, services: Services) -> IngestResponse:
     return await services.core.ingest(name, await read_ingest_body(request))
+
+
+@router.post("/v1/collections/{name}/vectors", response_model=IngestResponse, dependencies=[WRITE])
+async def upload_vectors(name: str, body: VectorUploadRequest, services: Services) -> IngestResponse:
+    """Store precomputed vectors as they are (no embedding), each with an optional text, title and
+    metadata; checked whole first (dimensions, NaN/inf, duplicate ids, metadata types), then all or
+    nothing. ``skip_existing`` resumes an interrupted upload. Refused (409) during a re-index."""
+    return await store_vectors(services.core, name, body)
 
 
 @router.post("/v1/collections/{name}/search", response_model=SearchResponse, dependencies=[READ])

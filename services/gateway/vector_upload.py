@@ -1,0 +1,134 @@
+"""Bulk upload of precomputed vectors into a collection, without embedding (``POST .../vectors``).
+
+Every check runs before anything is written, so a bad batch is refused whole: the batch size against
+``max_vectors_per_upload``, each vector's dimensions against the collection's, NaN and infinity,
+duplicate ids, metadata types against the collection's ``payload_indexes``. The stored payload has a
+document's shape (id, text, title, metadata), so search hits, filters and backups work unchanged.
+
+A collection being re-indexed refuses uploads (409): the re-index re-embeds stored text with another
+model, which a precomputed vector cannot follow. Imports the counterpoint base, infra's vector records
+and `gateway.core` (the type only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from counterpoint.errors import Conflict, InvalidInput, LimitExceeded
+from counterpoint.infra.vectors.base import VectorRecord
+from counterpoint.schemas import IngestResponse, VectorUploadRequest, metadata_mismatch
+
+if TYPE_CHECKING:
+    from counterpoint.services.gateway.core import GatewayCore
+
+
+def decode_vectors(request: VectorUploadRequest, dims: int, name: str) -> np.ndarray:
+    """The request's vectors as a ``(len(ids), dims)`` float32 matrix; `InvalidInput` saying what is off."""
+    n = len(request.ids)
+    if request.vectors is not None:
+        for i, vector in enumerate(request.vectors):
+            if len(vector) != dims:
+                raise InvalidInput(
+                    f"vectors[{i}] (id '{request.ids[i]}') has {len(vector)} dimensions; "
+                    f"collection '{name}' has {dims}"
+                )
+        with np.errstate(over="ignore"):  # a number beyond float32 becomes inf, refused below
+            return np.asarray(request.vectors, dtype=np.float32).reshape(n, dims)
+    assert request.vectors_b64 is not None
+    try:
+        raw = base64.b64decode(request.vectors_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("vectors_b64 is not valid base64") from None
+    expected = n * dims * 4
+    if len(raw) != expected:
+        per_id = f" ({len(raw) / (4 * n):g} float32 per id)" if len(raw) % 4 == 0 else ""
+        raise InvalidInput(
+            f"vectors_b64 holds {len(raw)} bytes{per_id}; {n} ids x {dims} dimensions of collection "
+            f"'{name}' x 4 bytes = {expected}: send little-endian float32 rows of {dims} numbers"
+        )
+    return np.frombuffer(raw, dtype="<f4").reshape(n, dims)
+
+
+def check_vectors(ids: list[str], matrix: np.ndarray) -> None:
+    """`InvalidInput` for the first vector holding NaN or infinity, or the first repeated id."""
+    finite = np.isfinite(matrix).all(axis=1)
+    if not finite.all():
+        row = int(np.argmin(finite))
+        raise InvalidInput(f"vector {row} (id '{ids[row]}') contains NaN or infinity")
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        for row, point in enumerate(ids):
+            if point in seen:
+                raise InvalidInput(
+                    f"id '{point}' appears more than once (again at position {row}): ids must be unique"
+                )
+            seen.add(point)
+
+
+def payloads_of(
+    request: VectorUploadRequest, ids: list[str], indexes: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Each point's stored payload, shaped like `Document.payload` (text and title null when not given)."""
+    if request.payloads is None:
+        return [{"id": point, "text": None, "title": None} for point in ids]
+    payloads = []
+    for point, item in zip(ids, request.payloads, strict=True):
+        problem = metadata_mismatch(item.metadata, indexes)
+        if problem is not None:
+            raise InvalidInput(f"id '{point}': {problem}")
+        payloads.append({"id": point, "text": item.text, "title": item.title, **item.metadata})
+    return payloads
+
+
+def refuse_during_reindex(core: GatewayCore, name: str, status: str) -> None:
+    if status == "reindexing" or name in core.mirrors:
+        raise Conflict(
+            f"collection '{name}' is being re-indexed with another model; uploaded vectors come from "
+            "one model and cannot follow it: upload after the re-index finishes"
+        )
+
+
+async def upload_vectors(core: GatewayCore, name: str, request: VectorUploadRequest) -> IngestResponse:
+    """Check the whole batch, then upsert it (all or nothing); ``skip_existing`` leaves stored ids alone."""
+    limit = core.limits.max_vectors_per_upload
+    if len(request.ids) > limit:
+        raise LimitExceeded(
+            f"{len(request.ids)} vectors in one call; the limit is {limit} "
+            "(setting max_vectors_per_upload): send them in batches"
+        )
+    row = core.registry.get_collection(name)
+    refuse_during_reindex(core, name, row.status)
+    ids = request.id_list()
+    matrix = decode_vectors(request, row.dimensions, name)
+    check_vectors(ids, matrix)
+    payloads = payloads_of(request, ids, row.payload_indexes)
+    keep = range(len(ids))
+    if request.skip_existing:
+        have = await asyncio.to_thread(core.store.existing_ids, row.physical_name, ids)
+        keep = [i for i, point in enumerate(ids) if point not in have]  # type: ignore[assignment]
+    records = [VectorRecord(ids[i], matrix[i], payloads[i]) for i in keep]
+    if records:
+        await asyncio.to_thread(core.store.upsert, row.physical_name, records)
+        _after_write(core, name, row.physical_name)
+    count = await asyncio.to_thread(core.store.count, row.physical_name)
+    return IngestResponse(
+        collection=name, received=len(ids), indexed=len(records), skipped=len(ids) - len(records), count=count
+    )
+
+
+def _after_write(core: GatewayCore, name: str, physical: str) -> None:
+    """A re-index that started while these vectors were written must not switch without them: it is told
+    to fail (`Mirror.vectors_uploaded`); one that already switched left them in the retired copy."""
+    mirror = core.mirrors.get(name)
+    if mirror is not None:
+        mirror.vectors_uploaded = True
+    if core.registry.get_collection(name).physical_name != physical:
+        raise Conflict(
+            f"collection '{name}' switched to another model during this upload: these vectors landed in "
+            "the retired copy; upload them again if they fit the new model"
+        )
