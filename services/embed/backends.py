@@ -45,6 +45,17 @@ def registry_loader(settings: Settings) -> Loader:
     return model_loading.registry_loader(settings, build_embedder)
 
 
+def default_embedder(config: Settings) -> tuple[str, TextEmbedder]:
+    """The model served by default: a packaged name, a local path, or a registered model."""
+    return model_loading.default_model(config.embed_model, config.embed_model_path, config, build_embedder)
+
+
+def serving_pool(config: Settings) -> EmbedderPool:
+    """The models an embedding server holds: the default one, and registered ones loaded on first use."""
+    name, embedder = default_embedder(config)
+    return EmbedderPool(name, embedder, loader=registry_loader(config), max_models=config.embed_max_models)
+
+
 class LocalEmbedder:
     """Runs the pool's embedders in this process, off the event loop, one call at a time."""
 

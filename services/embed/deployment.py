@@ -14,27 +14,19 @@ from typing import Any
 
 from ray import serve
 
-from counterpoint.models.embedder import Embeddings, TextEmbedder
-from counterpoint.models.pool import EmbedderPool
+from counterpoint.models.embedder import Embeddings
 from counterpoint.schemas import ModelCard
-from counterpoint.services.embed.backends import build_embedder, registry_loader
-from counterpoint.services.model_loading import default_model
+from counterpoint.services.embed.backends import default_embedder, serving_pool
 from counterpoint.settings import Settings
 
-
-def default_embedder(config: Settings) -> tuple[str, TextEmbedder]:
-    """The model served by default: a packaged name, a local path, or a registered model."""
-    return default_model(config.embed_model, config.embed_model_path, config, build_embedder)
+__all__ = ["EmbedDeployment", "default_embedder"]
 
 
 @serve.deployment(name="embed", max_ongoing_requests=256)
 class EmbedDeployment:
     def __init__(self, settings: dict[str, Any]) -> None:
         config = Settings(**settings)
-        name, embedder = default_embedder(config)
-        self.pool = EmbedderPool(
-            name, embedder, loader=registry_loader(config), max_models=config.embed_max_models
-        )
+        self.pool = serving_pool(config)
         self._embed_many.set_max_batch_size(256)
         self._embed_many.set_batch_wait_timeout_s(config.embed_batch_wait_s)
         self.max_text_tokens = config.limits.max_text_tokens

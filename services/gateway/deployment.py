@@ -3,7 +3,9 @@
 It owns the registry database connection and the vector store (the embedded Qdrant engine
 allows one process per collection directory, so there is one gateway replica locally; with
 a Qdrant server the gateway can scale out) and reaches the embedder and, when text
-generation is enabled, the decode deployment through their handles.
+generation is enabled, the decode deployment through their handles. Search queries take the
+query lane (`QueryLane`, with ``settings.query_lane``): encoded in this process, never queued
+behind ingest in the embed replica.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from counterpoint.infra.vectors.factory import make_vector_store
 from counterpoint.schemas import ComponentHealth
 from counterpoint.services.decode.backends import ServeDecoder, served_model_name
 from counterpoint.services.embed.backends import ServeEmbedder
+from counterpoint.services.embed.query_lane import QueryLane
 from counterpoint.services.gateway.app import create_app
 from counterpoint.services.gateway.core import GatewayCore
 from counterpoint.services.gateway.generation import GenerationService
@@ -49,6 +52,7 @@ class GatewayDeployment:
             store,
             ServeEmbedder(embedder, timeout_s=self.settings.embed_timeout_s),
             ServeReranker(reranker) if reranker is not None else None,
+            query_embedder=QueryLane.serving(self.settings) if self.settings.query_lane else None,
         )
         self.registry = ModelRegistryService(self.settings)
         self.jobs = JobService(self.settings, registry, RayJobSubmitter(self.settings.job_api_url))
