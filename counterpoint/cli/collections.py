@@ -1,4 +1,5 @@
-"""`counterpoint collections ...`, `ingest`, `search` and `reindex`: collections and what goes in and out."""
+"""`counterpoint collections ...` (`upload-vectors` among them), `ingest`, `search` and `reindex`: collections
+and what goes in and out."""
 
 from __future__ import annotations
 
@@ -153,6 +154,49 @@ def reindex(
             f"'{name}' now uses {info.model} ({info.dimensions} dims, {info.count} documents); "
             f"the old copy is kept: `counterpoint collections prune {name}` deletes it"
         )
+
+
+@collections_app.command("upload-vectors")
+def collections_upload_vectors(
+    name: Annotated[
+        str, typer.Argument(help="Collection to upload into (it must exist; its dims must match).")
+    ],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="Vectors: .jsonl[.gz] (id, vector, text?, title?, metadata? per line), .npy (2-D float "
+            "array; ids from --payloads) or .parquet (columns id, vector, text?, title?, metadata?; other "
+            "columns become metadata)."
+        ),
+    ],
+    payloads: Annotated[
+        Path | None,
+        typer.Option(
+            help="With a .npy: JSONL whose line i holds row i's id and optional text, title, metadata."
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Vectors per request.")] = 1000,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Skip ids already in the collection (re-run after a failure).")
+    ] = False,
+) -> None:
+    """Upload precomputed vectors as they are (no embedding), with a progress bar.
+
+    The whole file is checked first (dimensions, NaN/inf, repeated ids, metadata types, truncated or
+    corrupt files); a bad file uploads nothing and the error names its line or row.
+    """
+    cp = cli.client()
+    with shared.progress(f"vectors → {name}") as bar:
+        task = bar.add_task("upload", total=None)
+        result = cp.upload_vectors(
+            name, path, payloads=payloads, batch_size=batch_size, resume=resume,
+            on_checked=lambda total: bar.update(task, total=total),
+            on_progress=lambda n: bar.advance(task, n),
+        )  # fmt: skip
+    out.print(
+        f"stored {result.indexed}, skipped {result.skipped} of {result.received} vectors; "
+        f"'{name}' now holds {result.count} points"
+    )
 
 
 @collections_app.command("delete")

@@ -5,15 +5,17 @@
     cp.create_collection("papers", payload_indexes={"year": "integer"})
     cp.ingest("papers", [{"id": "1", "text": "Contrastive learning ...", "metadata": {"year": 2020}}])
     cp.search("papers", "what is contrastive learning?", top_k=5).hits
+    cp.upload_vectors("papers", "vectors.npy", payloads="ids.jsonl", resume=True)  # no embedding
     cp.chat("Tell me about lighthouses.", decoding="contrastive_search", max_tokens=64).text
     for delta in cp.stream_complete("Once upon a time", max_tokens=32): print(delta, end="")
 
 Errors come back as the same `counterpoint.errors` classes the gateway raised.
 
 Layout: `transport.py` (the HTTP layer), one module of methods per resource (`models`,
-`collections`, `ingest`, `search`, `jobs`, `backups`, `generation`; `streaming.py` reads
+`collections`, `ingest`, `vectors`, `search`, `jobs`, `backups`, `generation`; `streaming.py` reads
 server-sent events),
-`documents.py` (JSONL documents, batches) and `sdk.py`, where `Client` joins them. This package
+`documents.py` (JSONL documents, batches), `vector_files.py` + `parquet_vectors.py` (files of
+precomputed vectors: JSONL, .npy, Parquet) and `sdk.py`, where `Client` joins them. This package
 imports only the counterpoint base (errors, settings, schemas, jsonl); the CLI, the UI, the demo
 and the benchmarks import it.
 """

@@ -9,9 +9,12 @@ from counterpoint.client.ingest import IngestAPI
 from counterpoint.client.jobs import JobsAPI, KeysAPI
 from counterpoint.client.models import ModelsAPI
 from counterpoint.client.search import SearchAPI
+from counterpoint.client.vectors import VectorsAPI
 
 
-class Client(ModelsAPI, CollectionsAPI, IngestAPI, SearchAPI, JobsAPI, KeysAPI, BackupsAPI, GenerationAPI):
+class Client(
+    ModelsAPI, CollectionsAPI, IngestAPI, VectorsAPI, SearchAPI, JobsAPI, KeysAPI, BackupsAPI, GenerationAPI
+):
     """Synchronous client of one Counterpoint gateway.
 
     ``Client(url=None, *, api_key=None, timeout=120.0)``: ``url`` defaults to COUNTERPOINT_API_URL,

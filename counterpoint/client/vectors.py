@@ -1,0 +1,142 @@
+"""SDK methods for precomputed vectors: one batch from memory, or a whole file streamed in batches.
+
+`upload_vectors` reads the file twice: once to check all of it against the collection (so a bad file
+uploads nothing), then to send it, base64-encoded float32, a couple of batches in flight so reading
+and encoding here overlap with the gateway's writes. Batches are idempotent by id; ``resume=True``
+skips the ids already stored, so a re-run after a crash sends only what is missing.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from counterpoint.client.transport import Progress, Transport
+from counterpoint.client.vector_files import check_vector_file, open_vector_file
+from counterpoint.errors import InvalidInput
+from counterpoint.schemas import CollectionInfo, IngestResponse, VectorPayload
+
+MAX_BATCH_BYTES = 32 << 20
+"""Raw vector bytes per request at most (base64 makes the body ~4/3 of it, under the gateway's 64 MiB)."""
+IN_FLIGHT = 2
+"""Batches sent at once by `upload_vectors`: one is written by the gateway while the next is prepared."""
+
+
+def _body(
+    ids: Sequence[str],
+    vectors: np.ndarray,
+    payloads: Sequence[Mapping[str, Any]] | None,
+    skip_existing: bool,
+) -> dict[str, Any]:
+    raw = np.ascontiguousarray(vectors, dtype="<f4").tobytes()
+    body: dict[str, Any] = {
+        "ids": list(ids),
+        "vectors_b64": base64.b64encode(raw).decode("ascii"),
+        "skip_existing": skip_existing,
+    }
+    if payloads is not None and any(payloads):
+        body["payloads"] = [dict(p) for p in payloads]
+    return body
+
+
+def _add(totals: IngestResponse, reply: IngestResponse) -> None:
+    totals.received += reply.received
+    totals.indexed += reply.indexed
+    totals.skipped += reply.skipped
+    totals.count = max(totals.count, reply.count)
+
+
+class VectorsAPI(Transport):
+    """``/v1/collections/{name}/vectors``."""
+
+    def upsert_vectors(
+        self,
+        collection: str,
+        ids: Sequence[str | int],
+        vectors: np.ndarray | Sequence[Sequence[float]],
+        payloads: Sequence[VectorPayload | Mapping[str, Any]] | None = None,
+        *,
+        skip_existing: bool = False,
+    ) -> IngestResponse:
+        """Store one batch of precomputed vectors as they are (row i for ``ids[i]``), all or nothing.
+
+        ``payloads``: one ``{text?, title?, metadata?}`` per id. The gateway refuses the whole batch
+        (`InvalidInput`) for wrong dimensions, NaN/inf, a repeated id or metadata of the wrong type.
+        """
+        matrix = np.asarray(vectors, dtype=np.float32)
+        if matrix.ndim != 2 or len(matrix) != len(ids):
+            raise InvalidInput(f"vectors of shape {matrix.shape} for {len(ids)} ids: pass one row per id")
+        items = None
+        if payloads is not None:
+            items = [
+                (p if isinstance(p, VectorPayload) else VectorPayload.model_validate(p)).model_dump(
+                    exclude_defaults=True
+                )
+                for p in payloads
+            ]
+        return self._send_vectors(collection, _body([str(i) for i in ids], matrix, items, skip_existing))
+
+    def _send_vectors(self, collection: str, body: dict[str, Any]) -> IngestResponse:
+        data = self._request("POST", f"/v1/collections/{collection}/vectors", json=body)
+        return IngestResponse.model_validate(data)
+
+    def upload_vectors(
+        self,
+        collection: str,
+        source: str | Path,
+        *,
+        payloads: str | Path | None = None,
+        batch_size: int = 1000,
+        resume: bool = False,
+        on_progress: Progress | None = None,
+        on_checked: Callable[[int], None] | None = None,
+    ) -> IngestResponse:
+        """Upload a file of precomputed vectors into ``collection``, without embedding anything.
+
+        ``source``: a ``.jsonl`` file (``id``, ``vector``, optional ``text``, ``title``, ``metadata``
+        per line), a ``.npy`` matrix (then ``payloads`` is a JSONL file whose line i holds row i's
+        ``id`` and optional text/title/metadata) or a ``.parquet`` file (columns ``id``, ``vector``,
+        optional ``text``, ``title``, ``metadata``; other columns go into the metadata).
+
+        The whole file is checked first against the collection (dimensions, NaN/inf, ids repeated
+        anywhere in it, metadata types, truncated or corrupt files): any problem raises
+        `InvalidInput` naming its line or row, and nothing is sent. ``on_checked`` then gets the
+        number of points; ``on_progress`` the size of each batch stored. ``resume`` skips ids
+        already in the collection (re-run an interrupted upload with it).
+        """
+        if batch_size < 1:
+            raise InvalidInput(f"batch_size must be at least 1, got {batch_size}")
+        info = CollectionInfo.model_validate(self._request("GET", f"/v1/collections/{collection}"))
+        file = open_vector_file(source, payloads)
+        total = check_vector_file(file, info.dimensions, info.payload_indexes)
+        if on_checked is not None:
+            on_checked(total)
+        size = max(1, min(batch_size, MAX_BATCH_BYTES // (4 * info.dimensions)))
+        totals = IngestResponse(collection=collection, received=0, indexed=0, skipped=0, count=0)
+        pending: deque[Future[IngestResponse]] = deque()
+
+        def settle(future: Future[IngestResponse]) -> None:
+            reply = future.result()
+            _add(totals, reply)
+            if on_progress is not None:
+                on_progress(reply.received)
+
+        with ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="cp-upload") as pool:
+            try:
+                for batch in file.batches(size, info.dimensions):
+                    body = _body(batch.ids, batch.vectors, batch.payloads, resume)
+                    pending.append(pool.submit(self._send_vectors, collection, body))
+                    while len(pending) >= IN_FLIGHT:
+                        settle(pending.popleft())
+                while pending:
+                    settle(pending.popleft())
+            finally:
+                for future in pending:
+                    future.cancel()
+        return totals
