@@ -8,6 +8,7 @@ both backends must be exact here (500 points stay below every index threshold).
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -394,6 +395,10 @@ def test_qdrant_spec_lives_in_collection_metadata() -> None:
 def test_point_ids_are_stable_uuids() -> None:
     assert point_id("doc-1") == point_id("doc-1") != point_id("doc-2")
     assert len(point_id("doc-1")) == 36
+    # The same ids as uuid5 (what collections written before the fast path hold), unicode included.
+    namespace = uuid.UUID("6f1f6a52-4c1e-4a59-9b7c-2f0d3f4e5a61")
+    for doc_id in ("doc-1", "", "0", "ünïcødé/文书", "x" * 300):
+        assert point_id(doc_id) == str(uuid.uuid5(namespace, doc_id))
 
 
 # --- factory ---------------------------------------------------------------------------------
