@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,10 @@ class VectorStoreBackend(ABC):
         """A page of points (objects with ``id``, ``payload``) and the next page's offset."""
 
     @abstractmethod
+    def _set_spec(self, spec: CollectionSpec) -> None:
+        """Store the changed spec of an existing collection; its searches use it from now on."""
+
+    @abstractmethod
     def _export(self, name: str, dest: Path) -> int: ...
 
     @abstractmethod
@@ -155,6 +160,23 @@ class VectorStoreBackend(ABC):
         # Both engines return best first for every distance (euclid: smallest distance first).
         found = self._nearest(name, as_floats(vector), top_k, filter, mode)
         return [scored(p.id, p.score, p.payload) for p in found]
+
+    def set_search(
+        self, name: str, *, hnsw_ef: int | None = None, oversampling: float | None = None
+    ) -> CollectionSpec:
+        """Change how collection ``name`` is searched: ``hnsw_ef`` (candidates a graph search explores,
+        e.g. what ``check-recall`` suggests) and ``oversampling`` (int8 candidates rescored per result).
+        Only search-time settings: the graph and the int8 copy stay as built. Unset ones are kept."""
+        check_name(name)
+        if hnsw_ef is not None:
+            _at_least_one("hnsw_ef", hnsw_ef)
+        if oversampling is not None and not oversampling >= 1:
+            raise InvalidInput(f"oversampling must be at least 1, got {oversampling}")
+        spec = self.spec(name)
+        changes = {k: v for k, v in (("hnsw_ef", hnsw_ef), ("oversampling", oversampling)) if v is not None}
+        spec = replace(spec, index=replace(spec.index, **changes))
+        self._set_spec(spec)
+        return spec
 
     def sample_vectors(self, name: str, limit: int) -> list[list[float]]:
         """Up to ``limit`` stored vectors. Point ids hash the document ids, so their order is a fair sample."""

@@ -108,6 +108,12 @@ class VectorStore(Protocol):
         mode: SearchMode | None = None,
     ) -> list[ScoredRecord]: ...
 
+    def set_search(
+        self, name: str, *, hnsw_ef: int | None = None, oversampling: float | None = None
+    ) -> CollectionSpec:
+        """Change the collection's search-time settings in place (the graph stays); its new spec."""
+        ...
+
     def index_status(self, name: str) -> dict[str, Any]:
         """``points``, ``indexed_vectors`` (in an HNSW graph), ``segments`` and ``state``:
         ``indexing`` while a graph is being built or is due, else ``ready``."""

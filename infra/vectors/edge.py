@@ -107,6 +107,15 @@ class EdgeVectorStore(VectorStoreBackend):
                 raise
             self._opened(spec, shard, path)
 
+    def _set_spec(self, spec: CollectionSpec) -> None:
+        coll = self._get(spec.name)
+        with self._lock:
+            if coll.closed or not (coll.path / SPEC_FILE).exists():
+                raise NotFound(f"collection '{spec.name}' does not exist")
+            write_json(coll.path / SPEC_FILE, spec_to_dict(spec))
+            coll.spec = spec
+            coll.params = self.tuning.for_index(spec.index).search_params()
+
     def _delete(self, name: str) -> None:
         with self._lock:
             path = self.root / name

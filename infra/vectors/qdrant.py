@@ -84,6 +84,12 @@ class QdrantVectorStore(VectorStoreBackend):
                 if key not in have:
                     self.client.create_payload_index(spec.name, key, field_schema=_SCHEMA[kind], wait=True)
 
+    def _set_spec(self, spec: CollectionSpec) -> None:
+        with _translated(spec.name):
+            self.client.update_collection(spec.name, metadata={METADATA_KEY: spec_to_dict(spec)})
+        with self._lock:
+            self._specs[spec.name] = spec
+
     def _delete(self, name: str) -> None:
         with self._lock:
             self._specs.pop(name, None)

@@ -270,3 +270,35 @@ def test_small_collections_are_never_built() -> None:
     time.sleep(0.3)
     assert fake.builds == [] and indexer.indexing("docs", 99, 0) is False
     indexer.close()
+
+
+@pytest.mark.parametrize("kind", ["edge", "qdrant"])
+def test_search_settings_change_in_place(kind: str, tmp_path: Path) -> None:
+    """``set_search`` changes hnsw_ef / oversampling of a built collection: searches use the new ef at
+    once (a tiny ef finds less than a large one on the same graph), the rest of the spec stays, and it
+    outlives a restart; bad values are refused without a change."""
+    make = (lambda: EdgeVectorStore(tmp_path, SMALL)) if kind == "edge" else None
+    store = make() if make else QdrantVectorStore(QdrantClient(":memory:"))
+    store.create_collection(
+        CollectionSpec("docs", DIM, "cosine", {"n": "integer"}, IndexSettings(m=4, ef_construct=8))
+    )
+    store.upsert("docs", _records(range(N)))
+    if kind == "edge":
+        store.optimize("docs")
+    spec = store.set_search("docs", hnsw_ef=600, oversampling=3.0)
+    assert (spec.index.hnsw_ef, spec.index.oversampling, spec.index.m) == (600, 3.0, 4)
+    assert store.spec("docs") == spec and spec.payload_indexes == {"n": "integer"}
+    wide = check_recall(store, "docs", samples=40, ladder=())
+    assert wide.current.hnsw_ef is None and wide.current.recall >= 0.98
+    if kind == "edge":  # local-mode Qdrant searches exactly whatever the ef
+        store.set_search("docs", hnsw_ef=1)
+        assert check_recall(store, "docs", samples=40, ladder=()).current.recall < wide.current.recall
+        assert store.spec("docs").index.oversampling == 3.0  # unset: kept
+        store.close()
+        store = make()
+        assert store.spec("docs").index.hnsw_ef == 1  # kept in spec.json
+    for bad in ({"hnsw_ef": 0}, {"oversampling": 0.5}):
+        with pytest.raises(InvalidInput):
+            store.set_search("docs", **bad)
+    assert store.spec("docs").index.m == 4
+    store.close()
