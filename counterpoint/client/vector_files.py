@@ -15,7 +15,8 @@ counterpoint base only; Parquet is read by `parquet_vectors` (pyarrow, imported 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import itertools
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ from counterpoint.jsonl import iter_jsonl
 from counterpoint.schemas import RESERVED_PAYLOAD_KEYS, FieldType, metadata_mismatch
 from counterpoint.textfiles import open_text
 
-FIELDS = ("id", "vector", "text", "title", "metadata")
+FIELDS = frozenset({"id", "_id", "vector", "text", "title", "metadata"})
+PAYLOAD_FIELDS = FIELDS - {"vector"}  # a .npy file's payload lines
 
 
 @dataclass
@@ -79,11 +81,20 @@ def point_payload(text: Any, title: Any, metadata: Any, where: str) -> dict[str,
     return payload
 
 
-def _object_payload(item: dict[str, Any], where: str, allowed: tuple[str, ...]) -> dict[str, Any]:
-    unknown = sorted(item.keys() - set(allowed) - {"_id"})
-    if unknown:
-        raise InvalidInput(f"{where}: unknown field(s) {unknown} (expected {', '.join(allowed)})")
-    return point_payload(item.get("text"), item.get("title"), item.get("metadata"), where)
+def _id_and_payload(
+    item: dict[str, Any], label: Callable[[], str], allowed: frozenset[str]
+) -> tuple[str, dict[str, Any]]:
+    """A line's id and payload; the common cases (a string id; an id alone) skip the full checks, and
+    the error label is built only for an error (formatting it for every line would cost as much)."""
+    value = item.get("id", item.get("_id"))
+    point = value if type(value) is str and value.strip() else point_id(value, label())
+    if len(item) == 1 or (len(item) == 2 and "vector" in item):
+        return point, {}
+    if not item.keys() <= allowed:
+        unknown = sorted(item.keys() - allowed)
+        expected = ", ".join(sorted(allowed - {"_id"}))
+        raise InvalidInput(f"{label()}: unknown field(s) {unknown} (expected {expected})")
+    return point, point_payload(item.get("text"), item.get("title"), item.get("metadata"), label())
 
 
 def _matrix(rows: list[Any], where: list[str]) -> np.ndarray:
@@ -124,16 +135,22 @@ class JsonlVectors(VectorFile):
         rows: list[Any] = []
         payloads: list[dict[str, Any]] = []
         where: list[int] = []
+
+        def label() -> str:
+            return self.label(lines.number)
+
         for item in iter_jsonl(lines, str(self.path)):
-            label = self.label(lines.number)
-            ids.append(point_id(item.get("id", item.get("_id")), label))
+            point, payload = _id_and_payload(item, label, FIELDS)
             vector = item.get("vector")
             if not isinstance(vector, list):
-                raise InvalidInput(f"{label}: 'vector' must be a list of numbers")
+                raise InvalidInput(f"{label()}: 'vector' must be a list of numbers")
             if len(vector) != dims:
-                raise InvalidInput(f"{label}: vector has {len(vector)} dimensions; the collection has {dims}")
+                raise InvalidInput(
+                    f"{label()}: vector has {len(vector)} dimensions; the collection has {dims}"
+                )
+            ids.append(point)
             rows.append(vector)
-            payloads.append(_object_payload(item, label, FIELDS))
+            payloads.append(payload)
             where.append(lines.number)
             if len(ids) == size:
                 yield VectorBatch(ids, _matrix(rows, [self.label(w) for w in where]), payloads, where)
@@ -192,15 +209,19 @@ class NpyVectors(VectorFile):
         for start in range(0, total, size):
             chunk = np.asarray(self.matrix[start : start + size], dtype=np.float32)
             ids, payloads = [], []
-            for row in range(start, start + len(chunk)):
-                item = next(items, None)
-                if item is None:
-                    raise InvalidInput(
-                        f"{self.payloads} has {row} lines for the {total} rows of {self.path}: one line per row"
-                    )
-                label = f"{self.payloads}: line {lines.number} (row {row + 1})"
-                ids.append(point_id(item.get("id", item.get("_id")), label))
-                payloads.append(_object_payload(item, label, ("id", "text", "title", "metadata")))
+            for row, item in enumerate(itertools.islice(items, len(chunk)), start=start):
+                point, payload = _id_and_payload(
+                    item,
+                    lambda row=row: f"{self.payloads}: line {lines.number} (row {row + 1})",
+                    PAYLOAD_FIELDS,
+                )
+                ids.append(point)
+                payloads.append(payload)
+            if len(ids) < len(chunk):
+                raise InvalidInput(
+                    f"{self.payloads} has {start + len(ids)} lines for the {total} rows of {self.path}: "
+                    "one line per row"
+                )
             yield VectorBatch(ids, chunk, payloads, list(range(start + 1, start + len(chunk) + 1)))
         extra = sum(1 for _ in items)
         if extra:
@@ -236,13 +257,19 @@ def check_batch(
         raise InvalidInput(
             f"{file.label(batch.where[row])}: vector '{batch.ids[row]}' contains NaN or infinity"
         )
-    for point, payload, where in zip(batch.ids, batch.payloads, batch.where, strict=True):
-        if point in seen:
-            raise InvalidInput(f"{file.label(where)}: id '{point}' appears more than once in the file")
-        seen.add(point)
-        problem = metadata_mismatch(payload.get("metadata", {}), indexes) if indexes else None
-        if problem is not None:
-            raise InvalidInput(f"{file.label(where)}: {problem}")
+    ids = batch.ids
+    if len(set(ids)) != len(ids) or not seen.isdisjoint(ids):  # a repeat: name the first, in file order
+        local: set[str] = set()
+        for point, where in zip(ids, batch.where, strict=True):
+            if point in seen or point in local:
+                raise InvalidInput(f"{file.label(where)}: id '{point}' appears more than once in the file")
+            local.add(point)
+    seen.update(ids)
+    if indexes:
+        for payload, where in zip(batch.payloads, batch.where, strict=True):
+            problem = metadata_mismatch(payload.get("metadata", {}), indexes)
+            if problem is not None:
+                raise InvalidInput(f"{file.label(where)}: {problem}")
 
 
 def check_vector_file(file: VectorFile, dims: int, indexes: Mapping[str, FieldType], size: int = 4096) -> int:

@@ -107,6 +107,7 @@ from counterpoint.schemas.search import (
 )
 from counterpoint.schemas.vectors import (
     VectorPayload,
+    VectorUploadHeader,
     VectorUploadRequest,
 )
 
@@ -184,6 +185,7 @@ __all__ = [
     "StrictModel",
     "Usage",
     "VectorPayload",
+    "VectorUploadHeader",
     "VectorUploadRequest",
     "metadata_mismatch",
 ]

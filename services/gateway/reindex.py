@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,7 @@ class Reindexer:
     def __init__(self, core: GatewayCore) -> None:
         self.core = core
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.uploading: Counter[str] = Counter()  # precomputed-vector writes in flight, per collection
 
     async def start(self, name: str, model: str) -> JobInfo:
         from counterpoint.services.gateway.jobs import job_info
@@ -132,7 +134,7 @@ class Reindexer:
                 if offset is None:
                     break
             async with mirror.lock:
-                if mirror.vectors_uploaded:
+                if mirror.vectors_uploaded or self.uploading[name]:
                     raise Conflict(
                         f"precomputed vectors were uploaded to '{name}' while it was re-indexed and "
                         "are missing from the new copy: run the re-index again"

@@ -6,14 +6,14 @@ duplicate ids, metadata types against the collection's ``payload_indexes``. The 
 document's shape (id, text, title, metadata), so search hits, filters and backups work unchanged.
 
 A collection being re-indexed refuses uploads (409): the re-index re-embeds stored text with another
-model, which a precomputed vector cannot follow. Imports the counterpoint base, infra's vector records
+model, which a precomputed vector cannot follow; a re-index that starts while an upload writes fails
+at its switch (`Reindexer.uploading`, `Mirror.vectors_uploaded`) rather than drop those vectors. Imports the counterpoint base, infra's vector records
 and `gateway.core` (the type only).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 from typing import TYPE_CHECKING, Any
 
@@ -21,34 +21,40 @@ import numpy as np
 
 from counterpoint.errors import Conflict, InvalidInput, LimitExceeded
 from counterpoint.infra.vectors.base import VectorRecord
-from counterpoint.schemas import IngestResponse, VectorUploadRequest, metadata_mismatch
+from counterpoint.schemas import IngestResponse, VectorUploadHeader, VectorUploadRequest, metadata_mismatch
 
 if TYPE_CHECKING:
     from counterpoint.services.gateway.core import GatewayCore
 
 
-def decode_vectors(request: VectorUploadRequest, dims: int, name: str) -> np.ndarray:
-    """The request's vectors as a ``(len(ids), dims)`` float32 matrix; `InvalidInput` saying what is off."""
+def decode_vectors(
+    request: VectorUploadHeader, dims: int, name: str, raw: bytes | memoryview | None = None
+) -> np.ndarray:
+    """The batch's vectors as a ``(len(ids), dims)`` float32 matrix, from ``raw`` (a binary upload's
+    float32 bytes) or the request's ``vectors`` / ``vectors_b64``; `InvalidInput` saying what is off."""
     n = len(request.ids)
-    if request.vectors is not None:
-        for i, vector in enumerate(request.vectors):
-            if len(vector) != dims:
-                raise InvalidInput(
-                    f"vectors[{i}] (id '{request.ids[i]}') has {len(vector)} dimensions; "
-                    f"collection '{name}' has {dims}"
-                )
-        with np.errstate(over="ignore"):  # a number beyond float32 becomes inf, refused below
-            return np.asarray(request.vectors, dtype=np.float32).reshape(n, dims)
-    assert request.vectors_b64 is not None
-    try:
-        raw = base64.b64decode(request.vectors_b64, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput("vectors_b64 is not valid base64") from None
+    what = "the binary vectors"
+    if raw is None:
+        assert isinstance(request, VectorUploadRequest)
+        if request.vectors is not None:
+            for i, vector in enumerate(request.vectors):
+                if len(vector) != dims:
+                    raise InvalidInput(
+                        f"vectors[{i}] (id '{request.ids[i]}') has {len(vector)} dimensions; "
+                        f"collection '{name}' has {dims}"
+                    )
+            with np.errstate(over="ignore"):  # a number beyond float32 becomes inf, refused below
+                return np.asarray(request.vectors, dtype=np.float32).reshape(n, dims)
+        try:
+            raw = binascii.a2b_base64(request.vectors_b64 or "", strict_mode=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput("vectors_b64 is not valid base64") from None
+        what = "vectors_b64"
     expected = n * dims * 4
     if len(raw) != expected:
         per_id = f" ({len(raw) / (4 * n):g} float32 per id)" if len(raw) % 4 == 0 else ""
         raise InvalidInput(
-            f"vectors_b64 holds {len(raw)} bytes{per_id}; {n} ids x {dims} dimensions of collection "
+            f"{what} hold {len(raw)} bytes{per_id}; {n} ids x {dims} dimensions of collection "
             f"'{name}' x 4 bytes = {expected}: send little-endian float32 rows of {dims} numbers"
         )
     return np.frombuffer(raw, dtype="<f4").reshape(n, dims)
@@ -93,8 +99,13 @@ def refuse_during_reindex(core: GatewayCore, name: str, status: str) -> None:
         )
 
 
-async def upload_vectors(core: GatewayCore, name: str, request: VectorUploadRequest) -> IngestResponse:
-    """Check the whole batch, then upsert it (all or nothing); ``skip_existing`` leaves stored ids alone."""
+async def upload_vectors(
+    core: GatewayCore, name: str, request: VectorUploadHeader, raw: bytes | memoryview | None = None
+) -> IngestResponse:
+    """Check the whole batch, then upsert it (all or nothing); ``skip_existing`` leaves stored ids alone.
+
+    ``request`` is a `VectorUploadRequest` (JSON), or the header of a binary upload whose float32
+    vectors are ``raw``."""
     limit = core.limits.max_vectors_per_upload
     if len(request.ids) > limit:
         raise LimitExceeded(
@@ -102,33 +113,29 @@ async def upload_vectors(core: GatewayCore, name: str, request: VectorUploadRequ
             "(setting max_vectors_per_upload): send them in batches"
         )
     row = core.registry.get_collection(name)
-    refuse_during_reindex(core, name, row.status)
     ids = request.id_list()
-    matrix = decode_vectors(request, row.dimensions, name)
+    matrix = decode_vectors(request, row.dimensions, name, raw)
     check_vectors(ids, matrix)
     payloads = payloads_of(request, ids, row.payload_indexes)
-    keep = range(len(ids))
-    if request.skip_existing:
-        have = await asyncio.to_thread(core.store.existing_ids, row.physical_name, ids)
-        keep = [i for i, point in enumerate(ids) if point not in have]  # type: ignore[assignment]
-    records = [VectorRecord(ids[i], matrix[i], payloads[i]) for i in keep]
-    if records:
-        await asyncio.to_thread(core.store.upsert, row.physical_name, records)
-        _after_write(core, name, row.physical_name)
+    refuse_during_reindex(core, name, row.status)
+    uploading = core.reindexer.uploading
+    uploading[name] += 1  # from here a re-index that starts cannot switch without failing (no await before)
+    try:
+        keep = range(len(ids))
+        if request.skip_existing:
+            have = await asyncio.to_thread(core.store.existing_ids, row.physical_name, ids)
+            keep = [i for i, point in enumerate(ids) if point not in have]  # type: ignore[assignment]
+        records = [VectorRecord(ids[i], matrix[i], payloads[i]) for i in keep]
+        if records:
+            await asyncio.to_thread(core.store.upsert, row.physical_name, records)
+            mirror = core.mirrors.get(name)
+            if mirror is not None:  # a re-index started meanwhile: these are not in its copy
+                mirror.vectors_uploaded = True
+    finally:
+        uploading[name] -= 1
+        if not uploading[name]:
+            del uploading[name]
     count = await asyncio.to_thread(core.store.count, row.physical_name)
     return IngestResponse(
         collection=name, received=len(ids), indexed=len(records), skipped=len(ids) - len(records), count=count
     )
-
-
-def _after_write(core: GatewayCore, name: str, physical: str) -> None:
-    """A re-index that started while these vectors were written must not switch without them: it is told
-    to fail (`Mirror.vectors_uploaded`); one that already switched left them in the retired copy."""
-    mirror = core.mirrors.get(name)
-    if mirror is not None:
-        mirror.vectors_uploaded = True
-    if core.registry.get_collection(name).physical_name != physical:
-        raise Conflict(
-            f"collection '{name}' switched to another model during this upload: these vectors landed in "
-            "the retired copy; upload them again if they fit the new model"
-        )

@@ -169,3 +169,48 @@ def test_reindex_of_vectors_without_text_fails_with_a_clear_message(reindex_api:
     assert "point 'bare' was uploaded as a precomputed vector without text" in final["error"]
     info = api.get("/v1/collections/vecs").json()
     assert (info["dimensions"], info["count"], info["status"]) == (DIMS, 5, "ready")  # the old one serves on
+
+
+BINARY = {"content-type": "application/octet-stream"}
+
+
+def binary(header: dict, matrix: np.ndarray) -> bytes:
+    return json.dumps(header).encode() + b"\n" + np.ascontiguousarray(matrix, dtype="<f4").tobytes()
+
+
+def test_binary_upload_is_found_by_its_own_vectors(api: TestClient) -> None:
+    make(api)
+    matrix = random_vectors(5, seed=3)
+    header = {
+        "ids": ["a", "b", "c", "d", "e"],
+        "payloads": [{"text": "t"}, {}, {}, {}, {"metadata": {"year": 1}}],
+    }
+    reply = api.post(f"{URL}/binary", content=binary(header, matrix), headers=BINARY)
+    assert reply.json() == {"collection": "vecs", "received": 5, "indexed": 5, "skipped": 0, "count": 5}, (
+        reply.text
+    )
+    hit = top_hit(api, matrix[4])
+    assert (hit["id"], hit["metadata"]) == ("e", {"year": 1})
+    again = api.post(
+        f"{URL}/binary", content=binary({**header, "skip_existing": True}, matrix), headers=BINARY
+    )
+    assert (again.json()["skipped"], again.json()["count"]) == (5, 5)
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"\x00\x01\x02 no header", ["no header line"]),
+        (b"{not json\n" + b"\x00" * 128, ["header line is not valid JSON"]),
+        (b"[1, 2]\n" + b"\x00" * 128, ["header line must be a JSON object"]),
+        (binary({"ids": ["a", "b"]}, random_vectors(2, dims=DIMS - 2)), ["binary vectors hold 240 bytes", "30 float32 per id"]),
+        (binary({"ids": ["a"], "payloads": []}, random_vectors(1)), ["0 payloads for 1 ids"]),
+        (binary({"ids": ["a"], "vectors_b64": ""}, random_vectors(1)), ["vectors_b64", "Extra inputs"]),
+        (binary({"ids": ["a", "a"]}, random_vectors(2)), ["id 'a' appears more than once"]),
+        (binary({"ids": ["a"]}, np.full((1, DIMS), np.inf)), ["contains NaN or infinity"]),
+    ],
+)  # fmt: skip
+def test_bad_binary_batches_are_refused_whole(api: TestClient, body: bytes, words: list[str]) -> None:
+    make(api)
+    assert_error(api.post(f"{URL}/binary", content=body, headers=BINARY), 422, "invalid_request", *words)
+    assert count(api) == 0

@@ -24,6 +24,7 @@ from counterpoint.services.gateway.auth import READ, WRITE
 from counterpoint.services.gateway.dependencies import Services
 from counterpoint.services.gateway.ingest_body import INGEST_OPENAPI, read_ingest_body
 from counterpoint.services.gateway.recall import recall_report
+from counterpoint.services.gateway.vector_body import VECTORS_BINARY_OPENAPI, read_binary_vectors
 from counterpoint.services.gateway.vector_upload import upload_vectors as store_vectors
 
 router = APIRouter(tags=["collections"])
@@ -66,6 +67,19 @@ async def upload_vectors(name: str, body: VectorUploadRequest, services: Service
     metadata; checked whole first (dimensions, NaN/inf, duplicate ids, metadata types), then all or
     nothing. ``skip_existing`` resumes an interrupted upload. Refused (409) during a re-index."""
     return await store_vectors(services.core, name, body)
+
+
+@router.post(
+    "/v1/collections/{name}/vectors/binary",
+    response_model=IngestResponse,
+    openapi_extra=VECTORS_BINARY_OPENAPI,
+    dependencies=[WRITE],
+)
+async def upload_binary_vectors(name: str, request: Request, services: Services) -> IngestResponse:
+    """Like ``POST .../vectors``, the vectors as raw float32 after a JSON header line (what the SDK
+    sends: a third fewer bytes than base64 and nothing to decode)."""
+    header, raw = await read_binary_vectors(request)
+    return await store_vectors(services.core, name, header, raw)
 
 
 @router.post("/v1/collections/{name}/search", response_model=SearchResponse, dependencies=[READ])
