@@ -258,7 +258,8 @@ def run_kind(kind: str, args: argparse.Namespace, root: Path) -> None:
             if ef:
                 rows[label, name, f"hnsw_ef={ef}"] = run_searches(store, queries, want, filt, ef)
     memory.stop()
-    rss_after = memory.me.memory_info().rss
+    info = memory.me.memory_info()
+    rss_after, anon_after = info.rss, info.rss - info.shared  # shared: file-backed pages (memory-mapped)
     disk = disk_bytes(root / kind)
     store.close()
 
@@ -270,7 +271,8 @@ def run_kind(kind: str, args: argparse.Namespace, root: Path) -> None:
     gb = 1024**3
     print(f"suggested hnsw_ef (recall >= {TARGET_RECALL}, held-out queries, else stored): {ef}")
     print(f"memory: peak {memory.peak_self / gb:.2f} GB this process, {memory.peak_child / gb:.2f} GB build child, "
-          f"{rss_after / gb:.2f} GB after the build; disk {disk / gb:.2f} GB")  # fmt: skip
+          f"{rss_after / gb:.2f} GB after the build ({anon_after / gb:.2f} GB of it not file-backed); "
+          f"disk {disk / gb:.2f} GB")  # fmt: skip
     target = TARGETS[f"recall_{kind}"]
     worst_p50 = max(stats.p50_ms for (_, _, setting), stats in rows.items() if setting == "defaults")
     checks = [

@@ -72,3 +72,14 @@ def index_panel(cp: Client, info: CollectionInfo) -> None:
         )
         rows = [{"search ef": s.hnsw_ef, "recall@10": s.recall, "p50 ms": s.p50_ms} for s in report.ladder]
         st.dataframe(pd.DataFrame(rows), hide_index=True)
+        ef = report.suggested_hnsw_ef
+        if ef is not None and ef != info.index.hnsw_ef:
+            _apply_button(cp, info.name, ef, recall_key)
+
+
+def _apply_button(cp: Client, name: str, ef: int, recall_key: str) -> None:
+    """A button that sets the collection's search ef to the suggested one (the check is then stale)."""
+    clicked = st.button(f"Use search ef {ef}", icon=":material/tune:", key=f"recall-apply-{name}")
+    if clicked and common.call(cp.tune_search, name, hnsw_ef=ef, spinner="applying") is not None:
+        st.session_state.pop(recall_key, None)  # measured with the old ef
+        st.rerun()

@@ -114,13 +114,35 @@ def collections_check_recall(
     out.print(table)
     if report.suggested_hnsw_ef is None:
         out.print(
-            f"no search ef of the ladder reaches {report.target}: create it with a larger --m / --ef-construct"
+            f"no search ef of the ladder reaches {report.target}: re-create it with a larger --m / --ef-construct"
         )
     else:
         out.print(
-            f"suggested: hnsw_ef={report.suggested_hnsw_ef} reaches recall@{report.top_k} >= {report.target} "
-            f"(`counterpoint collections create NAME --hnsw-ef {report.suggested_hnsw_ef}`)"
+            f"suggested: hnsw_ef={report.suggested_hnsw_ef} reaches recall@{report.top_k} >= {report.target}; "
+            f"apply it with `counterpoint collections tune {name} --hnsw-ef {report.suggested_hnsw_ef}`"
         )
+
+
+@collections_app.command("tune")
+def collections_tune(
+    name: str,
+    hnsw_ef: Annotated[
+        int | None,
+        typer.Option(
+            "--hnsw-ef", min=1, max=32768, help="Candidates a search explores (check-recall suggests one)."
+        ),
+    ] = None,
+    oversampling: Annotated[
+        float | None,
+        typer.Option(min=1.0, max=16.0, help="Rescored candidates per result with int8 quantization."),
+    ] = None,
+) -> None:
+    """Change a collection's search settings in place: searches use them at once, the graph stays."""
+    if hnsw_ef is None and oversampling is None:
+        raise typer.BadParameter("give --hnsw-ef and/or --oversampling")
+    info = cli.client().tune_search(name, hnsw_ef=hnsw_ef, oversampling=oversampling)
+    chosen = ", ".join(f"{k}={v}" for k, v in info.index.model_dump(exclude_none=True).items())
+    out.print(f"'{name}': index settings now {chosen}")
 
 
 @collections_app.command("prune")

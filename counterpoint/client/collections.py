@@ -1,4 +1,4 @@
-"""SDK methods for managing collections: create, list, describe, check recall, re-index and delete them."""
+"""SDK methods for managing collections: create, list, describe, check recall, tune search, re-index, delete."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from counterpoint.schemas import (
     JobInfo,
     RecallCheckRequest,
     RecallReport,
+    SearchSettingsUpdate,
 )
 
 
 class CollectionsAPI(Transport):
-    """``/v1/collections`` and ``/v1/collections/{name}[/reindex|/previous|/check-recall]``."""
+    """``/v1/collections`` and ``/v1/collections/{name}[/reindex|/previous|/check-recall|/index]``."""
 
     def list_collections(self) -> list[CollectionInfo]:
         return CollectionList.model_validate(self._request("GET", "/v1/collections")).collections
@@ -55,6 +56,17 @@ class CollectionsAPI(Transport):
         body = RecallCheckRequest(samples=samples, top_k=top_k)
         data = self._request("POST", f"/v1/collections/{name}/check-recall", json=body.model_dump())
         return RecallReport.model_validate(data)
+
+    def tune_search(
+        self, name: str, *, hnsw_ef: int | None = None, oversampling: float | None = None
+    ) -> CollectionInfo:
+        """Change collection ``name``'s search ef and/or oversampling (e.g. to what ``check_recall``
+        suggests); searches use them at once and the graph stays as built. Unset ones are kept."""
+        body = SearchSettingsUpdate(hnsw_ef=hnsw_ef, oversampling=oversampling)
+        data = self._request(
+            "PATCH", f"/v1/collections/{name}/index", json=body.model_dump(exclude_none=True)
+        )
+        return CollectionInfo.model_validate(data)
 
     def reindex(self, name: str, model: str) -> JobInfo:
         """Re-embed collection ``name`` with ``model`` in the background (a job: follow it with

@@ -37,6 +37,7 @@ from counterpoint.schemas.collections import (
     RecallReport,
     RecallStep,
     ReindexRequest,
+    SearchSettingsUpdate,
     metadata_mismatch,
 )
 from counterpoint.schemas.embeddings import (
@@ -148,6 +149,7 @@ __all__ = [
     "Health",
     "INDEX_BOUNDS",
     "IndexConfig",
+    "SearchSettingsUpdate",
     "IndexState",
     "IngestRequest",
     "IngestResponse",

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from counterpoint.schemas.base import StrictModel, not_blank
 
@@ -67,23 +67,38 @@ def _bounded(key: str, description: str) -> Any:
     return Field(None, ge=low, le=high, description=description)
 
 
+class SearchSettingsUpdate(StrictModel):
+    """New search-time settings of an existing collection (the graph stays as built); unset: kept."""
+
+    hnsw_ef: int | None = _bounded(
+        "hnsw_ef", "Candidates a search explores, e.g. what check-recall suggests."
+    )
+    oversampling: float | None = _bounded("oversampling", "Rescored candidates per result with quantization.")
+
+    @model_validator(mode="after")
+    def _something(self) -> SearchSettingsUpdate:
+        if self.hnsw_ef is None and self.oversampling is None:
+            raise ValueError("set hnsw_ef and/or oversampling")
+        return self
+
+
 class IndexConfig(StrictModel):
     """A collection's HNSW and storage settings, fixed at creation; null means the platform default."""
 
     m: int | None = _bounded("m", "Graph links per point (default 16): more, better recall and more memory.")
     ef_construct: int | None = _bounded(
         "ef_construct",
-        "Candidates kept while building the graph (default 100): more, a better graph, slower build.",
+        "Candidates kept while building the graph (default 128): more, a better graph, slower build.",
     )
     hnsw_ef: int | None = _bounded(
         "hnsw_ef",
-        "Candidates a search explores (default: ef_construct): more, better recall, slower search. "
-        "`check-recall` suggests one.",
+        "Candidates a search explores (default 256): more, better recall, slower search. "
+        "`check-recall` suggests one; `PATCH /v1/collections/{name}/index` changes it later.",
     )
     quantization: bool | None = Field(
         None,
         description="Keep an int8 copy of the vectors in RAM, search with it and rescore the best "
-        "oversampling x top_k with the full vectors (default off).",
+        "oversampling x top_k with the full vectors (default on: the graph builds ~10x faster).",
     )
     oversampling: float | None = _bounded(
         "oversampling", "Rescored candidates per result with quantization (default 2)."

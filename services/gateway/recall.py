@@ -1,7 +1,9 @@
-"""The recall check of a collection (``POST /v1/collections/{name}/check-recall``).
+"""Search quality of a collection: the recall check (``POST /v1/collections/{name}/check-recall``) and
+the search-time settings it leads to (``PATCH /v1/collections/{name}/index``).
 
-Runs :func:`counterpoint.infra.vectors.recall.check_recall` on the collection's physical store
-collection in a worker thread and reports it with the collection's search ef and index counts.
+The check runs :func:`counterpoint.infra.vectors.recall.check_recall` on the collection's physical store
+collection in a worker thread and reports it with the collection's search ef and index counts; the
+settings change goes to the store's ``set_search`` (the graph stays as built).
 """
 
 from __future__ import annotations
@@ -11,7 +13,13 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from counterpoint.infra.vectors.recall import check_recall
-from counterpoint.schemas import RecallCheckRequest, RecallReport, RecallStep
+from counterpoint.schemas import (
+    CollectionInfo,
+    RecallCheckRequest,
+    RecallReport,
+    RecallStep,
+    SearchSettingsUpdate,
+)
 
 if TYPE_CHECKING:
     from counterpoint.services.gateway.core import GatewayCore
@@ -39,3 +47,14 @@ async def recall_report(core: GatewayCore, name: str, request: RecallCheckReques
         points=status["points"],
         indexed_points=status["indexed_vectors"],
     )
+
+
+async def update_search_settings(
+    core: GatewayCore, name: str, request: SearchSettingsUpdate
+) -> CollectionInfo:
+    """Set collection ``name``'s search ef / oversampling (searches use them at once); its description."""
+    physical = core.registry.get_collection(name).physical_name
+    await asyncio.to_thread(
+        core.store.set_search, physical, hnsw_ef=request.hnsw_ef, oversampling=request.oversampling
+    )
+    return await core.describe(name)

@@ -1,4 +1,5 @@
-"""`counterpoint collections create` with index settings, `info` and `check-recall`, against an in-process gateway."""
+"""`counterpoint collections create` with index settings, `info`, `check-recall` and `tune`, against an
+in-process gateway."""
 
 from __future__ import annotations
 
@@ -40,7 +41,9 @@ def test_create_with_index_settings_info_and_check_recall(gateway: Client) -> No
     assert (info["count"], info["index_status"], info["indexed_points"]) == (12, "ready", 0)
     report = _run("collections", "check-recall", "notes", "--samples", "5")
     assert "recall@10 1.000 at hnsw_ef=40" in report and "5 queries, 0/12 points in the graph" in report
-    assert "suggested: hnsw_ef=16" in report
+    assert "suggested: hnsw_ef=16" in report and "collections tune notes --hnsw-ef 16" in report
+    tuned = _run("collections", "tune", "notes", "--hnsw-ef", "16")
+    assert "hnsw_ef=16" in tuned and gateway.get_collection("notes").index.hnsw_ef == 16
     raw = json.loads(_run("collections", "check-recall", "notes", "-k", "3", "--json"))
     assert (raw["top_k"], raw["samples"]) == (3, 12)
 
@@ -50,3 +53,11 @@ def test_check_recall_errors_are_one_line(gateway: Client) -> None:
     assert result.exit_code != 0
     refused = CliRunner().invoke(cli.app, ["collections", "check-recall", "ghost", "--samples", "0"])
     assert refused.exit_code == 2 and "samples" in refused.output
+
+
+def test_tune_needs_a_setting(gateway: Client) -> None:
+    _run("collections", "create", "notes")
+    result = CliRunner().invoke(cli.app, ["collections", "tune", "notes"])
+    assert result.exit_code == 2 and "--hnsw-ef" in result.output
+    result = CliRunner().invoke(cli.app, ["collections", "tune", "ghost", "--hnsw-ef", "8"])
+    assert result.exit_code != 0 and "ghost" in str(result.exception)  # main() prints it as one line

@@ -194,6 +194,39 @@ def test_check_recall_bad_request(api: TestClient, name: str, body: dict, status
     )
 
 
+def test_search_settings_change_in_place(api: TestClient) -> None:
+    make_collection(api)
+    reply = api.patch("/v1/collections/notes/index", json={"hnsw_ef": 48})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["index"]["hnsw_ef"] == 48 and reply.json()["index"]["oversampling"] is None
+    reply = api.patch("/v1/collections/notes/index", json={"oversampling": 3})
+    assert reply.json()["index"] | {} == {**reply.json()["index"], "hnsw_ef": 48, "oversampling": 3.0}
+    assert api.get("/v1/collections/notes").json()["index"]["hnsw_ef"] == 48
+    assert api.post("/v1/collections/notes/check-recall", json={"samples": 2}).json()["hnsw_ef"] == 48
+    hits = api.post("/v1/collections/notes/search", json={"query": "cats", "top_k": 2}).json()["hits"]
+    assert len(hits) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "status", "words"),
+    [
+        ("notes", {}, 422, ("hnsw_ef",)),
+        ("notes", {"hnsw_ef": 0}, 422, ("hnsw_ef",)),
+        ("notes", {"oversampling": 0.5}, 422, ("oversampling",)),
+        ("notes", {"m": 32}, 422, ("m",)),  # build settings need a re-created collection
+        ("ghost", {"hnsw_ef": 32}, 404, ("ghost",)),
+    ],
+)
+def test_search_settings_bad_request(
+    api: TestClient, name: str, body: dict, status: int, words: tuple[str, ...]
+) -> None:
+    make_collection(api)
+    reply = api.patch(f"/v1/collections/{name}/index", json=body)
+    assert reply.status_code == status, reply.text
+    assert all(word in reply.json()["error"]["message"] for word in words)
+    assert api.get("/v1/collections/notes").json()["index"]["hnsw_ef"] is None
+
+
 # --- ingest ---------------------------------------------------------------------------------
 
 

@@ -53,3 +53,7 @@ def test_create_with_index_settings_then_check_recall(sdk: Client) -> None:
     assert [m.value for m in at.metric if m.label == "recall@10"] == ["1.000"]
     captions = " ".join(c.value for c in at.caption)
     assert "m=8, hnsw_ef=40, quantization=True" in captions and "suggested search ef" in captions
+    suggested = sdk.check_recall("notes").suggested_hnsw_ef
+    at.button(key="recall-apply-notes").click()  # use the suggested ef
+    _run(at)
+    assert sdk.get_collection("notes").index.hnsw_ef == suggested != 40

@@ -18,12 +18,13 @@ from counterpoint.schemas import (
     ReindexRequest,
     SearchRequest,
     SearchResponse,
+    SearchSettingsUpdate,
     VectorUploadRequest,
 )
 from counterpoint.services.gateway.auth import READ, WRITE
 from counterpoint.services.gateway.dependencies import Services
 from counterpoint.services.gateway.ingest_body import INGEST_OPENAPI, read_ingest_body
-from counterpoint.services.gateway.recall import recall_report
+from counterpoint.services.gateway.recall import recall_report, update_search_settings
 from counterpoint.services.gateway.vector_body import VECTORS_BINARY_OPENAPI, read_binary_vectors
 from counterpoint.services.gateway.vector_upload import upload_vectors as store_vectors
 
@@ -92,6 +93,13 @@ async def check_recall(name: str, body: RecallCheckRequest, services: Services) 
     """Search ``samples`` stored vectors approximately and exactly: recall@top_k and latency with the
     collection's settings and per search ef of a ladder, and the smallest ef reaching the target (0.98)."""
     return await recall_report(services.core, name, body)
+
+
+@router.patch("/v1/collections/{name}/index", response_model=CollectionInfo, dependencies=[WRITE])
+async def update_index(name: str, body: SearchSettingsUpdate, services: Services) -> CollectionInfo:
+    """Change the collection's search ef and/or oversampling (e.g. to what check-recall suggests):
+    searches use them at once, the graph stays as built. Unset fields are kept."""
+    return await update_search_settings(services.core, name, body)
 
 
 @router.post("/v1/collections/{name}/reindex", response_model=JobInfo, status_code=202, dependencies=[WRITE])
