@@ -135,6 +135,17 @@ class Settings(BaseSettings):
     query_lane_max_batch: int = Field(
         32, ge=1, description="Most query texts the query lane encodes in one forward pass."
     )
+    query_lane_threads: int | None = Field(
+        1,
+        ge=1,
+        description="torch threads of the gateway process, where the query lane encodes (it shares the "
+        "process with the HTTP event loop); None: torch_threads or all cores.",
+    )
+    serve_fast_path: bool = Field(
+        True,
+        description="Gateway and embed replicas run request code on the replica's own event loop (no thread "
+        "hop) and buffer Ray Serve's request logs: less CPU per request (see README, Query path).",
+    )
     embed_timeout_s: float = Field(
         300.0,
         gt=0,

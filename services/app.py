@@ -18,20 +18,40 @@ from counterpoint.settings import Settings
 
 APP_NAME = "counterpoint"
 
+FAST_PATH_ENV = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",  # no hop to a second event loop per request
+    "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",  # request logs written in blocks, not per line
+}
+"""Ray Serve flags (its "throughput optimized" set, minus direct ingress) for the replicas on the
+request path, with ``settings.serve_fast_path``; measured in the README's Query path section."""
+
+
+def _actor_options(num_cpus: float, fast_path: bool) -> dict[str, Any]:
+    options: dict[str, Any] = {"num_cpus": num_cpus}
+    if fast_path:
+        options["runtime_env"] = {"env_vars": dict(FAST_PATH_ENV)}
+    return options
+
 
 def _replicas(
-    deployment: Deployment, replicas: int, num_cpus: float, config: dict[str, object], **options: Any
+    deployment: Deployment,
+    replicas: int,
+    num_cpus: float,
+    config: dict[str, object],
+    fast_path: bool = False,
+    **options: Any,
 ) -> Application:
     """``deployment`` bound to the exported settings, with its replica count and CPUs per replica."""
     return deployment.options(
-        num_replicas=replicas, ray_actor_options={"num_cpus": num_cpus}, **options
+        num_replicas=replicas, ray_actor_options=_actor_options(num_cpus, fast_path), **options
     ).bind(config)
 
 
 def build_app(settings: Settings) -> Application:
     """Bind the deployments with the given settings (serialised, so replicas rebuild them)."""
     config = settings.export()
-    embed = _replicas(EmbedDeployment, settings.embed_replicas, settings.embed_num_cpus, config)
+    fast = settings.serve_fast_path
+    embed = _replicas(EmbedDeployment, settings.embed_replicas, settings.embed_num_cpus, config, fast)
     decode = None
     if settings.decode_enabled:
         decode = _replicas(
@@ -44,7 +64,8 @@ def build_app(settings: Settings) -> Application:
     rerank = None
     if settings.rerank_model:
         rerank = _replicas(RerankDeployment, settings.rerank_replicas, settings.rerank_num_cpus, config)
-    return GatewayDeployment.options(ray_actor_options={"num_cpus": 0}).bind(config, embed, decode, rerank)
+    gateway = GatewayDeployment.options(ray_actor_options=_actor_options(0, fast))
+    return gateway.bind(config, embed, decode, rerank)
 
 
 def app_builder(args: dict[str, Any]) -> Application:

@@ -44,6 +44,8 @@ class QueryLane:
     @classmethod
     def serving(cls, settings: Settings) -> QueryLane:
         """A lane holding the models the embed replica serves (the default one loaded now)."""
+        if settings.query_lane_threads is not None:
+            settings = settings.model_copy(update={"torch_threads": settings.query_lane_threads})
         return cls(
             serving_pool(settings),
             max_batch=settings.query_lane_max_batch,
