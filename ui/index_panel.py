@@ -28,11 +28,9 @@ def index_settings_inputs() -> dict[str, Any]:
         values = {
             "m": _bounded_number(c1, "m", "m", "Graph links per point (default 16)."),
             "ef_construct": _bounded_number(
-                c2, "ef_construct", "ef_construct", "Build candidates (default 100)."
+                c2, "ef_construct", "ef_construct", "Build candidates (default 128)."
             ),
-            "hnsw_ef": _bounded_number(
-                c3, "search ef", "hnsw_ef", "Search candidates (default ef_construct)."
-            ),
+            "hnsw_ef": _bounded_number(c3, "search ef", "hnsw_ef", "Search candidates (default 128)."),
         }
         c4, c5, c6 = st.columns(3)
         quantization = c4.selectbox("int8 quantization", list(TRI_STATE), key="new_quant")

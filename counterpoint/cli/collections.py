@@ -51,12 +51,13 @@ def collections_create(
     distance: Annotated[str, typer.Option(help="cosine, dot or euclid.")] = "cosine",
     index: Annotated[list[str], typer.Option(help="Payload field to index, FIELD:TYPE (repeatable).")] = [],  # noqa: B006
     m: Annotated[int | None, typer.Option("--m", help="HNSW links per point (default 16).")] = None,
-    ef_construct: Annotated[int | None, typer.Option(help="HNSW build candidates (default 100).")] = None,
+    ef_construct: Annotated[int | None, typer.Option(help="HNSW build candidates (default 128).")] = None,
     hnsw_ef: Annotated[
-        int | None, typer.Option(help="Search candidates (default: ef_construct); see check-recall.")
+        int | None, typer.Option(help="Search candidates (default 128); see check-recall.")
     ] = None,
     quantization: Annotated[
-        bool | None, typer.Option("--quantization/--no-quantization", help="int8 copy in RAM, rescored.")
+        bool | None,
+        typer.Option("--quantization/--no-quantization", help="int8 copy in RAM, rescored (default on)."),
     ] = None,
     oversampling: Annotated[
         float | None, typer.Option(help="Rescored candidates per hit (default 2).")

@@ -92,7 +92,7 @@ class IndexConfig(StrictModel):
     )
     hnsw_ef: int | None = _bounded(
         "hnsw_ef",
-        "Candidates a search explores (default 256): more, better recall, slower search. "
+        "Candidates a search explores (default 128): more, better recall, slower search. "
         "`check-recall` suggests one; `PATCH /v1/collections/{name}/index` changes it later.",
     )
     quantization: bool | None = Field(
