@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from _machine import cpu_name
 
 TARGET = 20_000.0  # vectors/s, #18
 NO_BUILDS = 1_000_000_000  # index_build_min_points: no background graph build during the bench
@@ -142,14 +142,6 @@ def store_upsert(matrix: np.ndarray, ids: list[str], batch: int) -> tuple[float,
     finally:
         store.close()
     return len(ids) / elapsed, cpu
-
-
-def cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import datetime
 import os
-import platform
 import statistics
 import threading
 import time
@@ -34,6 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
+from _machine import cpu_name  # noqa: E402
 from _stack import api_key, gateway  # noqa: E402
 from load import percentile  # noqa: E402
 
@@ -42,17 +42,6 @@ from counterpoint.datasets import default_scifact, passage_text  # noqa: E402
 SEARCHED = "qp-bench"
 INGESTED = "qp-bench-ingest"
 TOP_K = 10
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def in_process(queries: list[str], count: int, dims: int, seconds: float) -> tuple[float, float]:

@@ -27,9 +27,7 @@ recall@10 >= 0.98 clustered and >= 0.95 uniform at defaults, p50 <= 5 ms (filter
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import platform
 import statistics
 import tempfile
 import threading
@@ -41,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+from _machine import cpu_name
 
 from counterpoint.infra.vectors import CollectionSpec, EdgeVectorStore, VectorRecord
 from counterpoint.infra.vectors.base import SearchMode
@@ -293,15 +292,6 @@ def run_kind(kind: str, args: argparse.Namespace, root: Path) -> None:
     ]  # fmt: skip
     for what, ok, value in checks:
         print(f"  {'ok  ' if ok else 'MISS'} {what}: {value}")
-
-
-def cpu_name() -> str:
-    """The CPU's model name (``platform.processor()`` is empty on Linux)."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
