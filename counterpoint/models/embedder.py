@@ -8,6 +8,7 @@ L2-normalised float32 vectors (cosine similarity = dot product).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Unpack
 
@@ -28,6 +29,16 @@ class Embeddings:
     @property
     def total_tokens(self) -> int:
         return int(sum(self.token_counts))
+
+    def split(self, sizes: Sequence[int]) -> list[Embeddings]:
+        """Consecutive parts of ``sizes`` rows each: one batched pass handed back to its callers."""
+        parts, start = [], 0
+        for size in sizes:
+            parts.append(
+                Embeddings(self.vectors[start : start + size], self.token_counts[start : start + size])
+            )
+            start += size
+        return parts
 
 
 def truncate_and_normalize(vectors: np.ndarray, dimensions: int | None) -> np.ndarray:

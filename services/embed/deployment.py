@@ -50,9 +50,6 @@ class EmbedDeployment:
             _, embedder = self.pool.get(name)
             flat = [text for i in mine for text in calls[i]]
             result = await asyncio.to_thread(embedder.embed, flat)
-            start = 0
-            for i in mine:
-                end = start + len(calls[i])
-                out[i] = Embeddings(result.vectors[start:end], result.token_counts[start:end])
-                start = end
+            for i, part in zip(mine, result.split([len(calls[i]) for i in mine]), strict=True):
+                out[i] = part
         return [e for e in out if e is not None]

@@ -90,14 +90,9 @@ class QueryLane:
                     if not call.done.done():
                         call.done.set_exception(exc)
                 continue
-            start = 0
-            for call in batch:
-                end = start + len(call.texts)
+            for call, part in zip(batch, result.split([len(c.texts) for c in batch]), strict=True):
                 if not call.done.done():  # a cancelled caller (client gone) is skipped
-                    call.done.set_result(
-                        Embeddings(result.vectors[start:end], result.token_counts[start:end])
-                    )
-                start = end
+                    call.done.set_result(part)
 
     async def models(self) -> list[ModelCard]:
         return self.pool.cards()

@@ -132,3 +132,11 @@ def test_query_lane_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> N
     assert settings.query_lane is False and settings.query_lane_max_batch == 8
     with pytest.raises(ValidationError, match="query_lane_max_batch"):
         Settings(query_lane_max_batch=0)
+
+
+def test_embeddings_split_hands_each_caller_its_rows() -> None:
+    whole = Embeddings(np.arange(12, dtype=np.float32).reshape(6, 2), [1, 2, 3, 4, 5, 6])
+    parts = whole.split([2, 0, 4])
+    assert [p.token_counts for p in parts] == [[1, 2], [], [3, 4, 5, 6]]
+    assert [p.vectors.shape for p in parts] == [(2, 2), (0, 2), (4, 2)]
+    assert np.array_equal(np.concatenate([p.vectors for p in parts]), whole.vectors)
