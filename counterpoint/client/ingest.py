@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from counterpoint.client.documents import batched, read_jsonl
+from counterpoint.client.in_flight import send_in_flight
 from counterpoint.client.transport import Progress, Transport
 from counterpoint.schemas import Document, IngestRequest, IngestResponse
 
@@ -23,21 +24,24 @@ class IngestAPI(Transport):
         skip_existing: bool = False,
         on_progress: Progress | None = None,
     ) -> IngestResponse:
-        """Send documents in batches; each batch is all-or-nothing and ids make retries safe."""
-        totals = IngestResponse(collection=collection, received=0, indexed=0, skipped=0, count=0)
-        for batch in batched(documents, batch_size):
-            docs = [d if isinstance(d, Document) else Document.model_validate(d) for d in batch]
-            body = IngestRequest(documents=docs, skip_existing=skip_existing)
-            reply = IngestResponse.model_validate(
-                self._request("POST", f"/v1/collections/{collection}/documents", json=body.model_dump())
-            )
-            totals.received += reply.received
-            totals.indexed += reply.indexed
-            totals.skipped += reply.skipped
-            totals.count = reply.count
-            if on_progress is not None:
-                on_progress(len(batch))
-        return totals
+        """Send documents in batches, two in flight; each batch is all-or-nothing and ids make retries safe.
+
+        While the gateway stores one batch the embedder already works on the next. The first
+        failed batch stops the upload and is raised; the batches before it are stored.
+        """
+        bodies = (
+            IngestRequest(
+                documents=[d if isinstance(d, Document) else Document.model_validate(d) for d in batch],
+                skip_existing=skip_existing,
+            ).model_dump()
+            for batch in batched(documents, batch_size)
+        )
+
+        def send(body: dict[str, Any]) -> IngestResponse:
+            reply = self._request("POST", f"/v1/collections/{collection}/documents", json=body)
+            return IngestResponse.model_validate(reply)
+
+        return send_in_flight(collection, bodies, send, on_progress=on_progress)
 
     def ingest_jsonl(self, collection: str, path: str | Path, **kwargs: Any) -> IngestResponse:
         return self.ingest(collection, read_jsonl(path), **kwargs)

@@ -17,6 +17,8 @@ class Client(
 ):
     """Synchronous client of one Counterpoint gateway.
 
-    ``Client(url=None, *, api_key=None, timeout=120.0)``: ``url`` defaults to COUNTERPOINT_API_URL,
-    ``api_key`` to the settings' (COUNTERPOINT_API_KEY, else the local admin key file).
+    ``Client(url=None, *, api_key=None, timeout=120.0, rate_limit_retries=3)``: ``url`` defaults to
+    COUNTERPOINT_API_URL, ``api_key`` to the settings' (COUNTERPOINT_API_KEY, else the local admin key
+    file). A request the key's rate limit refuses (429) waits out its Retry-After and is sent again,
+    ``rate_limit_retries`` times at most, before `RateLimited` is raised.
     """

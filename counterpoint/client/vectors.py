@@ -1,8 +1,8 @@
 """SDK methods for precomputed vectors: one batch from memory, or a whole file streamed in batches.
 
 `upload_vectors` reads the file twice: once to check all of it against the collection (so a bad file
-uploads nothing), then to send it, two batches in flight so reading here overlaps with the gateway's
-writes. Batches go to ``.../vectors/binary`` (a JSON header line, then raw float32: no base64 to
+uploads nothing), then to send it, two batches in flight (`send_in_flight`) so reading here overlaps with the
+gateway's writes. Batches go to ``.../vectors/binary`` (a JSON header line, then raw float32: no base64 to
 encode or decode). They are idempotent by id; ``resume=True`` skips the ids already stored, so a
 re-run after a crash sends only what is missing.
 """
@@ -10,14 +10,14 @@ re-run after a crash sends only what is missing.
 from __future__ import annotations
 
 import json
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from counterpoint.client.in_flight import send_in_flight
 from counterpoint.client.transport import Progress, Transport
 from counterpoint.client.vector_files import check_vector_file, open_vector_file
 from counterpoint.errors import InvalidInput
@@ -26,8 +26,6 @@ from counterpoint.schemas import CollectionInfo, IngestResponse, VectorPayload
 MAX_BATCH_BYTES = 48 << 20
 """Vector bytes per request at most (under the gateway's default 64 MiB body limit)."""
 BINARY_HEADERS = {"Content-Type": "application/octet-stream"}
-IN_FLIGHT = 2
-"""Batches sent at once by `upload_vectors`: one is written by the gateway while the next is prepared."""
 
 
 def _body(
@@ -42,13 +40,6 @@ def _body(
         head["payloads"] = [dict(p) for p in payloads]
     raw = np.ascontiguousarray(vectors, dtype="<f4").tobytes()
     return b"".join((json.dumps(head).encode(), b"\n", raw))
-
-
-def _add(totals: IngestResponse, reply: IngestResponse) -> None:
-    totals.received += reply.received
-    totals.indexed += reply.indexed
-    totals.skipped += reply.skipped
-    totals.count = max(totals.count, reply.count)
 
 
 class VectorsAPI(Transport):
@@ -119,25 +110,9 @@ class VectorsAPI(Transport):
         if on_checked is not None:
             on_checked(total)
         size = max(1, min(batch_size, MAX_BATCH_BYTES // (4 * info.dimensions)))
-        totals = IngestResponse(collection=collection, received=0, indexed=0, skipped=0, count=0)
-        pending: deque[Future[IngestResponse]] = deque()
-
-        def settle(future: Future[IngestResponse]) -> None:
-            reply = future.result()
-            _add(totals, reply)
-            if on_progress is not None:
-                on_progress(reply.received)
-
-        with ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="cp-upload") as pool:
-            try:
-                for batch in file.batches(size, info.dimensions):
-                    body = _body(batch.ids, batch.vectors, batch.payloads, resume)
-                    pending.append(pool.submit(self._send_vectors, collection, body))
-                    while len(pending) >= IN_FLIGHT:
-                        settle(pending.popleft())
-                while pending:
-                    settle(pending.popleft())
-            finally:
-                for future in pending:
-                    future.cancel()
-        return totals
+        bodies = (
+            _body(batch.ids, batch.vectors, batch.payloads, resume)
+            for batch in file.batches(size, info.dimensions)
+        )
+        send = partial(self._send_vectors, collection)
+        return send_in_flight(collection, bodies, send, on_progress=on_progress)

@@ -9,6 +9,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from counterpoint.client import Client
 from counterpoint.errors import InvalidInput
 from tests.e2e.conftest import PORTS, Stack
 
@@ -79,14 +80,19 @@ def test_train_job_through_the_gateway(stack: Stack, tmp_path: Path) -> None:
     answered = [0]
     stop = threading.Event()
 
+    # The searcher has its own read key and paces itself: the stack runs with the default rate limit
+    # per key (50/second), which a tight loop on the CLI's admin key would spend for the CLI too.
+    read_key = cp.create_key("e2e-searcher", ["read"]).key
+
     def search_loop() -> None:
-        with stack.client() as searcher:
+        with Client(stack.url, api_key=read_key) as searcher:
             while not stop.is_set():
                 try:
                     searcher.search("plain", "passage on topic 3", top_k=5)
                     answered[0] += 1
                 except Exception as exc:  # noqa: BLE001 - every error is a failure of the test
                     errors.append(repr(exc))
+                stop.wait(0.05)
 
     thread = threading.Thread(target=search_loop)
     thread.start()

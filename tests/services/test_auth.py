@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from counterpoint.errors import LimitExceeded
+from counterpoint.client import Client
+from counterpoint.errors import LimitExceeded, RateLimited
 from counterpoint.infra.db.registry import Registry
 from counterpoint.infra.launcher import local_admin_key
 from counterpoint.infra.vectors.edge import EdgeVectorStore
@@ -129,6 +130,29 @@ def test_rate_limit_per_key_answers_429_with_retry_after(tmp_path: Path, tiny_em
         assert 1 <= int(limited.headers["retry-after"]) <= 60
         assert api.get("/v1/collections", headers=bearer(second)).status_code == 200  # per key
         assert api.get("/healthz").status_code == 200  # probes are not limited
+
+
+def test_the_sdk_waits_out_a_429_and_retries_a_bounded_number_of_times(
+    tmp_path: Path, tiny_embedder: TextEmbedder
+) -> None:
+    settings = _settings(tmp_path, rate_limit="2/second")
+    with in_process_core(settings, LocalEmbedder(TINY, tiny_embedder)) as core:
+        _, key = KeyStore(core.registry, settings).create("sdk", ["read"])
+        limited: list[int] = []
+        http = TestClient(create_app(core), raise_server_exceptions=False, headers=bearer(key))
+        http.event_hooks["response"].append(
+            lambda reply: limited.append(reply.status_code) if reply.status_code == 429 else None
+        )
+        patient = Client("http://testserver", api_key="")
+        patient._http = http
+        with http:
+            assert [patient.list_collections() for _ in range(5)] == [[]] * 5  # 2/second: some waited
+            assert limited, "five calls at a 2/second limit met no 429: the test proves nothing"
+            impatient = Client("http://testserver", api_key="", rate_limit_retries=0)
+            impatient._http = http
+            with pytest.raises(RateLimited, match="rate_limit"):
+                for _ in range(3):
+                    impatient.list_collections()
 
 
 def test_body_size_limit_names_the_setting(secured: tuple[TestClient, KeyStore]) -> None:
