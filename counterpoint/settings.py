@@ -138,8 +138,9 @@ class Settings(BaseSettings):
     query_lane_threads: int | None = Field(
         1,
         ge=1,
-        description="torch threads of the gateway process, where the query lane encodes (it shares the "
-        "process with the HTTP event loop); None: torch_threads or all cores.",
+        description="torch threads the query lane (in the gateway process) encodes with while the embed "
+        "replica has work (an ingest or /v1/embeddings call in flight), leaving it the other cores; when "
+        "the replica is idle the lane uses torch_threads or all cores. None: always torch_threads or all cores.",
     )
     serve_fast_path: bool = Field(
         True,

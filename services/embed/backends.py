@@ -92,6 +92,7 @@ class ServeEmbedder:
     def __init__(self, handle: DeploymentHandle, *, timeout_s: float | None = None) -> None:
         self.handle = handle
         self.timeout_s = timeout_s
+        self.in_flight = 0  # embed calls awaiting the replicas: the query lane reads it (`QueryLane.busy`)
 
     async def _call(self, method: str, *args: object) -> Any:
         try:
@@ -108,7 +109,11 @@ class ServeEmbedder:
             raise outage from exc
 
     async def embed(self, texts: list[str], model: str | None = None) -> Embeddings:
-        return await self._call("embed", texts, model)
+        self.in_flight += 1
+        try:
+            return await self._call("embed", texts, model)
+        finally:
+            self.in_flight -= 1
 
     async def models(self) -> list[ModelCard]:
         return await self._call("models")

@@ -46,13 +46,15 @@ class GatewayDeployment:
         self.settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
         registry = Registry.from_url(self.settings.db_url)
         store = make_vector_store(self.settings)
+        bulk = ServeEmbedder(embedder, timeout_s=self.settings.embed_timeout_s)
+        lane = QueryLane.serving(self.settings, busy=lambda: bulk.in_flight > 0)
         self.core = GatewayCore(
             self.settings,
             registry,
             store,
-            ServeEmbedder(embedder, timeout_s=self.settings.embed_timeout_s),
+            bulk,
             ServeReranker(reranker) if reranker is not None else None,
-            query_embedder=QueryLane.serving(self.settings) if self.settings.query_lane else None,
+            query_embedder=lane if self.settings.query_lane else None,
         )
         self.registry = ModelRegistryService(self.settings)
         self.jobs = JobService(self.settings, registry, RayJobSubmitter(self.settings.job_api_url))

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from pydantic import ValidationError
 
 from counterpoint.errors import NotFound
 from counterpoint.models.embedder import Embeddings, TextEmbedder
 from counterpoint.models.pool import EmbedderPool
 from counterpoint.schemas import CollectionCreate, Document, IngestRequest, SearchRequest
-from counterpoint.services.embed.backends import LocalEmbedder
+from counterpoint.services.embed.backends import LocalEmbedder, ServeEmbedder
 from counterpoint.services.embed.query_lane import QueryLane
 from counterpoint.settings import Settings
 from tests.services.in_process import in_process_core
@@ -122,6 +123,64 @@ def test_lane_passes_an_encode_error_to_its_callers_and_goes_on(tiny_embedder: T
     error, second = asyncio.run(scenario())
     assert isinstance(error, RuntimeError)
     assert second.vectors.shape[0] == 1
+
+
+def test_lane_gives_way_to_the_replica_only_while_it_has_work(tiny_embedder: TextEmbedder) -> None:
+    replica_busy = [False]
+
+    async def scenario() -> list[int]:
+        lane = QueryLane(
+            EmbedderPool(TINY, tiny_embedder),
+            busy=lambda: replica_busy[0],
+            busy_threads=1,
+            idle_threads=2,
+        )
+        several = [f"query {i}" for i in range(QueryLane.MIN_TEXTS_FOR_ALL_CORES)]
+        await lane.embed(several)
+        replica_busy[0] = True
+        await lane.embed(several)
+        replica_busy[0] = False
+        await lane.embed(several)
+        await lane.embed(["a lone query"])
+        return lane.threads_used
+
+    before = torch.get_num_threads()
+    try:
+        assert asyncio.run(scenario()) == [2, 1, 2, 1]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_serve_embedder_counts_the_calls_in_flight() -> None:
+    class Handle:
+        def __init__(self) -> None:
+            self.release = asyncio.Event()
+
+        def __getattr__(self, method: str) -> object:
+            outer = self
+
+            class Method:
+                def remote(self, *args: object) -> object:
+                    async def answer() -> str:
+                        await outer.release.wait()
+                        return method
+
+                    return answer()
+
+            return Method()
+
+    async def scenario() -> list[int]:
+        handle = Handle()
+        bulk = ServeEmbedder(handle, timeout_s=5)  # type: ignore[arg-type]
+        seen = [bulk.in_flight]
+        calls = [asyncio.create_task(bulk.embed(["a"])) for _ in range(3)]
+        await asyncio.sleep(0)
+        seen.append(bulk.in_flight)
+        handle.release.set()
+        await asyncio.gather(*calls)
+        return [*seen, bulk.in_flight]
+
+    assert asyncio.run(scenario()) == [0, 3, 0]
 
 
 def test_query_lane_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
