@@ -34,7 +34,10 @@ def generate(
     ] = None,
     amateur_layers: Annotated[int | None, typer.Option(help="contrastive_decoding amateur depth.")] = None,
     amateur_temperature: Annotated[float | None, typer.Option(help="contrastive_decoding amateur τ.")] = None,
-    temperature: Annotated[float | None, typer.Option(help="sampling temperature.")] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option(min=0, max=2, help="sampling temperature, 0-2 (0: greedy; set alone: sampling)."),
+    ] = None,
     top_p: Annotated[float | None, typer.Option(help="sampling nucleus mass.")] = None,
     seed: Annotated[int | None, typer.Option(help="sampling seed.")] = None,
     stop: Annotated[list[str], typer.Option(help="Stop string (repeatable).")] = [],  # noqa: B006

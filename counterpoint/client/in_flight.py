@@ -1,10 +1,10 @@
-"""Batches sent a few at a time, so the gateway always has the next one while it finishes the last.
+"""Batches sent in order, a few at a time, so the gateway can have the next while it finishes the last.
 
-`ingest` and `upload_vectors` both cut their input into all-or-nothing requests. Sent one after
-another, the gateway's embedder (or vector store) idles while a reply travels back and the next
-request is built and read; with two in flight, one batch is being written while the next one is
-embedded. Replies are settled in order, the first error stops the sending and is raised, and batches
-not yet sent are never sent.
+`upload_vectors` and `ingest` both cut their input into all-or-nothing requests. Sent one after
+another, the gateway's vector store idles while a reply travels back and the next request is read
+from the file; with two in flight one batch is stored while the next is read (`ingest` sends one at
+a time: there the embedder is the wait). Replies are settled in order, the first error stops the
+sending and is raised, and batches not yet sent are never sent.
 """
 
 from __future__ import annotations

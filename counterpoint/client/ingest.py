@@ -24,10 +24,12 @@ class IngestAPI(Transport):
         skip_existing: bool = False,
         on_progress: Progress | None = None,
     ) -> IngestResponse:
-        """Send documents in batches, two in flight; each batch is all-or-nothing and ids make retries safe.
+        """Send documents in batches, one after another; each batch is all-or-nothing and ids make
+        retries safe. The first failed batch stops the upload and is raised; the ones before it are stored.
 
-        While the gateway stores one batch the embedder already works on the next. The first
-        failed batch stops the upload and is raised; the batches before it are stored.
+        One at a time, unlike `upload_vectors`: with two in flight the embed replica got no faster
+        (bench_ingest 0.83× encode alone against 0.88× one at a time), since embedding, not the
+        gap between requests, is what an ingest waits for.
         """
         bodies = (
             IngestRequest(
@@ -41,7 +43,7 @@ class IngestAPI(Transport):
             reply = self._request("POST", f"/v1/collections/{collection}/documents", json=body)
             return IngestResponse.model_validate(reply)
 
-        return send_in_flight(collection, bodies, send, on_progress=on_progress)
+        return send_in_flight(collection, bodies, send, in_flight=1, on_progress=on_progress)
 
     def ingest_jsonl(self, collection: str, path: str | Path, **kwargs: Any) -> IngestResponse:
         return self.ingest(collection, read_jsonl(path), **kwargs)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from counterpoint.decoding.params import MAX_CS_TOP_K, GenerationParams
+from counterpoint.decoding.params import MAX_CS_TOP_K, DecodingMethod, GenerationParams
 from counterpoint.schemas.base import StrictModel, not_blank
 
 FinishReason = Literal["stop", "length"]
@@ -32,6 +32,13 @@ class GenerationRequest(GenerationParams):
     stream_options: StreamOptions | None = None
     n: int = Field(1, description="Choices per request; only 1 is supported.")
     user: str | None = None
+    temperature: float = Field(  # type: ignore[assignment]
+        1.0,
+        ge=0,
+        le=2,
+        description="Softmax temperature, OpenAI's range 0-2. 0 means greedy; a request that sets "
+        "temperature or top_p without `decoding` samples (OpenAI's reading), at 0 it decodes greedily.",
+    )
 
     @field_validator("n")
     @classmethod
@@ -48,10 +55,22 @@ class GenerationRequest(GenerationParams):
             )
         return self
 
+    def method(self) -> DecodingMethod:
+        """The decoding method: ``decoding`` if the request names one; else sampling if it sets
+        temperature or top_p (what an OpenAI client means by them), else greedy. Sampling at
+        temperature 0 is greedy: the limit of a sharper and sharper softmax."""
+        method = self.decoding
+        if "decoding" not in self.model_fields_set and self.model_fields_set & {"temperature", "top_p"}:
+            method = "sampling"
+        return "greedy" if method == "sampling" and self.temperature == 0 else method
+
     def generation_params(self, max_tokens: int) -> GenerationParams:
-        """The library's options, with ``max_tokens`` resolved by the gateway."""
+        """The library's options, with ``max_tokens`` resolved by the gateway and the method resolved."""
         values = {name: getattr(self, name) for name in GenerationParams.model_fields}
         values["max_tokens"] = max_tokens
+        values["decoding"] = self.method()
+        if self.temperature == 0:  # only sampling reads it, and sampling at 0 became greedy
+            values["temperature"] = 1.0
         return GenerationParams(**values)
 
 

@@ -167,6 +167,26 @@ def test_each_method_equals_the_library(
     assert body["usage"]["completion_tokens"] == 10
 
 
+def test_temperature_reads_as_in_the_openai_api(gen_api: TestClient) -> None:
+    """0 is greedy (any method named or not); set alone it samples; `decoding` named wins."""
+
+    def complete(**options: Any) -> dict[str, Any]:
+        reply = gen_api.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 8, **options})
+        assert reply.status_code == 200, reply.text
+        return reply.json()
+
+    greedy = complete()
+    assert greedy["decoding"] == "greedy"
+    for options in ({"temperature": 0}, {"temperature": 0, "decoding": "sampling", "seed": 3}):
+        zero = complete(**options)
+        assert zero["decoding"] == "greedy" and zero["choices"][0]["text"] == greedy["choices"][0]["text"]
+    hot = [complete(temperature=2, seed=seed) for seed in (1, 2)]
+    assert {h["decoding"] for h in hot} == {"sampling"}
+    assert hot[0]["choices"][0]["text"] != hot[1]["choices"][0]["text"]  # seeded samples, not greedy
+    assert complete(top_p=0.5, seed=1)["decoding"] == "sampling"
+    assert complete(temperature=0.7, decoding="contrastive_search")["decoding"] == "contrastive_search"
+
+
 def test_stop_string_cuts_the_text(gen_api: TestClient) -> None:
     full = gen_api.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 24}).json()
     text = full["choices"][0]["text"]
@@ -459,7 +479,8 @@ NEAR = " ".join(["word"] * (MAX_PROMPT_TOKENS - 5))
             "invalid_request",
             ["top_k=64"],
         ),
-        ({"prompt": PROMPT, "temperature": 0}, 422, "invalid_request", ["temperature"]),
+        ({"prompt": PROMPT, "temperature": 2.5}, 422, "invalid_request", ["temperature", "2"]),
+        ({"prompt": PROMPT, "temperature": -0.1}, 422, "invalid_request", ["temperature", "0"]),
         (
             {"prompt": PROMPT, "decoding": "contrastive_decoding", "amateur_layers": 4},
             422,

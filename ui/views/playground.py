@@ -110,7 +110,7 @@ def _decoding_options(method: str, where: Any) -> dict[str, Any]:
         top_k = where.number_input("top k (0: all)", min_value=0, max_value=1000, value=50, key="pg_top_k")
         seed = where.number_input("seed (-1: random)", min_value=-1, value=0, key="pg_seed")
         return {
-            "temperature": where.slider("temperature", 0.1, 2.0, 0.8, 0.05, key="pg_temperature"),
+            "temperature": where.slider("temperature", 0.0, 2.0, 0.8, 0.05, key="pg_temperature"),
             "top_p": where.slider("top p", 0.05, 1.0, 0.95, 0.05, key="pg_top_p"),
             "top_k": int(top_k) or None,
             "seed": None if seed < 0 else int(seed),
