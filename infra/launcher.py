@@ -84,6 +84,7 @@ class LocalStack:
                 sys.executable, "-m", "streamlit", "run", str(UI_SCRIPT),
                 "--server.address", s.host, "--server.port", str(s.ui_port),
                 "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                "--client.toolbarMode", "viewer",  # no "Deploy" / developer menu for users
             ],
         )  # fmt: skip
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from counterpoint.schemas.base import StrictModel, Usage
 
@@ -17,6 +17,16 @@ class EmbeddingRequest(StrictModel):
     dimensions: int | None = Field(None, ge=1, description="Matryoshka truncation, then re-normalised.")
     encoding_format: Literal["float", "base64"] = "float"
     user: str | None = None
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _no_token_ids(cls, value: Any) -> Any:
+        if isinstance(value, list) and value and all(isinstance(v, int | list) for v in value):
+            raise ValueError(
+                "token ids are not accepted (each model has its own tokenizer): send the text, "
+                "a string or a list of strings"
+            )
+        return value
 
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)

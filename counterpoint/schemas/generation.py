@@ -94,6 +94,20 @@ class ChatCompletionRequest(GenerationRequest):
     """OpenAI ``POST /v1/chat/completions``: messages rendered with the model's chat template."""
 
     messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(
+        None, ge=1, description="OpenAI's newer name for max_tokens in chat; give one of the two."
+    )
+
+    @model_validator(mode="after")
+    def _one_token_limit(self) -> ChatCompletionRequest:
+        if self.max_completion_tokens is not None:
+            if self.max_tokens is not None and self.max_tokens != self.max_completion_tokens:
+                raise ValueError(
+                    f"max_tokens={self.max_tokens} and max_completion_tokens={self.max_completion_tokens} "
+                    "disagree: give one of the two"
+                )
+            self.max_tokens = self.max_completion_tokens
+        return self
 
     @field_validator("messages")
     @classmethod

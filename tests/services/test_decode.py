@@ -215,6 +215,12 @@ def test_chat_uses_the_chat_template(gen_api: TestClient, lm: Any, lm_tokenizer:
         "content": reference(lm, lm_tokenizer, ids, max_new_tokens=9),
     }
     assert body["usage"]["prompt_tokens"] == len(ids)
+    newer = {"messages": messages, "max_completion_tokens": 9}  # OpenAI's newer name
+    assert gen_api.post("/v1/chat/completions", json=newer).json()["choices"] == body["choices"]
+    both = gen_api.post("/v1/chat/completions", json={**newer, "max_tokens": 5})
+    assert_error(both, 422, "invalid_request", "max_tokens=5", "max_completion_tokens=9")
+    logprobs = gen_api.post("/v1/chat/completions", json={**newer, "logprobs": True})
+    assert_error(logprobs, 422, "invalid_request", "logprobs")
 
 
 def test_chat_without_a_template_is_a_clear_error(core: GatewayCore, settings: Settings, lm: Any) -> None:

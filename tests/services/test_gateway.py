@@ -55,6 +55,10 @@ def test_health_reports_each_part(api: TestClient) -> None:
 def test_models_lists_the_served_model(api: TestClient, tiny_embedder: TextEmbedder) -> None:
     data = api.get("/v1/models").json()["data"]
     assert [(m["id"], m["dimensions"]) for m in data] == [("tiny", tiny_embedder.dimensions)]
+    assert api.get("/v1/models/tiny").json() == data[0]  # OpenAI's models.retrieve
+    missing = api.get("/v1/models/gpt-4")
+    assert missing.status_code == 404 and "gpt-4" in missing.json()["error"]["message"]
+    assert "tiny" in missing.json()["error"]["message"]  # what is served instead
 
 
 def test_embeddings_match_in_process_model(api: TestClient, tiny_embedder: TextEmbedder) -> None:
@@ -87,6 +91,8 @@ def test_embeddings_single_string_dimensions_and_base64(api: TestClient) -> None
         ({"input": []}, 422, "invalid_request", ("at least one",)),
         ({"input": ["ok", ""]}, 422, "invalid_request", ("input[1]", "empty")),
         ({"input": ["ok", 3]}, 422, "invalid_request", ("input",)),
+        ({"input": [101, 2023, 102]}, 422, "invalid_request", ("input", "token ids", "text")),
+        ({"input": [[101, 2023], [102]]}, 422, "invalid_request", ("token ids",)),
         ({"input": ["x"] * 9}, 413, "limit_exceeded", ("limit is 8",)),
         ({"input": "x", "model": "nope"}, 404, "not_found", ("nope",)),
         ({"input": "x", "dimensions": 4096}, 422, "invalid_request", ("dimensions",)),

@@ -61,6 +61,8 @@ def test_alias_is_served_as_its_concrete_version_and_follows_a_move(
     assert len(body["data"][0]["embedding"]) == 48
     served = {m["id"]: m["dimensions"] for m in registered_api.get("/v1/models").json()["data"]}
     assert served == {"tiny": 32, f"models:/{MODEL}/1": 32, f"models:/{MODEL}/2": 48}
+    one = registered_api.get(f"/v1/models/models:/{MODEL}/2")  # an id with slashes
+    assert one.status_code == 200 and one.json()["dimensions"] == 48
     registered_api.put(f"/v1/registry/models/{MODEL}/aliases/champion", json={"version": "1"})
 
 

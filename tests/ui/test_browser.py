@@ -146,3 +146,6 @@ def test_every_page_renders_in_the_browser(page: Any, ui_stack: UIStack) -> None
         no_exceptions(page)
         shot(page, f"browser-{path or 'overview'}")
     page.locator("[data-testid='stVegaLiteChart']").first.wait_for()  # the playground heatmap
+    # Viewer mode, as a deployed app: Streamlit's developer toolbar (its "Deploy" button) is hidden.
+    assert page.locator("[data-testid='stAppDeployButton']").count() == 0
+    assert page.get_by_role("button", name="Deploy").count() == 0

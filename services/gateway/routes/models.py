@@ -6,7 +6,7 @@ import re
 
 from fastapi import APIRouter
 
-from counterpoint.errors import InvalidInput
+from counterpoint.errors import InvalidInput, NotFound
 from counterpoint.schemas import (
     AliasUpdate,
     ModelCard,
@@ -30,6 +30,16 @@ async def models(services: Services) -> ModelList:
     if services.generation_service is not None:
         cards += await services.generation_service.models()
     return ModelList(data=cards)
+
+
+@router.get("/v1/models/{model_id:path}", response_model=ModelCard, dependencies=[READ])
+async def model(model_id: str, services: Services) -> ModelCard:
+    """One served model by its id (OpenAI's ``models.retrieve``); ids may hold slashes (``models:/N/1``)."""
+    cards = (await models(services)).data
+    for card in cards:
+        if card.id == model_id:
+            return card
+    raise NotFound(f"model '{model_id}' is not served; served: {', '.join(c.id for c in cards)}")
 
 
 @router.post("/v1/models", response_model=ModelCard, dependencies=[TRAIN])
