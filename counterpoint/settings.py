@@ -223,6 +223,17 @@ class Settings(BaseSettings):
     auth_cache_ttl_s: float = Field(
         60.0, ge=0, description="How long a verified key is trusted before the registry is asked again."
     )
+    auth_revocation_check_s: float = Field(
+        2.0,
+        ge=0,
+        description="How often a gateway replica asks the registry whether a key was revoked (through any "
+        "replica); a revoked key is refused by every replica within this time. 0: on every request.",
+    )
+    redis_url: SecretStr | None = Field(
+        None,
+        description="Redis for the rate-limit counters, shared by every gateway replica (redis://host:6379/0); "
+        "None: each replica counts in its own memory (then a key gets N times the rate with N replicas).",
+    )
     rate_limit: str | None = Field(
         "50/second",
         description="Requests per key (per client address with auth off), in `limits` notation "

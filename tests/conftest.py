@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -215,3 +216,51 @@ def postgres_url() -> Iterator[str]:
 
 
 # ============================ end of the postgres_url block ==================================
+
+
+# =============================================================================================
+# redis_url: a real, throw-away Redis server for the whole test session (Debian's redis-server,
+# installed by `make install` through infra/tools/apt_install.sh), on 127.0.0.1 at a free port,
+# without persistence. COUNTERPOINT_TEST_REDIS_URL=redis://... uses an existing server instead.
+# Without a server the tests using it skip, or fail when the CI variable is set.
+# =============================================================================================
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("COUNTERPOINT_TEST_REDIS_URL")
+    if external:
+        yield external
+        return
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    port = _pg_free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        proc = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+             "--dir", str(workdir), "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{binary} did not answer on port {port}") from None
+                time.sleep(0.05)
+    except Exception as exc:
+        if proc is not None:
+            proc.kill()
+        reason = f"Redis could not be started ({exc}); run infra/tools/apt_install.sh /usr/bin/redis-server redis-server"
+        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

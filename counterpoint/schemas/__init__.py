@@ -96,6 +96,8 @@ from counterpoint.schemas.rerank import (
     RerankRequest,
     RerankResponse,
     RerankResult,
+    TeiRank,
+    TeiRerankRequest,
 )
 from counterpoint.schemas.search import (
     Condition,
@@ -180,6 +182,8 @@ __all__ = [
     "RerankRequest",
     "RerankResponse",
     "RerankResult",
+    "TeiRank",
+    "TeiRerankRequest",
     "SearchHit",
     "SearchRequest",
     "SearchResponse",

@@ -9,9 +9,14 @@ when created. Each key carries scopes:
     train  jobs, model deployment, registry aliases
     admin  API keys and backups; an admin key may also call every other route
 
-A verified key is trusted for ``auth_cache_ttl_s`` without checking its hash again (revoking
-through this gateway drops it at once; through another replica, within that time). Rate limits use the
-``limits`` library's moving window, kept in this gateway replica's memory.
+A verified key is trusted for ``auth_cache_ttl_s`` without checking its hash again. Revoking
+through this replica drops it at once; every ``auth_revocation_check_s`` (2 s) each replica also
+asks the registry how many keys were ever revoked, and forgets its cache when that number moved,
+so a key revoked through another replica is refused everywhere within seconds.
+
+Rate limits use the ``limits`` library's moving window, counted in Redis when ``redis_url`` is
+set (shared by every gateway replica), else in this replica's memory. An unreachable Redis lets
+requests through (logged): the limiter protects the platform, it must not take it down.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import math
 import secrets
 import time
@@ -30,7 +36,7 @@ import limits
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Depends, Request
-from limits.storage import MemoryStorage
+from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from counterpoint.errors import Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
@@ -42,6 +48,8 @@ SCOPES: tuple[Scope, ...] = ("read", "write", "train", "admin")
 SCOPE_ALIASES: dict[str, Scope] = {"search": "read", "ingest": "write", "jobs": "train"}
 KEY_PREFIX = "cp_"
 BOOTSTRAP = "settings.admin_key"
+
+log = logging.getLogger(__name__)
 
 # Keys are 256-bit random secrets, not passwords: no dictionary to slow down, so a light argon2id
 # (~5 ms instead of the password default's ~200 ms) is as safe and keeps a first request cheap.
@@ -96,6 +104,19 @@ class KeyStore:
         self.registry = registry
         self.settings = settings
         self._verified: dict[str, tuple[float, Principal]] = {}
+        self._revoked_seen: int | None = None  # the registry's revoked-key count at the last check
+        self._next_revocation_check = 0.0
+
+    def _forget_if_revoked_elsewhere(self) -> None:
+        """Drop every cached verification when a key was revoked since the last look (any replica)."""
+        now = time.monotonic()
+        if now < self._next_revocation_check:
+            return
+        self._next_revocation_check = now + self.settings.auth_revocation_check_s
+        revoked = self.registry.revoked_api_key_count()
+        if revoked != self._revoked_seen:
+            self._verified.clear()
+            self._revoked_seen = revoked
 
     def create(self, name: str, scopes: Sequence[str]) -> tuple[ApiKeyRecord, str]:
         """Store a new key; returns its record and the key itself (shown to the user once)."""
@@ -125,6 +146,7 @@ class KeyStore:
         if admin is not None and hmac.compare_digest(key.encode(), admin.get_secret_value().encode()):
             return Principal(BOOTSTRAP, BOOTSTRAP, ("admin",))
         digest = hashlib.sha256(key.encode()).hexdigest()
+        self._forget_if_revoked_elsewhere()
         cached = self._verified.get(digest)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
@@ -146,16 +168,28 @@ class KeyStore:
 class RateLimiter:
     """Per-caller request limits (``settings.rate_limit``), answered with 429 and Retry-After."""
 
-    def __init__(self, spec: str | None) -> None:
+    def __init__(self, spec: str | None, storage_url: str | None = None) -> None:
         try:
             self.items = limits.parse_many(spec) if spec else []
         except ValueError as exc:
             raise ValueError(
                 f"rate_limit {spec!r} is not in `limits` notation ('50/second'): {exc}"
             ) from None
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        storage = storage_from_string(storage_url) if storage_url else MemoryStorage()
+        self._limiter = MovingWindowRateLimiter(storage)
+        self._store_down_logged = 0.0
 
     def hit(self, caller: str) -> None:
+        try:
+            self._hit(caller)
+        except RateLimited:
+            raise
+        except Exception as exc:  # the shared store is unreachable: serve, and say so now and then
+            if time.monotonic() - self._store_down_logged > 30:
+                self._store_down_logged = time.monotonic()
+                log.warning("rate limits not enforced: their store is unreachable (%s)", exc)
+
+    def _hit(self, caller: str) -> None:
         for item in self.items:
             if not self._limiter.test(item, caller):
                 reset, _ = self._limiter.get_window_stats(item, caller)
@@ -173,7 +207,8 @@ class Guard:
     def __init__(self, settings: Settings, keys: KeyStore | None) -> None:
         self.enabled = settings.auth_enabled
         self.keys = keys
-        self.limiter = RateLimiter(settings.rate_limit)
+        redis = settings.redis_url.get_secret_value() if settings.redis_url is not None else None
+        self.limiter = RateLimiter(settings.rate_limit, redis)
 
     async def check(self, request: Request, scope: Scope) -> Principal | None:
         if not self.enabled:

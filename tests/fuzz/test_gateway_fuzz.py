@@ -70,7 +70,9 @@ FUZZ = settings(
 )
 
 # Routes whose backing service the in-process gateway does not have: 503 "unavailable" is their answer.
-UNCONFIGURED = ("/v1/jobs", "/v1/registry/", "/v1/completions", "/v1/chat/completions", "/v1/rerank")
+UNCONFIGURED = (
+    "/v1/jobs", "/v1/registry/", "/v1/completions", "/v1/chat/completions", "/v1/rerank", "/v2/rerank", "/rerank",
+)  # fmt: skip
 
 
 def route_scopes(app: Any) -> dict[tuple[str, str], str | None]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,6 +132,54 @@ def test_rate_limit_per_key_answers_429_with_retry_after(tmp_path: Path, tiny_em
         assert 1 <= int(limited.headers["retry-after"]) <= 60
         assert api.get("/v1/collections", headers=bearer(second)).status_code == 200  # per key
         assert api.get("/healthz").status_code == 200  # probes are not limited
+
+
+@contextlib.contextmanager
+def _replicas(settings: Settings, embedder: TextEmbedder, n: int = 2) -> Iterator[list[TestClient]]:
+    """``n`` gateway apps over one registry: what N Serve replicas of the gateway are."""
+    with contextlib.ExitStack() as stack:
+        apps = []
+        for _ in range(n):
+            core = stack.enter_context(in_process_core(settings, LocalEmbedder(TINY, embedder)))
+            apps.append(stack.enter_context(TestClient(create_app(core), raise_server_exceptions=False)))
+        yield apps
+
+
+def test_a_key_s_rate_limit_holds_across_replicas_through_redis(
+    tmp_path: Path, tiny_embedder: TextEmbedder, redis_url: str
+) -> None:
+    settings = _settings(tmp_path, rate_limit="3/minute", redis_url=redis_url, admin_key="boot")
+    with _replicas(settings, tiny_embedder) as (one, two):
+        key = one.post("/v1/keys", json={"name": "shared", "scopes": ["read"]}, headers=bearer("boot"))
+        secret = key.json()["key"]
+        codes = [
+            api.get("/v1/collections", headers=bearer(secret)).status_code for api in (one, two, one, two)
+        ]
+        assert codes == [200, 200, 200, 429]  # 3 a minute in all, not 3 per replica
+
+
+def test_an_unreachable_redis_lets_requests_through(tmp_path: Path, tiny_embedder: TextEmbedder) -> None:
+    settings = _settings(tmp_path, rate_limit="1/minute", redis_url="redis://127.0.0.1:1/0")
+    with in_process_core(settings, LocalEmbedder(TINY, tiny_embedder)) as core:
+        _, key = KeyStore(core.registry, settings).create("k", ["read"])
+        with TestClient(create_app(core), raise_server_exceptions=False) as api:
+            codes = {api.get("/v1/collections", headers=bearer(key)).status_code for _ in range(3)}
+    assert codes == {200}  # served, not limited and never a 500
+
+
+def test_a_key_revoked_on_one_replica_is_refused_by_the_other(
+    tmp_path: Path, tiny_embedder: TextEmbedder
+) -> None:
+    settings = _settings(tmp_path, admin_key="boot", auth_revocation_check_s=0.2)
+    with _replicas(settings, tiny_embedder) as (one, two):
+        secret = one.post(
+            "/v1/keys", json={"name": "leaving", "scopes": ["read"]}, headers=bearer("boot")
+        ).json()
+        assert two.get("/v1/collections", headers=bearer(secret["key"])).status_code == 200  # cached on two
+        assert one.delete(f"/v1/keys/{secret['id']}", headers=bearer("boot")).status_code == 200
+        time.sleep(0.3)  # past auth_revocation_check_s: two asks the registry again
+        refused = two.get("/v1/collections", headers=bearer(secret["key"]))
+        assert refused.status_code == 401 and "revoked" in refused.json()["error"]["message"]
 
 
 def test_the_sdk_waits_out_a_429_and_retries_a_bounded_number_of_times(

@@ -59,6 +59,29 @@ def test_rerank_scores_match_in_process_scoring(rerank_api: TestClient, tiny_rer
     assert rerank_api.get("/healthz").json()["components"]["rerank"]["status"] == "ok"
 
 
+def test_cohere_v2_and_tei_routes_score_the_same(rerank_api: TestClient) -> None:
+    query = "who keeps the lighthouse lamp?"
+    v1 = rerank_api.post("/v1/rerank", json={"query": query, "documents": DOCS}).json()
+    v2 = rerank_api.post("/v2/rerank", json={"model": "tiny-ce", "query": query, "documents": DOCS})
+    assert v2.status_code == 200 and v2.json()["results"] == v1["results"]
+    tei = rerank_api.post("/rerank", json={"query": query, "texts": DOCS, "return_text": True})
+    assert tei.status_code == 200, tei.text
+    ranks = tei.json()  # TEI answers a bare list, best first
+    assert [(r["index"], r["score"]) for r in ranks] == [
+        (r["index"], r["relevance_score"]) for r in v1["results"]
+    ]
+    assert all(r["text"] == DOCS[r["index"]] for r in ranks)
+    assert "text" not in rerank_api.post("/rerank", json={"query": query, "texts": DOCS}).json()[0]
+    long = {"query": "lighthouse", "texts": ["lighthouse " * 200, "short"]}
+    refused = rerank_api.post("/rerank", json=long)  # TEI's default truncate=false: too long is refused
+    assert refused.status_code == 413 and "truncate=true" in refused.json()["error"]["message"]
+    assert rerank_api.post("/rerank", json={**long, "truncate": True}).status_code == 200
+    raw = rerank_api.post("/rerank", json={"query": query, "texts": DOCS, "raw_scores": True})
+    assert raw.status_code == 422 and "raw_scores" in raw.json()["error"]["message"]
+    chunks = rerank_api.post("/v1/rerank", json={"query": query, "documents": DOCS, "max_chunks_per_doc": 2})
+    assert chunks.status_code == 422 and "max_chunks_per_doc" in chunks.json()["error"]["message"]
+
+
 def test_long_pairs_are_truncated_and_said_so(rerank_api: TestClient) -> None:
     long = "lighthouse " * 200
     body = rerank_api.post(

@@ -1,7 +1,7 @@
 """The dashboard in a real headless Chromium (playwright), served by `counterpoint up`.
 
 Screenshots land in ``test-artifacts/`` (git-ignored). Chromium comes from the system
-(`infra/tools/install_browser.sh`); without it these tests skip, or fail when ``CI`` is set.
+(`infra/tools/apt_install.sh`, run by `make install`); without it these tests skip, or fail when ``CI`` is set.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _unavailable(reason: str) -> None:
 def browser() -> Iterator[Any]:
     executable = CHROMIUM if CHROMIUM.exists() else Path(shutil.which("chromium") or CHROMIUM)
     if not executable.exists():
-        _unavailable(f"no Chromium at {CHROMIUM}; run infra/tools/install_browser.sh")
+        _unavailable(f"no Chromium at {CHROMIUM}; run infra/tools/apt_install.sh /usr/bin/chromium chromium")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

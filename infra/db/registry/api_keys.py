@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from functools import partial
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from counterpoint.infra.db.models import ApiKeyRow, utcnow
 from counterpoint.infra.db.registry.base import RegistryBase
@@ -38,6 +38,12 @@ class ApiKeysTable(RegistryBase):
         if not include_revoked:
             query = query.where(ApiKeyRow.revoked_at.is_(None))
         return self._list(query, _api_key)
+
+    def revoked_api_key_count(self) -> int:
+        """How many keys were ever revoked: a cheap version number of revocations (it only grows)."""
+        query = select(func.count()).select_from(ApiKeyRow).where(ApiKeyRow.revoked_at.is_not(None))
+        with self._tx() as session:
+            return int(session.execute(query).scalar_one())
 
     def revoke_api_key(self, key_id: str) -> ApiKeyRecord:
         """Mark the key revoked; revoking twice keeps the first revocation time."""
