@@ -57,6 +57,11 @@ class Limits(BaseSettings):
     max_prompt_tokens: int = Field(1536, ge=1, description="Longest prompt (in tokens) a generation accepts.")
 
 
+SECRET_FIELDS = ("database_url", "qdrant_api_key", "api_key", "admin_key", "redis_url")
+"""Settings that hold credentials (a database URL may carry a password): never passed as replica
+init arguments, never printed (see `Settings.export`)."""
+
+
 class Settings(BaseSettings):
     """Configuration of the whole platform; the launcher, services, SDK and CLI all read this."""
 
@@ -270,15 +275,27 @@ class Settings(BaseSettings):
         return {**rest, "limits": Limits(**{**given, **flat})}
 
     def export(self) -> dict[str, object]:
-        """All values as plain JSON types, secrets included: for handing settings to replicas."""
-        data = self.model_dump(mode="json", exclude_none=True)
+        """Every value but the secrets, as plain JSON types: the arguments replicas are built with.
+
+        Init arguments are visible in Ray's state API and dashboard, so the secrets
+        (`SECRET_FIELDS`) are left out: replicas read them from their environment, which
+        `secret_env` fills in the launcher before Ray starts (and the Helm chart from Secrets).
+        """
+        data = self.model_dump(mode="json", exclude_none=True, exclude=set(SECRET_FIELDS))
         data["data_dir"] = str(self.resolved_data_dir)  # replicas run in other working dirs
         if self.decode_cache_dir is not None:
             data["decode_cache_dir"] = str(self.decode_model_dir)
-        for key, value in self:
-            if isinstance(value, SecretStr):
-                data[key] = value.get_secret_value()
         return data
+
+    def secret_env(self) -> dict[str, str]:
+        """The secrets that are set, as the ``COUNTERPOINT_*`` variables a replica reads them from."""
+        env = {}
+        for name in SECRET_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                plain = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+                env[f"COUNTERPOINT_{name.upper()}"] = plain
+        return env
 
     # --- derived values ------------------------------------------------------------------
     @property

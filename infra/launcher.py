@@ -98,6 +98,10 @@ class LocalStack:
         import ray
 
         s = self.settings
+        # Serve replicas get the settings as init arguments without the secrets (Ray shows init
+        # arguments in its state API and dashboard); they read them from the environment the
+        # raylet, and so every worker, inherits from this process.
+        os.environ.update(s.secret_env())
         ray.init(
             address=s.ray_address,
             num_cpus=None if s.ray_address else s.ray_num_cpus,

@@ -40,6 +40,7 @@ SECRET_ENV = {
     "COUNTERPOINT_QDRANT_API_KEY",
     "COUNTERPOINT_ADMIN_KEY",
     "COUNTERPOINT_API_KEY",
+    "COUNTERPOINT_REDIS_URL",
     "MLFLOW_BACKEND_STORE_URI",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
@@ -447,6 +448,7 @@ def test_secrets_are_wired_in_production(rendered: dict[str, list[dict[str, Any]
         refs["COUNTERPOINT_ADMIN_KEY"] == refs["COUNTERPOINT_API_KEY"] == {("counterpoint-admin-key", "key")}
     )
     assert {"MLFLOW_BACKEND_STORE_URI", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(refs)
+    assert refs["COUNTERPOINT_REDIS_URL"] == {("counterpoint-redis", "url")}  # shared rate limits
 
 
 def test_pods_use_the_chart_service_account(manifests: list[dict[str, Any]]) -> None:

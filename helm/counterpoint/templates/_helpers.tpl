@@ -158,6 +158,13 @@ key: api-key
       name: {{ .existingSecret }}
       key: {{ .key }}
 {{- end }}{{ end }}
+{{- with .Values.secrets.redisUrl }}{{ if .existingSecret }}
+- name: COUNTERPOINT_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .key }}
+{{- end }}{{ end }}
 {{- end }}
 
 {{- define "counterpoint.podSecurity" -}}
