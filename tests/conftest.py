@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -57,6 +57,13 @@ def _pg_bin_dirs() -> list[Path]:
         found.append(Path(pg_ctl).resolve().parent)
     found += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
     return [d for d in found if (d / "initdb").exists() and (d / "pg_ctl").exists()]
+
+
+def _unavailable(reason: str) -> NoReturn:
+    """A test server that could not start: the tests needing it skip, or fail under CI."""
+    if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
 
 
 def _pg_free_port() -> int:
@@ -205,10 +212,7 @@ def postgres_url() -> Iterator[str]:
     except Exception as exc:
         if server is not None:
             server.stop()
-        reason = f"PostgreSQL could not be started: {exc}"
-        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        _unavailable(f"PostgreSQL could not be started: {exc}")
     try:
         yield server.url
     finally:
@@ -255,10 +259,9 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     except Exception as exc:
         if proc is not None:
             proc.kill()
-        reason = f"Redis could not be started ({exc}); run infra/tools/apt_install.sh /usr/bin/redis-server redis-server"
-        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        _unavailable(
+            f"Redis could not be started ({exc}); run infra/tools/apt_install.sh /usr/bin/redis-server redis-server"
+        )
     try:
         yield f"redis://127.0.0.1:{port}/0"
     finally:

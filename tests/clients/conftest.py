@@ -3,32 +3,24 @@ serving a tiny random cross-encoder as ``tiny-ce`` too, so the rerank clients ha
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import os
 from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import PORTS, Stack, stack_env, start
+from tests.e2e.conftest import Stack, running_stack
 from tests.tiny_models import build_tiny_cross_encoder
 
 RERANKER = "tiny-ce"
+
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # Haystack's usage telemetry: off in tests
 
 
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("clients-stack")
-    env = stack_env(root / "data")
-    env["COUNTERPOINT_RERANK_MODEL"] = RERANKER
-    env["COUNTERPOINT_RERANK_MODEL_PATH"] = str(build_tiny_cross_encoder(root / "tiny-ce"))
-    s = Stack(root / "data", env, f"http://127.0.0.1:{PORTS['GATEWAY_PORT']}")
-    proc = start(s, "--no-demo")
-    try:
+    reranker = build_tiny_cross_encoder(root / "tiny-ce")
+    with running_stack(
+        root, COUNTERPOINT_RERANK_MODEL=RERANKER, COUNTERPOINT_RERANK_MODEL_PATH=str(reranker)
+    ) as s:
         yield s
-    finally:
-        if proc.poll() is None:
-            subprocess.run([sys.executable, "-m", "counterpoint", "down"], env=env, timeout=300)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()

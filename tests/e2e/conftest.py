@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,17 +111,22 @@ def stop(stack: Stack, proc: subprocess.Popen[str]) -> None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("stack")
+    with running_stack(tmp_path_factory.mktemp("stack")) as s:
+        yield s
+
+
+@contextmanager
+def running_stack(root: Path, **env: str) -> Iterator[Stack]:
+    """`counterpoint up --no-demo` with its data under ``root`` and ``env`` added; down at the end."""
     data_dir = root / "data"
-    env = stack_env(data_dir)
-    s = Stack(data_dir, env, f"http://127.0.0.1:{PORTS['GATEWAY_PORT']}")
+    s = Stack(data_dir, {**stack_env(data_dir), **env}, f"http://127.0.0.1:{PORTS['GATEWAY_PORT']}")
     proc = start(s, "--no-demo")
     s.proc = proc  # type: ignore[attr-defined]
     try:
         yield s
     finally:
         if proc.poll() is None:
-            subprocess.run([sys.executable, "-m", "counterpoint", "down"], env=env, timeout=300)
+            subprocess.run([sys.executable, "-m", "counterpoint", "down"], env=s.env, timeout=300)
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
