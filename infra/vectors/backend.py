@@ -71,7 +71,7 @@ class VectorStoreBackend(ABC):
     def _delete(self, name: str) -> None: ...
 
     @abstractmethod
-    def _count(self, name: str) -> int: ...
+    def _count(self, name: str, exact: bool) -> int: ...
 
     @abstractmethod
     def _put(self, name: str, points: list[Point]) -> None: ...
@@ -125,9 +125,9 @@ class VectorStoreBackend(ABC):
         if not self.collection_exists(name):
             raise NotFound(f"collection '{name}' does not exist")
 
-    def count(self, name: str) -> int:
+    def count(self, name: str, *, exact: bool = True) -> int:
         check_name(name)
-        return self._count(name)
+        return self._count(name, exact)
 
     def upsert(self, name: str, records: Sequence[VectorRecord]) -> None:
         check_dimensions(name, self.spec(name).dimensions, [r.vector for r in records])

@@ -138,9 +138,9 @@ class EdgeVectorStore(VectorStoreBackend):
 
     # --- points --------------------------------------------------------------------------
 
-    def _count(self, name: str) -> int:
+    def _count(self, name: str, exact: bool) -> int:
         with self._use(name) as coll:
-            return coll.shard.count(qe.CountRequest(exact=True))
+            return coll.shard.count(qe.CountRequest(exact=exact))
 
     def _put(self, name: str, points: list[Point]) -> None:
         engine_points = [qe.Point(*point) for point in points]

@@ -117,9 +117,9 @@ class QdrantVectorStore(VectorStoreBackend):
 
     # --- points --------------------------------------------------------------------------
 
-    def _count(self, name: str) -> int:
+    def _count(self, name: str, exact: bool) -> int:
         with _translated(name):
-            return self.client.count(name, exact=True).count
+            return self.client.count(name, exact=exact).count
 
     def _put(self, name: str, points: list[Point]) -> None:
         structs = [qm.PointStruct(id=pid, vector=vector, payload=payload) for pid, vector, payload in points]

@@ -240,7 +240,7 @@ class GatewayCore:
             unique = [d for d in unique if d.id not in have]
         if unique:
             row = await self._write(name, row, unique)
-        count = await asyncio.to_thread(self.store.count, row.physical_name)
+        count = await asyncio.to_thread(self.store.count, row.physical_name, exact=False)  # fast: see count
         return IngestResponse(
             collection=name, received=len(docs), indexed=len(unique), skipped=skipped, count=count
         )

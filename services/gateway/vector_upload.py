@@ -140,7 +140,7 @@ async def upload_vectors(
         uploading[name] -= 1
         if not uploading[name]:
             del uploading[name]
-    count = await asyncio.to_thread(core.store.count, row.physical_name)
+    count = await asyncio.to_thread(core.store.count, row.physical_name, exact=False)  # fast: see count
     return IngestResponse(
         collection=name, received=len(ids), indexed=len(records), skipped=len(ids) - len(records), count=count
     )
