@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -62,7 +63,7 @@ class QueryLane:
         self.busy = busy
         self.busy_threads = busy_threads
         self.idle_threads = idle_threads
-        self.threads_used: list[int] = []  # torch threads of each forward pass, latest last (tests read it)
+        self.threads_used: deque[int] = deque(maxlen=64)  # torch threads of the latest passes (tests read it)
         self._waiting: list[_Call] = []
         self._worker: asyncio.Task[None] | None = None
         self.batches = 0  # forward passes run (tests and benches read it)

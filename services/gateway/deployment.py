@@ -47,14 +47,16 @@ class GatewayDeployment:
         registry = Registry.from_url(self.settings.db_url)
         store = make_vector_store(self.settings)
         bulk = ServeEmbedder(embedder, timeout_s=self.settings.embed_timeout_s)
-        lane = QueryLane.serving(self.settings, busy=lambda: bulk.in_flight > 0)
+        lane = None
+        if self.settings.query_lane:  # it gives way to the replica while the replica has work
+            lane = QueryLane.serving(self.settings, busy=lambda: bulk.in_flight > 0)
         self.core = GatewayCore(
             self.settings,
             registry,
             store,
             bulk,
             ServeReranker(reranker) if reranker is not None else None,
-            query_embedder=lane if self.settings.query_lane else None,
+            query_embedder=lane,
         )
         self.registry = ModelRegistryService(self.settings)
         self.jobs = JobService(self.settings, registry, RayJobSubmitter(self.settings.job_api_url))

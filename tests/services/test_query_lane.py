@@ -142,7 +142,7 @@ def test_lane_gives_way_to_the_replica_only_while_it_has_work(tiny_embedder: Tex
         replica_busy[0] = False
         await lane.embed(several)
         await lane.embed(["a lone query"])
-        return lane.threads_used
+        return list(lane.threads_used)
 
     before = torch.get_num_threads()
     try:
