@@ -576,6 +576,21 @@ def test_serve_deployments_are_the_graph(rendered: dict[str, list[dict[str, Any]
     assert decode["ray_actor_options"]["num_cpus"] >= 1, "generation is CPU-bound: give it a core"
 
 
+@pytest.mark.parametrize("render", ["default", "production"])
+def test_request_path_deployments_keep_the_fast_path_and_the_lane_a_core(
+    rendered: dict[str, list[dict[str, Any]]], render: str
+) -> None:
+    """The chart's ray_actor_options replace the code's: the gateway and embed entries must carry
+    the same fast-path flags, and the gateway (where the query lane encodes) a whole core."""
+    from counterpoint.services.app import FAST_PATH_ENV
+
+    (app,) = serve_config(rendered[render])["applications"]
+    options = {d["name"]: d["ray_actor_options"] for d in app["deployments"]}
+    for name in ("gateway", "embed"):
+        assert options[name]["runtime_env"]["env_vars"] == FAST_PATH_ENV, name
+    assert options["gateway"]["num_cpus"] >= 1
+
+
 @pytest.mark.parametrize("where", ["settings", "serve.application.args"])
 def test_decode_disabled_drops_its_deployment(
     helm: Path, helm_env: dict[str, str], chart_dir: Path, where: str
