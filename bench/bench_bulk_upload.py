@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 from _machine import cpu_name
+
+from counterpoint.infra.processes import free_port
 
 TARGET = 20_000.0  # vectors/s, #18
 NO_BUILDS = 1_000_000_000  # index_build_min_points: no background graph build during the bench
@@ -73,12 +74,6 @@ def serve(port: int, data_dir: str, dims: int) -> None:
     store = make_vector_store(settings)
     app = create_app(GatewayCore(settings, registry, store, Precomputed()))  # type: ignore[arg-type]
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pid: int | None) -> float:

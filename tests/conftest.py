@@ -6,7 +6,6 @@ import glob
 import importlib.util
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+
+from counterpoint.infra.processes import free_port
 
 # Unit tests build gateways without keys and call them fast: auth and rate limits are off unless a
 # test turns them on (tests/services/test_auth.py). The e2e stack strips COUNTERPOINT_* variables,
@@ -64,12 +65,6 @@ def _unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
         pytest.fail(reason, pytrace=False)
     pytest.skip(reason)
-
-
-def _pg_free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class _PgServer:
@@ -152,7 +147,7 @@ class _PgServer:
         )
         last_error: Exception | None = None
         for _attempt in range(3):  # another process may grab the free port before the server
-            self.port = _pg_free_port()
+            self.port = free_port()
             settings = {**_PG_SETTINGS, "port": str(self.port), "unix_socket_directories": f"'{self.base}'"}
             with open(self.data / "postgresql.auto.conf", "a") as conf:  # server user keeps ownership
                 conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
@@ -235,7 +230,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield external
         return
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    port = _pg_free_port()
+    port = free_port()
     workdir = tmp_path_factory.mktemp("redis")
     proc: subprocess.Popen[bytes] | None = None
     try:

@@ -8,7 +8,6 @@ behind. Ray starts once for the package (2 CPUs) and stops after its last test.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from counterpoint.infra.processes import free_port  # noqa: F401 - the fault tests import it from here
 from tests.tiny_models import build_tiny_bi_encoder
 
 # Test speed-ups, inherited by every process of the cluster ray.init starts (as in
@@ -53,12 +53,6 @@ def ray_cluster() -> Iterator[str]:
 @pytest.fixture(scope="package")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bi_encoder(tmp_path_factory.mktemp("fault-models"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 120, every: float = 0.05) -> None:
