@@ -10,6 +10,7 @@ import numpy as np
 import openai
 import pytest
 
+from tests.clients.conftest import RERANKER
 from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.e2e
@@ -45,8 +46,9 @@ def test_embeddings_str_list_base64_float_and_matryoshka_dimensions(oa: openai.O
 
 
 def test_models_list_and_retrieve(oa: openai.OpenAI) -> None:
-    ids = {m.id for m in oa.models.list()}
-    assert {EMBED, LM} <= ids
+    kinds = {m.id: (m.model_extra or {}).get("kind") for m in oa.models.list()}
+    # every servable model, with its kind (an extra field the client keeps)
+    assert kinds == {EMBED: "embedding", RERANKER: "reranker", LM: "causal-lm"}, kinds
     assert oa.models.retrieve(LM).id == LM
     with pytest.raises(openai.NotFoundError, match="not served"):
         oa.models.retrieve("gpt-4o")
