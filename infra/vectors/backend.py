@@ -14,8 +14,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import qdrant_edge as qe
+
 from counterpoint.errors import InvalidInput, NotFound
-from counterpoint.infra.vectors.base import CollectionSpec, ScoredRecord, SearchMode, VectorRecord, point_id
+from counterpoint.infra.vectors.base import (
+    CollectionSpec,
+    Retrieval,
+    ScoredRecord,
+    SearchMode,
+    VectorRecord,
+    point_id,
+)
 from counterpoint.infra.vectors.common import (
     ID_KEY,
     as_floats,
@@ -25,13 +34,35 @@ from counterpoint.infra.vectors.common import (
     record_payload,
     valid_name,
 )
+from counterpoint.infra.vectors.lexical import LEXICAL_VECTOR, document_vector, query_vector
 from counterpoint.schemas import Filter
 
 RETRIEVE_CHUNK = 1024
 """Point ids looked up per engine call by ``existing_ids``."""
 
-Point = tuple[str, list[float], dict[str, Any]]
-"""A point as both engines store it: point id, vector, payload (with the document id under ``id``)."""
+Point = tuple[str, list[float], qe.SparseVector | None, dict[str, Any]]
+"""A point as both engines store it: point id, dense vector, BM25 vector (lexical collections),
+payload (with the document id under ``id``)."""
+
+RRF_K = 60
+"""Reciprocal rank fusion's k: a hit's share is weight / (k + rank), the usual constant."""
+
+
+def dense_of(vector: Any) -> list[float]:
+    """The dense vector of a stored point, whether the engine gave it alone or by name (``""``)."""
+    return list(vector[""] if isinstance(vector, dict) else vector)
+
+
+def sparse_of(vector: Any) -> qe.SparseVector | None:
+    """The BM25 vector of a stored point (as the embedded engine's type), if it has one."""
+    if not isinstance(vector, dict) or vector.get(LEXICAL_VECTOR) is None:
+        return None
+    found = vector[LEXICAL_VECTOR]
+    return (
+        found
+        if isinstance(found, qe.SparseVector)
+        else qe.SparseVector(list(found.indices), list(found.values))
+    )
 
 
 def indexed_fields(spec: CollectionSpec) -> dict[str, str]:
@@ -45,9 +76,27 @@ def scored(pid: Any, score: float, payload: dict[str, Any] | None) -> ScoredReco
     return ScoredRecord(id=str(payload.get(ID_KEY, pid)), score=float(score), payload=payload)
 
 
+def with_stages(final: Iterable[Any], stages: dict[str, Iterable[Any]]) -> list[ScoredRecord]:
+    """The final hits as records, each with its score in every stage whose candidates it was among."""
+    by_stage = {stage: {str(p.id): float(p.score) for p in points} for stage, points in stages.items()}
+    records = []
+    for point in final:
+        record = scored(point.id, point.score, point.payload)
+        found = {
+            stage: scores[str(point.id)] for stage, scores in by_stage.items() if str(point.id) in scores
+        }
+        records.append(ScoredRecord(record.id, record.score, record.payload, stages=found))
+    return records
+
+
 def _at_least_one(what: str, value: int) -> None:
     if value < 1:
         raise InvalidInput(f"{what} must be at least 1, got {value}")
+
+
+def _fraction(what: str, value: float) -> None:
+    if not 0 <= value <= 1:
+        raise InvalidInput(f"{what} must be between 0 and 1, got {value}")
 
 
 class VectorStoreBackend(ABC):
@@ -87,6 +136,20 @@ class VectorStoreBackend(ABC):
         """The ``top_k`` best points, best first (objects with ``id``, ``score``, ``payload``)."""
 
     @abstractmethod
+    def _retrieve_with(
+        self,
+        name: str,
+        vector: list[float] | None,
+        sparse: qe.SparseVector | None,
+        top_k: int,
+        filter: Filter | None,
+        mode: SearchMode | None,
+        retrieval: Retrieval,
+    ) -> list[ScoredRecord]:
+        """A lexical, hybrid or diversified search (``vector``/``sparse`` as ``retrieval.kind`` needs),
+        best first; a hybrid one's records carry their ``dense`` and ``lexical`` stage scores."""
+
+    @abstractmethod
     def _sample(self, name: str, limit: int) -> list[list[float]]:
         """The vectors of the first ``limit`` points in point-id order."""
 
@@ -95,8 +158,11 @@ class VectorStoreBackend(ABC):
         """``points``, ``segments``, ``indexed_vectors`` and ``state`` (``indexing`` or ``ready``)."""
 
     @abstractmethod
-    def _page(self, name: str, limit: int, offset: str | None) -> tuple[Iterable[Any], Any]:
-        """A page of points (objects with ``id``, ``payload``) and the next page's offset."""
+    def _page(
+        self, name: str, limit: int, offset: str | None, with_sparse: bool
+    ) -> tuple[Iterable[Any], Any]:
+        """A page of points (objects with ``id``, ``payload``, ``vector`` holding the BM25 vector
+        by name ``with_sparse``) and the next page's offset."""
 
     @abstractmethod
     def _set_spec(self, spec: CollectionSpec) -> None:
@@ -130,9 +196,25 @@ class VectorStoreBackend(ABC):
         return self._count(name, exact)
 
     def upsert(self, name: str, records: Sequence[VectorRecord]) -> None:
-        check_dimensions(name, self.spec(name).dimensions, [r.vector for r in records])
-        if records:
-            self._put(name, [(point_id(r.id), as_floats(r.vector), record_payload(r)) for r in records])
+        """Store ``records``; in a lexical collection each gets its BM25 vector (the record's own, as a
+        re-index carries it over, or computed from its payload's title and text)."""
+        spec = self.spec(name)
+        check_dimensions(name, spec.dimensions, [r.vector for r in records])
+        if not records:
+            return
+        lexical = spec.lexical
+        self._put(
+            name,
+            [
+                (
+                    point_id(r.id),
+                    as_floats(r.vector),
+                    None if lexical is None else (r.sparse or document_vector(lexical, r.payload)),
+                    record_payload(r),
+                )
+                for r in records
+            ],
+        )
 
     def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
         check_name(name)
@@ -149,17 +231,54 @@ class VectorStoreBackend(ABC):
     def search(
         self,
         name: str,
-        vector: Sequence[float],
+        vector: Sequence[float] | None,
         top_k: int,
         filter: Filter | None = None,
         mode: SearchMode | None = None,
+        retrieval: Retrieval | None = None,
     ) -> list[ScoredRecord]:
-        """The ``top_k`` nearest points; ``mode`` makes the search exact or sets its ``hnsw_ef``."""
+        """The ``top_k`` nearest points to ``vector``; ``mode`` makes the search exact or sets its
+        ``hnsw_ef``. ``retrieval`` searches by BM25 (``lexical``), fuses both (``hybrid``) or
+        diversifies the results (MMR): see :class:`~counterpoint.infra.vectors.base.Retrieval`."""
         _at_least_one("top_k", top_k)
-        check_dimensions(name, self.spec(name).dimensions, [vector])
-        # Both engines return best first for every distance (euclid: smallest distance first).
-        found = self._nearest(name, as_floats(vector), top_k, filter, mode)
-        return [scored(p.id, p.score, p.payload) for p in found]
+        spec = self.spec(name)
+        if vector is not None:
+            check_dimensions(name, spec.dimensions, [vector])
+        if retrieval is None or (retrieval.kind == "dense" and retrieval.diversity is None):
+            if vector is None:
+                raise InvalidInput("a dense search needs a query vector")
+            # Both engines return best first for every distance (euclid: smallest distance first).
+            found = self._nearest(name, as_floats(vector), top_k, filter, mode)
+            return [scored(p.id, p.score, p.payload) for p in found]
+        return self._retrieve_with(
+            name, *self._query_vectors(spec, vector, retrieval), top_k, filter, mode, retrieval
+        )
+
+    @staticmethod
+    def _query_vectors(
+        spec: CollectionSpec, vector: Sequence[float] | None, retrieval: Retrieval
+    ) -> tuple[list[float] | None, qe.SparseVector | None]:
+        """The dense and sparse query vectors ``retrieval`` needs; ``InvalidInput`` for what it lacks."""
+        _at_least_one("candidates", retrieval.candidates)
+        _fraction("lexical_weight", retrieval.lexical_weight)
+        if retrieval.diversity is not None:
+            _fraction("diversity (MMR)", retrieval.diversity)
+        needs_dense = retrieval.kind != "lexical" or retrieval.diversity is not None
+        if needs_dense and vector is None:
+            raise InvalidInput(
+                f"a {retrieval.kind} search{' with MMR' if retrieval.diversity is not None else ''} needs a query vector"
+            )
+        sparse = None
+        if retrieval.kind != "dense":
+            if spec.lexical is None:
+                raise InvalidInput(
+                    f"collection '{spec.name}' has no lexical (BM25) vectors, so it has no {retrieval.kind} "
+                    "search: create it with lexical 'bm25', or re-index it with lexical 'bm25' to add them"
+                )
+            if not retrieval.text:
+                raise InvalidInput(f"a {retrieval.kind} search needs the query text")
+            sparse = query_vector(spec.lexical, retrieval.text)
+        return (None if vector is None else as_floats(vector)), sparse
 
     def set_search(
         self, name: str, *, hnsw_ef: int | None = None, oversampling: float | None = None
@@ -185,12 +304,17 @@ class VectorStoreBackend(ABC):
         return self._sample(name, limit)
 
     def scroll(
-        self, name: str, limit: int = 256, offset: str | None = None
+        self, name: str, limit: int = 256, offset: str | None = None, *, with_sparse: bool = False
     ) -> tuple[list[ScoredRecord], str | None]:
         _at_least_one("limit", limit)
         check_name(name)
-        points, after = self._page(name, limit, offset)
-        return [scored(p.id, 0.0, p.payload) for p in points], None if after is None else str(after)
+        with_sparse = with_sparse and self.spec(name).lexical is not None
+        points, after = self._page(name, limit, offset, with_sparse)
+        points = list(points)
+        records = [scored(p.id, 0.0, p.payload) for p in points]
+        if with_sparse:
+            records = [replace(r, sparse=sparse_of(p.vector)) for r, p in zip(records, points, strict=True)]
+        return records, None if after is None else str(after)
 
     def export_snapshot(self, name: str, dest: Path) -> int:
         """Write a consistent copy of collection ``name`` into the empty directory ``dest``; its point count."""

@@ -12,9 +12,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from counterpoint.schemas import Distance, FieldType, Filter
+
+if TYPE_CHECKING:
+    import qdrant_edge as qe
 
 _NAMESPACE = uuid.UUID("6f1f6a52-4c1e-4a59-9b7c-2f0d3f4e5a61")
 _NAMESPACE_BYTES = _NAMESPACE.bytes
@@ -57,12 +60,50 @@ class SearchMode:
 
 
 @dataclass(frozen=True)
+class Bm25Settings:
+    """A collection's BM25 sparse vectors (the engine's own ``Bm25`` model, English tokenizer,
+    stop words and Snowball stemmer), fixed at creation so every document is weighted alike.
+
+    ``k`` saturates term frequency, ``b`` normalises by length against ``avg_len`` (tokens): a fixed
+    average rather than the corpus's, so adding documents never re-weights the stored ones; the
+    engine applies IDF itself at search time (sparse vectors with the IDF modifier).
+    """
+
+    k: float = 1.2
+    b: float = 0.75
+    avg_len: float = 256.0
+
+
+@dataclass(frozen=True)
 class CollectionSpec:
     name: str
     dimensions: int
     distance: Distance = "cosine"
     payload_indexes: dict[str, FieldType] = field(default_factory=dict)
     index: IndexSettings = field(default_factory=IndexSettings)
+    lexical: Bm25Settings | None = None  # BM25 sparse vectors beside the dense ones; None: dense only
+
+
+SearchKind = Literal["dense", "lexical", "hybrid"]
+FusionKind = Literal["rrf", "dbsf"]
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """What a search retrieves with, beyond the dense vector (the default: dense only).
+
+    ``lexical`` ranks by BM25 over ``text``; ``hybrid`` fetches ``candidates`` of each and fuses
+    them in the engine: ``rrf`` (reciprocal ranks, ``lexical_weight`` against 1 - it) or ``dbsf``
+    (scores normalised by their distribution). ``diversity`` (0-1) reorders the final candidates
+    by maximal marginal relevance over their dense vectors: 0 is plain relevance.
+    """
+
+    kind: SearchKind = "dense"
+    text: str | None = None
+    fusion: FusionKind = "rrf"
+    lexical_weight: float = 0.5
+    candidates: int = 100
+    diversity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +111,7 @@ class VectorRecord:
     id: str
     vector: Sequence[float]
     payload: dict[str, Any]
+    sparse: qe.SparseVector | None = None  # its BM25 vector; None: computed from the payload's text
 
 
 @dataclass(frozen=True)
@@ -77,6 +119,8 @@ class ScoredRecord:
     id: str
     score: float
     payload: dict[str, Any]
+    stages: dict[str, float] = field(default_factory=dict)  # a hybrid search's dense and lexical scores
+    sparse: qe.SparseVector | None = None  # filled by ``scroll(with_sparse=True)``
 
 
 @runtime_checkable
@@ -106,11 +150,14 @@ class VectorStore(Protocol):
     def search(
         self,
         name: str,
-        vector: Sequence[float],
+        vector: Sequence[float] | None,
         top_k: int,
         filter: Filter | None = None,
         mode: SearchMode | None = None,
-    ) -> list[ScoredRecord]: ...
+        retrieval: Retrieval | None = None,
+    ) -> list[ScoredRecord]:
+        """The ``top_k`` best points for ``vector`` (dense), or as ``retrieval`` says (lexical, hybrid, MMR)."""
+        ...
 
     def set_search(
         self, name: str, *, hnsw_ef: int | None = None, oversampling: float | None = None
@@ -128,9 +175,10 @@ class VectorStore(Protocol):
         ...
 
     def scroll(
-        self, name: str, limit: int = 256, offset: str | None = None
+        self, name: str, limit: int = 256, offset: str | None = None, *, with_sparse: bool = False
     ) -> tuple[list[ScoredRecord], str | None]:
-        """A page of stored points (payloads, score 0) and the offset of the next page (None: done).
+        """A page of stored points (payloads, score 0; their BM25 vectors ``with_sparse``) and the
+        offset of the next page (None: done).
 
         Re-indexing reads a collection this way; the order is the engine's, stable across pages.
         """

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any, get_args
 
 from counterpoint.errors import InvalidInput
-from counterpoint.infra.vectors.base import CollectionSpec, IndexSettings, VectorRecord
+from counterpoint.infra.vectors.base import Bm25Settings, CollectionSpec, IndexSettings, VectorRecord
 from counterpoint.schemas import INDEX_BOUNDS, PAYLOAD_FIELD, Distance, FieldType
 
 DISTANCES: frozenset[str] = frozenset(get_args(Distance))
@@ -43,6 +43,18 @@ def check_spec(spec: CollectionSpec) -> None:
     if names:
         raise InvalidInput(f"invalid payload index names {names}: use 1-64 ASCII letters, digits, '_' or '-'")
     check_index(spec.index)
+    if spec.lexical is not None:
+        check_bm25(spec.lexical)
+
+
+def check_bm25(bm25: Bm25Settings) -> None:
+    """``InvalidInput`` for BM25 settings the engine's model refuses."""
+    if not 0 <= bm25.b <= 1:
+        raise InvalidInput(f"bm25 b must be between 0 and 1, got {bm25.b}")
+    if not bm25.k >= 0:
+        raise InvalidInput(f"bm25 k must not be negative, got {bm25.k}")
+    if not bm25.avg_len > 0:
+        raise InvalidInput(f"bm25 avg_len must be positive, got {bm25.avg_len}")
 
 
 def check_index(index: IndexSettings) -> None:
@@ -82,6 +94,7 @@ def spec_to_dict(spec: CollectionSpec) -> dict[str, Any]:
         "distance": spec.distance,
         "payload_indexes": dict(spec.payload_indexes),
         "index": {k: v for k, v in asdict(spec.index).items() if v is not None},
+        "lexical": None if spec.lexical is None else asdict(spec.lexical),
     }
 
 
@@ -92,4 +105,5 @@ def spec_from_dict(data: dict[str, Any]) -> CollectionSpec:
         distance=data["distance"],
         payload_indexes=dict(data.get("payload_indexes") or {}),
         index=IndexSettings(**(data.get("index") or {})),
+        lexical=None if data.get("lexical") is None else Bm25Settings(**data["lexical"]),
     )

@@ -27,8 +27,15 @@ import qdrant_edge as qe
 
 from counterpoint.errors import Conflict, InvalidInput, NotFound, Unavailable
 from counterpoint.infra.sparse import copy_tree_sparse
-from counterpoint.infra.vectors.backend import Point, VectorStoreBackend, indexed_fields
-from counterpoint.infra.vectors.base import CollectionSpec, SearchMode
+from counterpoint.infra.vectors.backend import (
+    RRF_K,
+    Point,
+    VectorStoreBackend,
+    dense_of,
+    indexed_fields,
+    with_stages,
+)
+from counterpoint.infra.vectors.base import CollectionSpec, Retrieval, ScoredRecord, SearchMode
 from counterpoint.infra.vectors.common import check_name, spec_from_dict, spec_to_dict
 from counterpoint.infra.vectors.edge_indexer import BackgroundIndexer, IndexPolicy
 from counterpoint.infra.vectors.edge_shard import (
@@ -43,6 +50,7 @@ from counterpoint.infra.vectors.edge_shard import (
 )
 from counterpoint.infra.vectors.edge_tuning import SCHEMA, EdgeTuning
 from counterpoint.infra.vectors.filters import to_edge_filter
+from counterpoint.infra.vectors.lexical import LEXICAL_VECTOR
 from counterpoint.schemas import Filter
 
 __all__ = ["SHARD_DIR", "SPEC_FILE", "EdgeTuning", "EdgeVectorStore", "IndexPolicy", "shard_records"]
@@ -143,7 +151,10 @@ class EdgeVectorStore(VectorStoreBackend):
             return coll.shard.count(qe.CountRequest(exact=exact))
 
     def _put(self, name: str, points: list[Point]) -> None:
-        engine_points = [qe.Point(*point) for point in points]
+        engine_points = [
+            qe.Point(pid, vector if sparse is None else {"": vector, LEXICAL_VECTOR: sparse}, payload)
+            for pid, vector, sparse, payload in points
+        ]
         with self._use(name, write=True) as coll:
             coll.shard.update(qe.UpdateOperation.upsert_points(engine_points))
             coll.record(engine_points)
@@ -171,14 +182,75 @@ class EdgeVectorStore(VectorStoreBackend):
             )
             return coll.shard.query(request)
 
+    def _retrieve_with(
+        self,
+        name: str,
+        vector: list[float] | None,
+        sparse: qe.SparseVector | None,
+        top_k: int,
+        filter: Filter | None,
+        mode: SearchMode | None,
+        retrieval: Retrieval,
+    ) -> list[ScoredRecord]:
+        """One planned batch: the final query (fused and/or MMR over prefetched candidates) and, for a
+        hybrid search, each stage's own candidates, whose scores go with the hits."""
+        edge_filter = to_edge_filter(filter)
+        candidates = max(retrieval.candidates, top_k)
+        with self._use(name) as coll:
+            params = coll.params
+            if mode is not None:
+                params = self.tuning.for_index(coll.spec.index).search_params(mode)
+            stages: dict[str, qe.Prefetch] = {}
+            if vector is not None and retrieval.kind != "lexical":
+                stages["dense"] = qe.Prefetch(
+                    candidates, query=qe.Query.Nearest(vector), params=params, filter=edge_filter
+                )
+            if sparse is not None:
+                stages["lexical"] = qe.Prefetch(
+                    candidates, query=qe.Query.Nearest(sparse, using=LEXICAL_VECTOR), filter=edge_filter
+                )
+            query: Any = next(iter(stages.values())).query
+            prefetches: list[qe.Prefetch] | None = None
+            if retrieval.kind == "hybrid":
+                w = retrieval.lexical_weight
+                fusion = retrieval.fusion == "rrf"
+                query = qe.Fusion.Rrf(RRF_K, [2 * (1 - w), 2 * w]) if fusion else qe.Fusion.Dbsf()
+                prefetches = list(stages.values())
+            if retrieval.diversity is not None:  # MMR over the candidates of the search above
+                assert vector is not None
+                prefetches = [qe.Prefetch(candidates, query=query, prefetches=prefetches, filter=edge_filter)]
+                query = qe.Mmr(vector, 1 - retrieval.diversity, candidates)
+            requests = [
+                qe.QueryRequest(
+                    limit=top_k,
+                    query=query,
+                    prefetches=prefetches,
+                    filter=edge_filter,
+                    with_payload=True,
+                    with_vector=False,
+                )
+            ]
+            if retrieval.kind == "hybrid":
+                requests += [
+                    qe.QueryRequest(
+                        limit=candidates, query=stage.query, filter=edge_filter, params=stage.params
+                    )
+                    for stage in stages.values()
+                ]
+            results = coll.shard.query_batch(qe.QueryBatchRequest(requests))
+        return with_stages(results[0], dict(zip(stages, results[1:], strict=False)))
+
     def _sample(self, name: str, limit: int) -> list[list[float]]:
         request = qe.ScrollRequest(limit=limit, with_payload=False, with_vector=True)
         with self._use(name) as coll:
             points, _ = coll.shard.scroll(request)
-        return [list(point.vector) for point in points]
+        return [dense_of(point.vector) for point in points]
 
-    def _page(self, name: str, limit: int, offset: str | None) -> tuple[Iterable[Any], Any]:
-        request = qe.ScrollRequest(offset=offset, limit=limit, with_payload=True, with_vector=False)
+    def _page(
+        self, name: str, limit: int, offset: str | None, with_sparse: bool
+    ) -> tuple[Iterable[Any], Any]:
+        vectors: bool | list[str] = [LEXICAL_VECTOR] if with_sparse else False
+        request = qe.ScrollRequest(offset=offset, limit=limit, with_payload=True, with_vector=vectors)
         with self._use(name) as coll:
             return coll.shard.scroll(request)
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import qdrant_edge as qe
 
+from counterpoint.infra.vectors.backend import dense_of, sparse_of
 from counterpoint.infra.vectors.base import CollectionSpec, VectorRecord
 from counterpoint.infra.vectors.common import ID_KEY
 
@@ -178,7 +179,7 @@ def shard_records(shard_dir: Path, page: int = 256) -> Iterator[list[VectorRecor
             for point in points:
                 payload = dict(point.payload or {})
                 doc_id = str(payload.pop(ID_KEY, point.id))
-                records.append(VectorRecord(doc_id, list(point.vector), payload))
+                records.append(VectorRecord(doc_id, dense_of(point.vector), payload, sparse_of(point.vector)))
             if records:
                 yield records
             if offset is None:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, replace
 import qdrant_edge as qe
 
 from counterpoint.infra.vectors.base import CollectionSpec, IndexSettings, SearchMode
+from counterpoint.infra.vectors.lexical import LEXICAL_VECTOR
 
 DISTANCE = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid}
 SCHEMA = {
@@ -95,4 +96,9 @@ class EdgeTuning:
             # (default_segment_number does not split it in 0.9), so there is no segment knob here.
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=self.indexing_threshold_kb),
             quantization_config=quantization,
+            sparse_vectors=(
+                None
+                if spec.lexical is None
+                else {LEXICAL_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}
+            ),
         )

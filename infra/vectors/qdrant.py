@@ -16,15 +16,24 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import qdrant_edge as qe
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from counterpoint.errors import Conflict, InvalidInput, NotFound, Unavailable
-from counterpoint.infra.vectors.backend import Point, VectorStoreBackend, indexed_fields
-from counterpoint.infra.vectors.base import CollectionSpec, IndexSettings, SearchMode
+from counterpoint.infra.vectors.backend import (
+    RRF_K,
+    Point,
+    VectorStoreBackend,
+    dense_of,
+    indexed_fields,
+    with_stages,
+)
+from counterpoint.infra.vectors.base import CollectionSpec, IndexSettings, Retrieval, ScoredRecord, SearchMode
 from counterpoint.infra.vectors.common import ID_KEY, check_name, spec_from_dict, spec_to_dict
 from counterpoint.infra.vectors.filters import to_qdrant_filter
+from counterpoint.infra.vectors.lexical import LEXICAL_VECTOR
 from counterpoint.schemas import Filter
 
 METADATA_KEY = "counterpoint_spec"
@@ -69,6 +78,11 @@ class QdrantVectorStore(VectorStoreBackend):
                 ),
                 hnsw_config=qm.HnswConfigDiff(m=spec.index.m, ef_construct=spec.index.ef_construct),
                 quantization_config=_quantization(spec.index),
+                sparse_vectors_config=(
+                    None
+                    if spec.lexical is None
+                    else {LEXICAL_VECTOR: qm.SparseVectorParams(modifier=qm.Modifier.IDF)}
+                ),
                 metadata={METADATA_KEY: spec_to_dict(spec)},
             )
             self._add_indexes(spec)
@@ -122,7 +136,14 @@ class QdrantVectorStore(VectorStoreBackend):
             return self.client.count(name, exact=exact).count
 
     def _put(self, name: str, points: list[Point]) -> None:
-        structs = [qm.PointStruct(id=pid, vector=vector, payload=payload) for pid, vector, payload in points]
+        structs = [
+            qm.PointStruct(
+                id=pid,
+                vector=vector if sparse is None else {"": vector, LEXICAL_VECTOR: _sparse(sparse)},
+                payload=payload,
+            )
+            for pid, vector, sparse, payload in points
+        ]
         with _translated(name):
             self.client.upsert(name, points=structs, wait=True)
 
@@ -145,14 +166,85 @@ class QdrantVectorStore(VectorStoreBackend):
                 search_params=params,
             ).points
 
+    def _retrieve_with(
+        self,
+        name: str,
+        vector: list[float] | None,
+        sparse: qe.SparseVector | None,
+        top_k: int,
+        filter: Filter | None,
+        mode: SearchMode | None,
+        retrieval: Retrieval,
+    ) -> list[ScoredRecord]:
+        """One batch: the final query (fused and/or MMR over prefetched candidates) and, for a hybrid
+        search, each stage's own candidates, whose scores go with the hits (as the embedded engine)."""
+        query_filter = to_qdrant_filter(filter)
+        candidates = max(retrieval.candidates, top_k)
+        params = _search_params(self.spec(name).index, mode or SearchMode())
+        stages: dict[str, qm.Prefetch] = {}
+        if vector is not None and retrieval.kind != "lexical":
+            stages["dense"] = qm.Prefetch(query=vector, limit=candidates, params=params, filter=query_filter)
+        if sparse is not None:
+            stages["lexical"] = qm.Prefetch(
+                query=_sparse(sparse), using=LEXICAL_VECTOR, limit=candidates, filter=query_filter
+            )
+        first = next(iter(stages.values()))
+        query: Any = first.query
+        using, prefetch = first.using, None
+        if retrieval.kind == "hybrid":
+            w = retrieval.lexical_weight
+            query = (
+                qm.RrfQuery(rrf=qm.Rrf(k=RRF_K, weights=[2 * (1 - w), 2 * w]))
+                if retrieval.fusion == "rrf"
+                else qm.FusionQuery(fusion=qm.Fusion.DBSF)
+            )
+            using, prefetch = None, list(stages.values())
+        if retrieval.diversity is not None:  # MMR over the candidates of the search above
+            inner = qm.Prefetch(
+                query=query, using=using, prefetch=prefetch, limit=candidates, filter=query_filter
+            )
+            mmr = qm.Mmr(diversity=retrieval.diversity, candidates_limit=candidates)
+            query, using, prefetch = qm.NearestQuery(nearest=vector, mmr=mmr), None, [inner]
+        requests = [
+            qm.QueryRequest(
+                query=query,
+                using=using,
+                prefetch=prefetch,
+                filter=query_filter,
+                limit=top_k,
+                with_payload=True,
+            )
+        ]
+        if retrieval.kind == "hybrid":
+            requests += [
+                qm.QueryRequest(
+                    query=stage.query,
+                    using=stage.using,
+                    filter=query_filter,
+                    limit=candidates,
+                    params=stage.params,
+                )
+                for stage in stages.values()
+            ]
+        with _translated(name):
+            results = self.client.query_batch_points(name, requests=requests)
+        return with_stages(
+            results[0].points, dict(zip(stages, (r.points for r in results[1:]), strict=False))
+        )
+
     def _sample(self, name: str, limit: int) -> list[list[float]]:
         with _translated(name):
             points, _ = self.client.scroll(name, limit=limit, with_payload=False, with_vectors=True)
-        return [list(point.vector) for point in points]  # type: ignore[arg-type]
+        return [dense_of(point.vector) for point in points]
 
-    def _page(self, name: str, limit: int, offset: str | None) -> tuple[Iterable[Any], Any]:
+    def _page(
+        self, name: str, limit: int, offset: str | None, with_sparse: bool
+    ) -> tuple[Iterable[Any], Any]:
+        vectors: bool | list[str] = [LEXICAL_VECTOR] if with_sparse else False
         with _translated(name):
-            return self.client.scroll(name, limit=limit, offset=offset, with_payload=True, with_vectors=False)
+            return self.client.scroll(
+                name, limit=limit, offset=offset, with_payload=True, with_vectors=vectors
+            )
 
     # --- maintenance ---------------------------------------------------------------------
 
@@ -252,6 +344,11 @@ class QdrantVectorStore(VectorStoreBackend):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _sparse(vector: qe.SparseVector) -> qm.SparseVector:
+    """The embedded engine's BM25 vector (what ``lexical`` makes) in the client's type."""
+    return qm.SparseVector(indices=list(vector.indices), values=list(vector.values))
 
 
 def _quantization(index: IndexSettings) -> qm.ScalarQuantization | None:
