@@ -108,6 +108,19 @@ class IndexConfig(StrictModel):
     )
 
 
+class Bm25Config(StrictModel):
+    """BM25's parameters for a collection's lexical vectors, fixed at creation."""
+
+    k: float = Field(1.2, ge=0, le=10, description="Term-frequency saturation (k1).")
+    b: float = Field(0.75, ge=0, le=1, description="Length normalisation: 0 none, 1 full.")
+    avg_len: float = Field(
+        256.0, gt=0, le=100_000, description="Average document length in tokens that lengths are compared to."
+    )
+
+
+Lexical = Literal["bm25"]
+
+
 class CollectionCreate(StrictModel):
     name: str
     model: str | None = Field(None, description="Embedding model; default: the served default model.")
@@ -116,6 +129,12 @@ class CollectionCreate(StrictModel):
         default_factory=dict, description="Metadata fields to index for filtering, with their type."
     )
     index: IndexConfig = Field(default_factory=IndexConfig, description="HNSW and storage settings.")
+    lexical: Lexical | None = Field(
+        "bm25",
+        description="Sparse lexical vectors beside the dense ones, for lexical and hybrid search "
+        "(BM25 over each document's title and text); null: dense only.",
+    )
+    bm25: Bm25Config = Field(default_factory=Bm25Config, description="BM25's parameters (with lexical).")
 
     @field_validator("name")
     @classmethod
@@ -153,6 +172,10 @@ class CollectionInfo(BaseModel):
         "ready", description="'indexing' while its HNSW graph is being built or is due, else 'ready'."
     )
     indexed_points: int = Field(0, description="Points in the HNSW graph (the rest are searched exactly).")
+    lexical: Lexical | None = Field(
+        None, description="'bm25': it has lexical vectors (lexical, hybrid search)."
+    )
+    bm25: Bm25Config | None = Field(None, description="BM25's parameters, with lexical.")
 
 
 class CollectionList(BaseModel):

@@ -4,7 +4,7 @@ must/should/must_not) and an optional rerank of the first stage.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -53,6 +53,10 @@ class Filter(StrictModel):
         return {c.key for c in (*self.must, *self.should, *self.must_not)}
 
 
+RetrievalMode = Literal["dense", "lexical", "hybrid"]
+Fusion = Literal["rrf", "dbsf"]
+
+
 class SearchRequest(StrictModel):
     query: str | None = None
     vector: list[float] | None = None
@@ -71,6 +75,32 @@ class SearchRequest(StrictModel):
         description="Weight of the first stage in the final score (z-scored interpolation with the "
         "reranker's, counterpoint.fusion); default: the rerank_fusion setting (0: the reranker alone).",
     )
+    mode: RetrievalMode = Field(
+        "dense",
+        description="'dense': the embedding model; 'lexical': BM25 over the collection's lexical vectors; "
+        "'hybrid': both, fused in the engine (see fusion).",
+    )
+    fusion: Fusion = Field(
+        "rrf",
+        description="How hybrid fuses its two rankings: 'rrf' (reciprocal rank fusion, weighted by "
+        "lexical_weight) or 'dbsf' (each stage's scores normalised by their distribution, summed).",
+    )
+    lexical_weight: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Hybrid with rrf: the lexical ranking's share (the dense one gets 1 - it).",
+    )
+    candidates: int | None = Field(
+        None, ge=1, description="Candidates each stage of a hybrid or MMR search fetches (default 100)."
+    )
+    mmr: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Diversity of maximal marginal relevance over the candidates' dense vectors: "
+        "0 keeps the relevance order, 1 picks the most dissimilar. Null: no MMR.",
+    )
 
     @model_validator(mode="after")
     def _query_or_vector(self) -> SearchRequest:
@@ -80,6 +110,10 @@ class SearchRequest(StrictModel):
             not_blank(self.query, "query")
         if self.rerank and self.query is None:
             raise ValueError("rerank needs a text 'query' (a cross-encoder reads the query)")
+        if self.mode != "dense" and self.query is None:
+            raise ValueError(f"mode '{self.mode}' needs a text 'query' (BM25 reads its words)")
+        if self.lexical_weight != 0.5 and (self.mode != "hybrid" or self.fusion != "rrf"):
+            raise ValueError("lexical_weight applies to mode 'hybrid' with fusion 'rrf' only")
         return self
 
 
@@ -91,6 +125,11 @@ class SearchHit(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     first_stage_score: float | None = Field(None, description="Vector similarity, when reranked.")
     first_stage_rank: int | None = Field(None, description="1-based rank before reranking.")
+    stage_scores: dict[str, float] = Field(
+        default_factory=dict,
+        description="A hybrid search's 'dense' and 'lexical' scores of this hit (a stage it was not a "
+        "candidate of is missing); the fused score is 'score' (or 'first_stage_score' when reranked).",
+    )
 
 
 class SearchResponse(BaseModel):

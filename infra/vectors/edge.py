@@ -363,8 +363,9 @@ class EdgeVectorStore(VectorStoreBackend):
         """Points, segments, HNSW-indexed vectors and ``state``: ``indexing`` while a build runs or is due."""
         with self._use(name) as coll:
             info = coll.shard.info()
+            indexed = _dense_indexed(coll, info.indexed_vectors_count)
             building = coll.child is not None
-        points, indexed = info.points_count, info.indexed_vectors_count
+        points = info.points_count
         due = self.indexer is not None and self.indexer.indexing(name, points, indexed)
         return {
             "points": points,
@@ -376,7 +377,7 @@ class EdgeVectorStore(VectorStoreBackend):
     def _index_counts(self, name: str) -> tuple[int, int]:
         with self._use(name) as coll:
             info = coll.shard.info()
-        return info.points_count, info.indexed_vectors_count
+            return info.points_count, _dense_indexed(coll, info.indexed_vectors_count)
 
     def close(self) -> None:
         """Stop the background indexer, flush and close every open shard; later calls reopen them."""
@@ -413,3 +414,15 @@ class EdgeVectorStore(VectorStoreBackend):
             if coll.closed:  # deleted or store closed while we waited
                 raise NotFound(f"collection '{name}' does not exist")
             yield coll
+
+
+_HAS_SPARSE = qe.Filter(must=[qe.HasVectorCondition(LEXICAL_VECTOR)])
+
+
+def _dense_indexed(coll: OpenShard, indexed_vectors: int) -> int:
+    """Dense vectors in an HNSW graph: the engine's count takes the sparse vectors as indexed too
+    (their inverted index is built as they arrive), so those are taken off (the engine's estimate of
+    points with one: O(segments), exact in the segments the engine keeps)."""
+    if coll.spec.lexical is None:
+        return indexed_vectors
+    return max(0, indexed_vectors - coll.shard.count(qe.CountRequest(exact=False, filter=_HAS_SPARSE)))

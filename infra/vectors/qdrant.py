@@ -252,10 +252,16 @@ class QdrantVectorStore(VectorStoreBackend):
         """The server's own counts; ``indexing`` while its optimizer runs (status not green)."""
         with _translated(name):
             info = self.client.get_collection(name)
+            indexed = info.indexed_vectors_count or 0
+            if indexed and self.spec(name).lexical is not None:  # sparse vectors count as indexed: not ours
+                has_sparse = qm.Filter(must=[qm.HasVectorCondition(has_vector=LEXICAL_VECTOR)])
+                indexed = max(
+                    0, indexed - self.client.count(name, count_filter=has_sparse, exact=False).count
+                )
         return {
             "points": info.points_count or 0,
             "segments": info.segments_count,
-            "indexed_vectors": info.indexed_vectors_count or 0,
+            "indexed_vectors": indexed,
             "state": "ready" if info.status == qm.CollectionStatus.GREEN else "indexing",
         }
 

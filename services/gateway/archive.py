@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from counterpoint.errors import InvalidInput
 from counterpoint.infra.sparse import copy_sparse, sha256_file
-from counterpoint.schemas import Distance, FieldType, IndexConfig
+from counterpoint.schemas import Bm25Config, Distance, FieldType, IndexConfig
 
 MANIFEST = "counterpoint-backup.json"
 KIND = "counterpoint-collection-backup"
@@ -48,6 +48,7 @@ class BackedUpCollection(BaseModel):
     physical_name: str
     created_at: datetime | None = None
     index: IndexConfig = Field(default_factory=IndexConfig)  # absent from older backups: the defaults
+    lexical: Bm25Config | None = None  # its BM25 settings; absent from older backups: dense only
 
 
 class BackedUpVectors(BaseModel):

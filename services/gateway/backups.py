@@ -30,9 +30,16 @@ from counterpoint import __version__
 from counterpoint.errors import Conflict, CounterpointError, InvalidInput, NotFound, Unavailable
 from counterpoint.infra.db.dump import dump_registry
 from counterpoint.infra.db.registry import CollectionRecord, Registry
-from counterpoint.infra.vectors.base import CollectionSpec, IndexSettings, Snapshots, VectorStore
+from counterpoint.infra.vectors.base import (
+    Bm25Settings,
+    CollectionSpec,
+    IndexSettings,
+    Snapshots,
+    VectorStore,
+)
 from counterpoint.schemas import (
     COLLECTION_NAME,
+    Bm25Config,
     CollectionInfo,
     CollectionRestored,
     IndexConfig,
@@ -103,6 +110,7 @@ class Backups:
             vectors = work / VECTORS
             vectors.mkdir()
             points = store.export_snapshot(row.physical_name, vectors)
+            spec = self.store.spec(row.physical_name)
             now = datetime.now(UTC)
             manifest = {
                 "created_at": now.isoformat(),
@@ -115,7 +123,8 @@ class Backups:
                     "payload_indexes": row.payload_indexes,
                     "physical_name": row.physical_name,
                     "created_at": row.created_at.isoformat(),
-                    "index": asdict(self.store.spec(row.physical_name).index),
+                    "index": asdict(spec.index),
+                    "lexical": None if spec.lexical is None else asdict(spec.lexical),
                 },
                 "vectors": {
                     "format": store.snapshot_format,
@@ -158,8 +167,9 @@ class Backups:
                 await self.check_model(source.model, source.dimensions)
             physical = f"{target}-{uuid.uuid4().hex[:8]}"
             index = IndexSettings(**source.index.model_dump())
+            lexical = None if source.lexical is None else Bm25Settings(**source.lexical.model_dump())
             spec = CollectionSpec(
-                physical, source.dimensions, source.distance, dict(source.payload_indexes), index
+                physical, source.dimensions, source.distance, dict(source.payload_indexes), index, lexical
             )
             await asyncio.to_thread(self._load_vectors, manifest, spec, work / VECTORS)
         try:
@@ -233,6 +243,7 @@ class Backups:
 
     async def _info(self, name: str, count: int) -> CollectionInfo:
         row = self.registry.get_collection(name)
+        spec = await asyncio.to_thread(self.store.spec, row.physical_name)
         return CollectionInfo(
             name=row.name,
             model=row.model,
@@ -242,7 +253,9 @@ class Backups:
             count=count,
             status=row.status,
             created_at=row.created_at,
-            index=IndexConfig(**asdict((await asyncio.to_thread(self.store.spec, row.physical_name)).index)),
+            index=IndexConfig(**asdict(spec.index)),
+            lexical=None if spec.lexical is None else "bm25",
+            bm25=None if spec.lexical is None else Bm25Config(**asdict(spec.lexical)),
         )
 
     # --- registry ------------------------------------------------------------------------

@@ -21,7 +21,14 @@ import numpy as np
 from counterpoint.datasets import passage_text
 from counterpoint.errors import InvalidInput, LimitExceeded, Unavailable
 from counterpoint.infra.db.registry import Registry
-from counterpoint.infra.vectors.base import CollectionSpec, IndexSettings, VectorRecord, VectorStore
+from counterpoint.infra.vectors.base import (
+    Bm25Settings,
+    CollectionSpec,
+    IndexSettings,
+    Retrieval,
+    VectorRecord,
+    VectorStore,
+)
 from counterpoint.models.embedder import Embeddings, truncate_and_normalize
 from counterpoint.schemas import (
     CollectionCreate,
@@ -171,6 +178,7 @@ class GatewayCore:
             request.distance,
             dict(request.payload_indexes),
             IndexSettings(**request.index.model_dump()),
+            None if request.lexical is None else Bm25Settings(**request.bm25.model_dump()),
         )
         try:
             await asyncio.to_thread(self.store.create_collection, spec)
@@ -193,6 +201,8 @@ class GatewayCore:
                 "index": asdict(spec.index),
                 "index_status": status["state"],
                 "indexed_points": status["indexed_vectors"],
+                "lexical": None if spec.lexical is None else "bm25",
+                "bm25": None if spec.lexical is None else asdict(spec.lexical),
             }
         )
 
@@ -298,7 +308,9 @@ class GatewayCore:
                     f"filter on unknown field(s) {sorted(unknown)}; collection '{name}' indexes "
                     f"{sorted(row.payload_indexes)} (declare fields in payload_indexes at creation)"
                 )
+        retrieval = await self._retrieval(name, row.physical_name, request, candidates)
         timings: dict[str, float] = {}
+        vector = None
         if request.vector is not None:
             if len(request.vector) != row.dimensions:
                 raise InvalidInput(
@@ -308,11 +320,12 @@ class GatewayCore:
         else:
             assert request.query is not None
             self.check_texts([request.query], "query")
-            vector = (await self.query_embedder.embed([request.query], row.model)).vectors[0]
-            timings["embed_ms"] = _ms_since(started)
+            if request.mode != "lexical" or request.mmr is not None:  # BM25 alone needs no embedding
+                vector = (await self.query_embedder.embed([request.query], row.model)).vectors[0]
+                timings["embed_ms"] = _ms_since(started)
         stage = time.perf_counter()
         found = await asyncio.to_thread(
-            self.store.search, row.physical_name, vector, candidates, request.filter
+            self.store.search, row.physical_name, vector, candidates, request.filter, None, retrieval
         )
         timings["search_ms"] = _ms_since(stage)
         hits = [_hit(rec) for rec in found]
@@ -336,6 +349,27 @@ class GatewayCore:
             took_ms=_ms_since(started),
             timings=timings,
             reranked_by=reranked_by,
+        )
+
+    async def _retrieval(
+        self, name: str, physical: str, request: SearchRequest, candidates: int
+    ) -> Retrieval | None:
+        """What the store retrieves with beyond the dense vector (None: dense only); checked before
+        any embedding, so a lexical search of a dense-only collection fails at once."""
+        if request.mode == "dense" and request.mmr is None:
+            return None
+        if request.mode != "dense" and (await asyncio.to_thread(self.store.spec, physical)).lexical is None:
+            raise InvalidInput(
+                f"collection '{name}' has no lexical (BM25) vectors, so mode '{request.mode}' cannot search it: "
+                "create a collection with lexical 'bm25' (the default), or re-index this one with --lexical"
+            )
+        return Retrieval(
+            kind=request.mode,
+            text=request.query,
+            fusion=request.fusion,
+            lexical_weight=request.lexical_weight,
+            candidates=max(request.candidates or Retrieval.candidates, candidates),
+            diversity=request.mmr,
         )
 
     # --- reranking -----------------------------------------------------------------------
@@ -394,4 +428,6 @@ def _hit(rec: Any) -> SearchHit:
     payload = dict(rec.payload)
     payload.pop("id", None)
     text, title = payload.pop("text", None), payload.pop("title", None)
-    return SearchHit(id=rec.id, score=rec.score, title=title, text=text, metadata=payload)
+    return SearchHit(
+        id=rec.id, score=rec.score, title=title, text=text, metadata=payload, stage_scores=dict(rec.stages)
+    )

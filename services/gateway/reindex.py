@@ -22,7 +22,8 @@ import contextlib
 import logging
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from counterpoint.errors import Conflict, CounterpointError, InvalidInput
@@ -99,8 +100,15 @@ class Reindexer:
         }
         job = core.registry.create_job(KIND, config, name=f"reindex-{name}", status="running")
         try:
-            index = (await asyncio.to_thread(core.store.spec, row.physical_name)).index  # the same settings
-            spec = CollectionSpec(physical, card.dimensions, row.distance, dict(row.payload_indexes), index)  # type: ignore[arg-type]
+            old = await asyncio.to_thread(core.store.spec, row.physical_name)  # the same settings
+            spec = CollectionSpec(
+                physical,
+                card.dimensions,
+                row.distance,
+                dict(row.payload_indexes),
+                old.index,
+                old.lexical,  # type: ignore[arg-type]
+            )
             await asyncio.to_thread(core.store.create_collection, spec)
             core.registry.set_collection_status(name, "reindexing")
             core.mirrors[name] = Mirror(physical, card.id)
@@ -119,11 +127,13 @@ class Reindexer:
             copied, offset = 0, None
             while True:
                 page, offset = await asyncio.to_thread(
-                    core.store.scroll, config["from_physical"], PAGE, offset
+                    partial(core.store.scroll, with_sparse=True), config["from_physical"], PAGE, offset
                 )
                 if core.registry.get_job(job_id).status == "cancelled":
                     raise ReindexCancelled("cancelled by the user")
                 records = await core.embed_records([document_of(r.payload) for r in page], mirror.model)
+                # BM25 vectors do not depend on the dense model: carried over, not recomputed
+                records = [replace(r, sparse=old.sparse) for r, old in zip(records, page, strict=True)]
                 async with mirror.lock:  # an id the mirror wrote meanwhile is newer: keep it
                     fresh = [r for r in records if r.id not in mirror.written]
                     await asyncio.to_thread(core.store.upsert, mirror.physical_name, fresh)
