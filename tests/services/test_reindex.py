@@ -133,6 +133,29 @@ def test_searches_keep_answering_during_a_reindex_then_move_at_once(api: TestCli
     assert api.get("/v1/collections/papers").json()["previous"] == []
 
 
+def test_a_reindex_carries_the_bm25_vectors_over(api: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BM25 vectors do not depend on the dense model: the copy takes them as they are (computing them
+    again here would fail), and lexical search answers the same after the swap."""
+    make_collection(api)
+    query = {"query": "topic 5", "mode": "lexical", "top_k": 50}
+    before = api.post("/v1/collections/papers/search", json=query).json()["hits"]
+    import counterpoint.infra.vectors.backend as backend
+
+    def no_recompute(*args: object) -> None:
+        raise AssertionError("a BM25 vector was computed again during the re-index")
+
+    monkeypatch.setattr(backend, "document_vector", no_recompute)
+    job = api.post("/v1/collections/papers/reindex", json={"model": NEW}).json()
+    assert wait_job(api, job["id"])["status"] == "succeeded"
+    info = api.get("/v1/collections/papers").json()
+    assert (info["dimensions"], info["lexical"]) == (48, "bm25")
+    after = api.post("/v1/collections/papers/search", json=query).json()["hits"]
+    assert [(h["id"], round(h["score"], 4)) for h in after] == [
+        (h["id"], round(h["score"], 4)) for h in before
+    ]
+    assert len(before) == len([d for d in docs() if "topic 5" in d["text"]])
+
+
 def test_writes_during_a_reindex_are_in_the_new_collection(api: TestClient, core: GatewayCore) -> None:
     make_collection(api)
     job = api.post("/v1/collections/papers/reindex", json={"model": NEW}).json()
