@@ -15,6 +15,7 @@ from counterpoint.cli import shared
 from counterpoint.cli.shared import FUSION, err, out
 from counterpoint.client import read_jsonl
 from counterpoint.errors import InvalidInput
+from counterpoint.schemas import Fusion, RetrievalMode
 
 collections_app = typer.Typer(help="Create, list, describe and delete collections.", no_args_is_help=True)
 
@@ -65,6 +66,14 @@ def collections_create(
     on_disk: Annotated[
         bool | None, typer.Option("--on-disk/--in-ram", help="Full vectors on disk (memory-mapped).")
     ] = None,
+    lexical: Annotated[
+        bool,
+        typer.Option(
+            "--lexical/--no-lexical", help="BM25 vectors for lexical and hybrid search (default on)."
+        ),
+    ] = True,
+    bm25_k: Annotated[float, typer.Option(min=0, max=10, help="BM25 term-frequency saturation k1.")] = 1.2,
+    bm25_b: Annotated[float, typer.Option(min=0, max=1, help="BM25 length normalisation b, 0-1.")] = 0.75,
 ) -> None:
     """Create an empty collection, with its own index settings if given."""
     settings = {
@@ -76,9 +85,12 @@ def collections_create(
         "on_disk": on_disk,
     }
     info = cli.client().create_collection(
-        name, model=model, distance=distance, payload_indexes=_parse_indexes(index), index=settings
-    )  # type: ignore[arg-type]
+        name, model=model, distance=distance, payload_indexes=_parse_indexes(index), index=settings,
+        lexical="bm25" if lexical else None, bm25={"k": bm25_k, "b": bm25_b},
+    )  # type: ignore[arg-type]  # fmt: skip
     chosen = ", ".join(f"{k}={v}" for k, v in info.index.model_dump(exclude_none=True).items())
+    if info.lexical:
+        chosen += f"{', ' if chosen else ''}lexical bm25"
     out.print(
         f"created '{info.name}' ({info.model}, {info.dimensions} dims, {info.distance}"
         f"{'; ' + chosen if chosen else ''})"
@@ -270,8 +282,25 @@ def search(
     rerank: Annotated[bool, typer.Option(help="Rerank the candidates with the cross-encoder.")] = False,
     rerank_top_k: Annotated[int | None, typer.Option(help="Candidates to rerank (default 100).")] = None,
     rerank_fusion: Annotated[float | None, FUSION] = None,
+    mode: Annotated[
+        RetrievalMode,
+        typer.Option(help="dense (the embedding model), lexical (BM25) or hybrid (both, fused)."),
+    ] = "dense",
+    fusion: Annotated[
+        Fusion, typer.Option(help="hybrid: rrf (reciprocal ranks) or dbsf (normalised scores).")
+    ] = "rrf",
+    lexical_weight: Annotated[
+        float, typer.Option(min=0, max=1, help="hybrid with rrf: the lexical ranking's share, 0-1.")
+    ] = 0.5,
+    mmr: Annotated[
+        float | None,
+        typer.Option(
+            min=0, max=1, help="Diversify with maximal marginal relevance: 0 (relevance) to 1 (diversity)."
+        ),
+    ] = None,
 ) -> None:
-    """Search a collection by text (optionally reranked by the cross-encoder)."""
+    """Search a collection by text: dense, lexical (BM25) or hybrid, optionally diversified (MMR) and
+    reranked by the cross-encoder."""
     parsed = None
     if filter:
         try:
@@ -280,7 +309,7 @@ def search(
             raise InvalidInput(f"--filter is not valid JSON: {exc.msg}") from None
     reply = cli.client().search(
         collection, query, top_k=top_k, filter=parsed, rerank=rerank, rerank_top_k=rerank_top_k,
-        rerank_fusion=rerank_fusion,
+        rerank_fusion=rerank_fusion, mode=mode, fusion=fusion, lexical_weight=lexical_weight, mmr=mmr,
     )  # fmt: skip
     if as_json:
         out.print_json(reply.model_dump_json())
@@ -289,6 +318,10 @@ def search(
     table = Table(title=f"'{query}' in {collection} ({reply.took_ms:.0f} ms: {stages})", show_lines=False)
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
+    hybrid = mode == "hybrid"
+    if hybrid:
+        table.add_column("dense", justify="right")
+        table.add_column("lexical", justify="right")
     if reply.reranked_by:
         table.add_column("was", justify="right")
     table.add_column("id")
@@ -297,7 +330,18 @@ def search(
         body = hit.title or ""
         snippet = (hit.text or "")[:160]
         was = [f"#{hit.first_stage_rank}"] if reply.reranked_by else []
+        stage = [_stage(hit.stage_scores, "dense"), _stage(hit.stage_scores, "lexical")] if hybrid else []
         table.add_row(
-            str(rank), f"{hit.score:.4f}", *was, hit.id, f"[bold]{body}[/]\n{snippet}" if body else snippet
+            str(rank),
+            f"{hit.score:.4f}",
+            *stage,
+            *was,
+            hit.id,
+            f"[bold]{body}[/]\n{snippet}" if body else snippet,
         )
     out.print(table)
+
+
+def _stage(scores: dict[str, float], stage: str) -> str:
+    """A hybrid hit's score in one stage, or a dash when it was not among that stage's candidates."""
+    return f"{scores[stage]:.4f}" if stage in scores else "-"

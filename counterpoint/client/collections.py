@@ -7,6 +7,7 @@ from typing import Any
 
 from counterpoint.client.transport import Transport
 from counterpoint.schemas import (
+    Bm25Config,
     CollectionCreate,
     CollectionInfo,
     CollectionList,
@@ -14,6 +15,7 @@ from counterpoint.schemas import (
     FieldType,
     IndexConfig,
     JobInfo,
+    Lexical,
     RecallCheckRequest,
     RecallReport,
     SearchSettingsUpdate,
@@ -34,17 +36,24 @@ class CollectionsAPI(Transport):
         distance: Distance = "cosine",
         payload_indexes: Mapping[str, FieldType] | None = None,
         index: IndexConfig | Mapping[str, Any] | None = None,
+        lexical: Lexical | None = "bm25",
+        bm25: Bm25Config | Mapping[str, Any] | None = None,
     ) -> CollectionInfo:
         """Create an empty collection; ``index``: its HNSW and storage settings (``m``, ``ef_construct``,
-        ``hnsw_ef``, ``quantization``, ``oversampling``, ``on_disk``; unset ones take the defaults)."""
+        ``hnsw_ef``, ``quantization``, ``oversampling``, ``on_disk``; unset ones take the defaults).
+        ``lexical`` ``"bm25"`` (the default) gives it BM25 vectors for lexical and hybrid search, with
+        ``bm25``'s ``k``, ``b`` and ``avg_len``; None: dense vectors only."""
         body = CollectionCreate(
             name=name,
             model=model,
             distance=distance,
             payload_indexes=dict(payload_indexes or {}),
             index=IndexConfig.model_validate(index or {}),
+            lexical=lexical,
+            bm25=Bm25Config.model_validate(bm25 or {}),
         )
-        data = self._request("POST", "/v1/collections", json=body.model_dump(exclude_none=True))
+        payload = {**body.model_dump(exclude_none=True), "lexical": lexical}  # null is meaningful here
+        data = self._request("POST", "/v1/collections", json=payload)
         return CollectionInfo.model_validate(data)
 
     def get_collection(self, name: str) -> CollectionInfo:

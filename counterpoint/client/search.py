@@ -7,7 +7,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from counterpoint.client.transport import Progress, Transport
-from counterpoint.schemas import Filter, RerankRequest, RerankResponse, SearchRequest, SearchResponse
+from counterpoint.schemas import (
+    Filter,
+    Fusion,
+    RerankRequest,
+    RerankResponse,
+    RetrievalMode,
+    SearchRequest,
+    SearchResponse,
+)
 
 
 class SearchAPI(Transport):
@@ -26,9 +34,17 @@ class SearchAPI(Transport):
         rerank_top_k: int | None = None,
         rerank_model: str | None = None,
         rerank_fusion: float | None = None,
+        mode: RetrievalMode = "dense",
+        fusion: Fusion = "rrf",
+        lexical_weight: float = 0.5,
+        candidates: int | None = None,
+        mmr: float | None = None,
     ) -> SearchResponse:
-        """Vector search; ``rerank=True`` reorders the first ``rerank_top_k`` candidates with the
-        cross-encoder (each hit then keeps its ``first_stage_rank``; ``timings`` has every stage).
+        """Search ``collection``: ``mode`` ``dense`` (the embedding model), ``lexical`` (BM25) or
+        ``hybrid`` (both, fused by ``fusion``: ``rrf`` weighted by ``lexical_weight``, or ``dbsf``;
+        each hit's ``stage_scores`` has both). ``mmr`` (0-1) diversifies the results over the dense
+        vectors of ``candidates``. ``rerank=True`` reorders the first ``rerank_top_k`` candidates with
+        the cross-encoder (each hit then keeps its ``first_stage_rank``; ``timings`` has every stage).
         ``rerank_fusion`` mixes the first stage's score back in (see `counterpoint.fusion`)."""
         body = SearchRequest(
             query=query,
@@ -40,6 +56,11 @@ class SearchAPI(Transport):
             rerank_top_k=rerank_top_k,
             rerank_model=rerank_model,
             rerank_fusion=rerank_fusion,
+            mode=mode,
+            fusion=fusion,
+            lexical_weight=lexical_weight,
+            candidates=candidates,
+            mmr=mmr,
         )
         data = self._request(
             "POST", f"/v1/collections/{collection}/search", json=body.model_dump(exclude_none=True)
@@ -73,6 +94,10 @@ class SearchAPI(Transport):
         rerank: bool = False,
         rerank_top_k: int | None = None,
         rerank_fusion: float | None = None,
+        mode: RetrievalMode = "dense",
+        fusion: Fusion = "rrf",
+        lexical_weight: float = 0.5,
+        mmr: float | None = None,
     ) -> dict[str, dict[str, float]]:
         """Run many text queries (a few at a time) and return a run: qid -> {doc id: score}."""
 
@@ -80,7 +105,7 @@ class SearchAPI(Transport):
             qid, text = item
             reply = self.search(
                 collection, text, top_k=top_k, with_text=False, rerank=rerank, rerank_top_k=rerank_top_k,
-                rerank_fusion=rerank_fusion,
+                rerank_fusion=rerank_fusion, mode=mode, fusion=fusion, lexical_weight=lexical_weight, mmr=mmr,
             )  # fmt: skip
             if on_progress is not None:
                 on_progress(1)

@@ -33,7 +33,7 @@ def test_create_with_index_settings_info_and_check_recall(gateway: Client) -> No
     created = _run(
         "collections", "create", "notes", "--m", "8", "--hnsw-ef", "40", "--quantization", "--on-disk"
     )
-    assert "m=8, hnsw_ef=40, quantization=True, on_disk=True" in created
+    assert "m=8, hnsw_ef=40, quantization=True, on_disk=True, lexical bm25" in created
     docs = [{"id": f"d{i}", "text": f"note number {i} about topic {i % 3}"} for i in range(12)]
     gateway.ingest("notes", docs)
     info = json.loads(_run("collections", "info", "notes"))
@@ -61,3 +61,29 @@ def test_tune_needs_a_setting(gateway: Client) -> None:
     assert result.exit_code == 2 and "--hnsw-ef" in result.output
     result = CliRunner().invoke(cli.app, ["collections", "tune", "ghost", "--hnsw-ef", "8"])
     assert result.exit_code != 0 and "ghost" in str(result.exception)  # main() prints it as one line
+
+
+def test_search_modes_from_the_command_line(gateway: Client) -> None:
+    _run("collections", "create", "notes")
+    _run("collections", "create", "plain", "--no-lexical")
+    docs = [
+        {"id": "a", "text": "Zebrafish embryos regenerate heart tissue."},
+        {"id": "b", "text": "Mice were fed a high-fat diet."},
+    ]
+    gateway.ingest("notes", docs)
+    gateway.ingest("plain", docs)
+    lexical = json.loads(_run("search", "notes", "zebrafish", "--mode", "lexical", "--json"))
+    assert [h["id"] for h in lexical["hits"]] == ["a"]
+    table = _run("search", "notes", "zebrafish heart", "--mode", "hybrid", "--mmr", "0.5", "-k", "2")
+    assert "dense" in table and "lexical" in table and "-" in table  # b shares no word: no lexical score
+    for args, words in [
+        (["search", "plain", "zebrafish", "--mode", "lexical"], ("no lexical", "bm25")),
+        (["search", "notes", "zebrafish", "--mmr", "1.5"], ("mmr",)),
+        (["search", "notes", "zebrafish", "--mode", "sparse"], ("sparse",)),
+    ]:
+        result = CliRunner().invoke(cli.app, args)
+        # a platform error reaches `main`, which prints its message; a bad option is typer's usage error
+        said = result.output + str(result.exception or "")
+        assert result.exit_code != 0 and "Traceback" not in said, said
+        for word in words:
+            assert word in said, said
