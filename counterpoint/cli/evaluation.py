@@ -13,6 +13,7 @@ from counterpoint import cli
 from counterpoint.cli import shared
 from counterpoint.cli.shared import FUSION, err, out
 from counterpoint.errors import InvalidInput
+from counterpoint.schemas import Fusion, RetrievalMode
 from counterpoint.settings import get_settings
 
 
@@ -29,8 +30,17 @@ def eval_retrieval(
     rerank: Annotated[bool, typer.Option(help="Two-stage: rerank each query's candidates.")] = False,
     rerank_top_k: Annotated[int | None, typer.Option(help="Candidates reranked per query.")] = None,
     rerank_fusion: Annotated[float | None, FUSION] = None,
+    mode: Annotated[
+        RetrievalMode, typer.Option(help="dense, lexical (BM25) or hybrid (both, fused).")
+    ] = "dense",
+    fusion: Annotated[Fusion, typer.Option(help="hybrid: rrf or dbsf.")] = "rrf",
+    lexical_weight: Annotated[
+        float, typer.Option(min=0, max=1, help="hybrid with rrf: the lexical ranking's share.")
+    ] = 0.5,
+    mmr: Annotated[float | None, typer.Option(min=0, max=1, help="MMR diversity, 0-1.")] = None,
 ) -> None:
-    """nDCG@10, Recall@100 and MRR@10 of a collection against relevance judgements."""
+    """nDCG@10, Recall@100 and MRR@10 of a collection against relevance judgements, searched in a
+    given mode (dense, lexical, hybrid), optionally diversified and reranked."""
     from counterpoint.datasets import default_scifact_dir, load_qrels, load_queries
     from counterpoint.evaluation import evaluate_run
 
@@ -49,12 +59,19 @@ def eval_retrieval(
         run = cli.client().search_many(
             collection, texts, top_k=top_k, on_progress=lambda n: bar.advance(task, n),
             rerank=rerank, rerank_top_k=rerank_top_k, rerank_fusion=rerank_fusion,
+            mode=mode, fusion=fusion, lexical_weight=lexical_weight, mmr=mmr,
         )  # fmt: skip
     metrics = evaluate_run(run, judged)
+    how = {"mode": mode, "rerank": rerank}
+    if mode == "hybrid":
+        how |= {"fusion": fusion, "lexical_weight": lexical_weight if fusion == "rrf" else None}
+    if mmr is not None:
+        how["mmr"] = mmr
     if as_json:
-        out.print_json(json.dumps(metrics.as_dict()))
+        out.print_json(json.dumps({**metrics.as_dict(), **how}))
         return
-    table = Table(title=f"{collection}: {metrics.n_queries} queries")
+    said = ", ".join(f"{k} {v}" for k, v in how.items() if v not in (None, False))
+    table = Table(title=f"{collection} ({said}): {metrics.n_queries} queries")
     for name in ("nDCG@10", "Recall@100", "MRR@10"):
         table.add_column(name, justify="right")
     table.add_row(f"{metrics.ndcg_at_10:.2f}", f"{metrics.recall_at_100:.2f}", f"{metrics.mrr_at_10:.2f}")

@@ -121,6 +121,24 @@ def test_collections_list_and_search_with_highlights(open_page: Open) -> None:
     assert fused and all(f"was #{rank} =" in h for rank, h in enumerate(fused, start=1)), fused
 
 
+def test_search_modes_show_each_stage(open_page: Open) -> None:
+    at = open_page("collections")
+    at.selectbox(key="coll_pick").set_value(COLLECTION)
+    at.text_input(key=f"q-{COLLECTION}").set_value("SimCSE dropout")
+    at.radio(key=f"mode-{COLLECTION}").set_value("lexical")
+    run(at)
+    lexical = [m.value for m in at.markdown if "score `" in m.value]
+    assert lexical and "SimCSE" in lexical[0]
+    assert not any(c.value.startswith("dense ") for c in at.caption)  # stage scores: hybrid only
+    at.radio(key=f"mode-{COLLECTION}").set_value("hybrid")
+    run(at)
+    stages = [c.value for c in at.caption if c.value.startswith("dense ")]
+    assert stages and "lexical `" in stages[0]  # the best hit matched both ways
+    at.toggle(key=f"mmr-on-{COLLECTION}").set_value(True)
+    run(at)
+    assert [m.value for m in at.markdown if "score `" in m.value]
+
+
 def test_search_with_metadata_filters(open_page: Open) -> None:
     at = open_page("collections")
     at.selectbox(key="coll_pick").set_value(COLLECTION)

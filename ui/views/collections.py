@@ -33,6 +33,10 @@ def create_form(cp: Client) -> None:
             help="FIELD:TYPE pairs, TYPE one of keyword, integer, float, bool.",
         )
         index = index_panel.index_settings_inputs()
+        lexical = st.toggle(
+            "lexical (BM25) vectors", value=True, key="new_lexical",
+            help="For lexical and hybrid search: BM25 over each document's title and text.",
+        )  # fmt: skip
         if not st.form_submit_button("Create collection", type="primary", icon=":material/add:"):
             return
     try:
@@ -47,6 +51,7 @@ def create_form(cp: Client) -> None:
         distance=distance,
         payload_indexes=indexes,
         index=index,
+        lexical="bm25" if lexical else None,
         spinner="creating",
     )
     if created is not None:
@@ -138,6 +143,48 @@ def reranker_served(cp: Client) -> bool:
     return any(m.kind == "reranker" for m in common.call(cp.models) or [])
 
 
+def retrieval_options(info: CollectionInfo) -> dict[str, Any]:
+    """The search mode row: dense / lexical / hybrid (the last two need the collection's BM25
+    vectors), hybrid's fusion and lexical weight, and MMR diversity; the SDK's keyword arguments."""
+    modes = ["dense", "lexical", "hybrid"] if info.lexical else ["dense"]
+    c1, c2, c3 = st.columns([3, 3, 3], vertical_alignment="bottom")
+    mode = c1.radio(
+        "mode",
+        modes,
+        horizontal=True,
+        key=f"mode-{info.name}",
+        help="dense: the embedding model · lexical: BM25 over title and text · hybrid: both, fused "
+        "in the engine"
+        if info.lexical
+        else "This collection has no lexical (BM25) vectors: re-index it, or create one with them.",
+    )
+    options: dict[str, Any] = {"mode": mode}
+    if mode == "hybrid":
+        fusion = c2.selectbox(
+            "fusion", ["rrf", "dbsf"], key=f"fu-{info.name}",
+            help="rrf: reciprocal rank fusion, weighted · dbsf: each stage's scores normalised, summed",
+        )  # fmt: skip
+        options["fusion"] = fusion
+        if fusion == "rrf":
+            options["lexical_weight"] = c3.slider(
+                "lexical weight", 0.0, 1.0, 0.5, 0.1, key=f"lw-{info.name}",
+                help="The lexical ranking's share of the fused one (dense: 1 - it).",
+            )  # fmt: skip
+    mmr = st.toggle("diversify (MMR)", key=f"mmr-on-{info.name}", help="Maximal marginal relevance over "
+                    "the candidates' dense vectors: fewer near-duplicates in the top hits.")  # fmt: skip
+    if mmr:
+        options["mmr"] = st.slider("diversity", 0.0, 1.0, 0.3, 0.05, key=f"mmr-{info.name}")
+    return options
+
+
+def stage_line(scores: dict[str, float]) -> str:
+    """A hybrid hit's score in each stage (a dash where it was not among that stage's candidates)."""
+    return " · ".join(
+        f"{stage} `{scores[stage]:.4f}`" if stage in scores else f"{stage} –"
+        for stage in ("dense", "lexical")
+    )
+
+
 def search(cp: Client, info: CollectionInfo) -> None:
     c1, c2, c3 = st.columns([5, 1, 1])
     query = c1.text_input("query", key=f"q-{info.name}", placeholder="e.g. vitamin D and bone density")
@@ -162,6 +209,7 @@ def search(cp: Client, info: CollectionInfo) -> None:
             "COUNTERPOINT_RERANK_FUSION setting.",
         )
         fusion = None if weight == "server default" else float(weight)
+    options = retrieval_options(info)
     with st.expander("metadata filters", expanded=bool(st.session_state.get(f"filters-{info.name}"))):
         rows = filter_rows(info)
     try:
@@ -182,6 +230,7 @@ def search(cp: Client, info: CollectionInfo) -> None:
         rerank=rerank,
         rerank_fusion=fusion,
         spinner="searching",
+        **options,
     )
     if reply is None:
         return
@@ -201,6 +250,8 @@ def search(cp: Client, info: CollectionInfo) -> None:
                 f"**{rank}. {title}** &nbsp; score `{hit.score:.4f}` &nbsp; id `{hit.id}`{moved}",
                 unsafe_allow_html=True,
             )
+            if options["mode"] == "hybrid":
+                st.caption(stage_line(hit.stage_scores))
             if hit.metadata:
                 st.caption(" · ".join(f"{k} = {v}" for k, v in hit.metadata.items()))
             text = hit.text or ""
