@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import qdrant_edge as qe
 
 from counterpoint.errors import InvalidInput, NotFound
@@ -34,6 +35,7 @@ from counterpoint.infra.vectors.common import (
     record_payload,
     valid_name,
 )
+from counterpoint.infra.vectors.diversity import mmr_order
 from counterpoint.infra.vectors.lexical import LEXICAL_VECTOR, document_vector, query_vector
 from counterpoint.schemas import Filter
 
@@ -150,6 +152,10 @@ class VectorStoreBackend(ABC):
         best first; a hybrid one's records carry their ``dense`` and ``lexical`` stage scores."""
 
     @abstractmethod
+    def _dense_vectors(self, name: str, point_ids: list[str]) -> list[list[float]]:
+        """The dense vectors of stored points, in the order of ``point_ids``."""
+
+    @abstractmethod
     def _sample(self, name: str, limit: int) -> list[list[float]]:
         """The vectors of the first ``limit`` points in point-id order."""
 
@@ -244,7 +250,9 @@ class VectorStoreBackend(ABC):
         spec = self.spec(name)
         if vector is not None:
             check_dimensions(name, spec.dimensions, [vector])
-        if retrieval is None or (retrieval.kind == "dense" and retrieval.diversity is None):
+        if retrieval is not None and retrieval.diversity is not None:
+            return self._diversified(name, vector, top_k, filter, mode, retrieval)
+        if retrieval is None or retrieval.kind == "dense":
             if vector is None:
                 raise InvalidInput("a dense search needs a query vector")
             # Both engines return best first for every distance (euclid: smallest distance first).
@@ -254,6 +262,30 @@ class VectorStoreBackend(ABC):
             name, *self._query_vectors(spec, vector, retrieval), top_k, filter, mode, retrieval
         )
 
+    def _diversified(
+        self,
+        name: str,
+        vector: Sequence[float] | None,
+        top_k: int,
+        filter: Filter | None,
+        mode: SearchMode | None,
+        retrieval: Retrieval,
+    ) -> list[ScoredRecord]:
+        """MMR over the mode's own ranking of ``candidates`` hits (see ``diversity.mmr_order``)."""
+        assert retrieval.diversity is not None
+        _fraction("diversity (MMR)", retrieval.diversity)
+        _at_least_one("candidates", retrieval.candidates)
+        pool = self.search(
+            name, vector, max(retrieval.candidates, top_k), filter, mode, replace(retrieval, diversity=None)
+        )
+        if not pool:
+            return pool
+        vectors = self._dense_vectors(name, [point_id(r.id) for r in pool])
+        order = mmr_order(
+            [r.score for r in pool], np.asarray(vectors, dtype=np.float32), top_k, retrieval.diversity
+        )
+        return [pool[i] for i in order]
+
     @staticmethod
     def _query_vectors(
         spec: CollectionSpec, vector: Sequence[float] | None, retrieval: Retrieval
@@ -261,13 +293,8 @@ class VectorStoreBackend(ABC):
         """The dense and sparse query vectors ``retrieval`` needs; ``InvalidInput`` for what it lacks."""
         _at_least_one("candidates", retrieval.candidates)
         _fraction("lexical_weight", retrieval.lexical_weight)
-        if retrieval.diversity is not None:
-            _fraction("diversity (MMR)", retrieval.diversity)
-        needs_dense = retrieval.kind != "lexical" or retrieval.diversity is not None
-        if needs_dense and vector is None:
-            raise InvalidInput(
-                f"a {retrieval.kind} search{' with MMR' if retrieval.diversity is not None else ''} needs a query vector"
-            )
+        if retrieval.kind == "hybrid" and vector is None:
+            raise InvalidInput("a hybrid search needs a query vector")
         sparse = None
         if retrieval.kind != "dense":
             if spec.lexical is None:

@@ -192,8 +192,8 @@ class EdgeVectorStore(VectorStoreBackend):
         mode: SearchMode | None,
         retrieval: Retrieval,
     ) -> list[ScoredRecord]:
-        """One planned batch: the final query (fused and/or MMR over prefetched candidates) and, for a
-        hybrid search, each stage's own candidates, whose scores go with the hits."""
+        """One planned batch: the final query (BM25, or both stages fused over their prefetched
+        candidates) and, for a hybrid search, each stage's own candidates, whose scores go with the hits."""
         edge_filter = to_edge_filter(filter)
         candidates = max(retrieval.candidates, top_k)
         with self._use(name) as coll:
@@ -216,10 +216,6 @@ class EdgeVectorStore(VectorStoreBackend):
                 fusion = retrieval.fusion == "rrf"
                 query = qe.Fusion.Rrf(RRF_K, [2 * (1 - w), 2 * w]) if fusion else qe.Fusion.Dbsf()
                 prefetches = list(stages.values())
-            if retrieval.diversity is not None:  # MMR over the candidates of the search above
-                assert vector is not None
-                prefetches = [qe.Prefetch(candidates, query=query, prefetches=prefetches, filter=edge_filter)]
-                query = qe.Mmr(vector, 1 - retrieval.diversity, candidates)
             requests = [
                 qe.QueryRequest(
                     limit=top_k,
@@ -239,6 +235,12 @@ class EdgeVectorStore(VectorStoreBackend):
                 ]
             results = coll.shard.query_batch(qe.QueryBatchRequest(requests))
         return with_stages(results[0], dict(zip(stages, results[1:], strict=False)))
+
+    def _dense_vectors(self, name: str, point_ids: list[str]) -> list[list[float]]:
+        with self._use(name) as coll:
+            points = coll.shard.retrieve(point_ids, with_payload=False, with_vector=True)
+        by_id = {str(p.id): dense_of(p.vector) for p in points}
+        return [by_id[pid] for pid in point_ids]
 
     def _sample(self, name: str, limit: int) -> list[list[float]]:
         request = qe.ScrollRequest(limit=limit, with_payload=False, with_vector=True)

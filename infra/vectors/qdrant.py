@@ -176,8 +176,9 @@ class QdrantVectorStore(VectorStoreBackend):
         mode: SearchMode | None,
         retrieval: Retrieval,
     ) -> list[ScoredRecord]:
-        """One batch: the final query (fused and/or MMR over prefetched candidates) and, for a hybrid
-        search, each stage's own candidates, whose scores go with the hits (as the embedded engine)."""
+        """One batch: the final query (BM25, or both stages fused over their prefetched candidates) and,
+        for a hybrid search, each stage's own candidates, whose scores go with the hits (as the embedded
+        engine)."""
         query_filter = to_qdrant_filter(filter)
         candidates = max(retrieval.candidates, top_k)
         params = _search_params(self.spec(name).index, mode or SearchMode())
@@ -199,12 +200,6 @@ class QdrantVectorStore(VectorStoreBackend):
                 else qm.FusionQuery(fusion=qm.Fusion.DBSF)
             )
             using, prefetch = None, list(stages.values())
-        if retrieval.diversity is not None:  # MMR over the candidates of the search above
-            inner = qm.Prefetch(
-                query=query, using=using, prefetch=prefetch, limit=candidates, filter=query_filter
-            )
-            mmr = qm.Mmr(diversity=retrieval.diversity, candidates_limit=candidates)
-            query, using, prefetch = qm.NearestQuery(nearest=vector, mmr=mmr), None, [inner]
         requests = [
             qm.QueryRequest(
                 query=query,
@@ -231,6 +226,12 @@ class QdrantVectorStore(VectorStoreBackend):
         return with_stages(
             results[0].points, dict(zip(stages, (r.points for r in results[1:]), strict=False))
         )
+
+    def _dense_vectors(self, name: str, point_ids: list[str]) -> list[list[float]]:
+        with _translated(name):
+            points = self.client.retrieve(name, ids=point_ids, with_payload=False, with_vectors=True)
+        by_id = {str(p.id): dense_of(p.vector) for p in points}
+        return [by_id[pid] for pid in point_ids]
 
     def _sample(self, name: str, limit: int) -> list[list[float]]:
         with _translated(name):

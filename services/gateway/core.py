@@ -320,7 +320,7 @@ class GatewayCore:
         else:
             assert request.query is not None
             self.check_texts([request.query], "query")
-            if request.mode != "lexical" or request.mmr is not None:  # BM25 alone needs no embedding
+            if request.mode != "lexical":  # BM25 (with or without MMR) needs no query embedding
                 vector = (await self.query_embedder.embed([request.query], row.model)).vectors[0]
                 timings["embed_ms"] = _ms_since(started)
         stage = time.perf_counter()

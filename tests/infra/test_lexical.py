@@ -206,3 +206,27 @@ def test_the_graph_is_counted_apart_from_the_sparse_vectors(tmp_path: Path) -> N
     assert vs.index_status("docs")["indexed_vectors"] == 400
     hits = vs.search("docs", None, 1, retrieval=Retrieval("lexical", "word7"))
     assert [h.id for h in hits] == ["p7"]  # lexical search still finds it after the build
+
+
+def test_mmr_keeps_each_modes_own_order_at_no_diversity(store: VectorStore) -> None:
+    """MMR's relevance is the ranking's own score: with diversity 0 a lexical or hybrid ranking comes
+    back unchanged (the engines' own MMR would have re-sorted it by the dense vector)."""
+    for kind in ("lexical", "hybrid"):
+        plain = store.search("docs", VECTORS[1], 5, retrieval=Retrieval(kind, "bone heart zebrafish"))  # type: ignore[arg-type]
+        same = store.search(
+            "docs", VECTORS[1], 5, retrieval=Retrieval(kind, "bone heart zebrafish", diversity=0)
+        )  # type: ignore[arg-type]
+        # the same scores in the same order (documents that tie may swap)
+        assert [h.score for h in same] == pytest.approx([h.score for h in plain]), kind
+        assert same[0].id == plain[0].id
+
+
+def test_mmr_order_trades_relevance_for_novelty() -> None:
+    from counterpoint.infra.vectors.diversity import mmr_order
+
+    vectors = np.array([[1, 0], [0.99, 0.14], [0, 1]], dtype=np.float32)  # 0 and 1 nearly the same
+    scores = [0.9, 0.8, 0.5]
+    assert mmr_order(scores, vectors, 3, 0.0) == [0, 1, 2]
+    assert mmr_order(scores, vectors, 3, 0.5) == [0, 2, 1]  # the copy waits behind the novel one
+    assert mmr_order(scores, vectors, 2, 1.0)[0] == 0  # the most relevant always comes first
+    assert mmr_order([], np.zeros((0, 2)), 3, 0.5) == []
