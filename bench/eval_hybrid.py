@@ -36,7 +36,7 @@ from _machine import cpu_name
 
 REFERENCE_BM25 = 66.5  # BEIR's Anserini BM25 on SciFact (nDCG@10)
 TARGETS = {"lexical": 65.5, "hybrid": 69.0}
-WEIGHTS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     def score(split: str, queries: dict[str, str], retrieval: Retrieval | None) -> tuple[float, float]:
         qrels = data.qrels(split)
         queries = {q: t for q, t in queries.items() if q in qrels}
+        qrels = {q: qrels[q] for q in queries}  # score the queries asked (dev: a part of train)
         vectors = model.encode(list(queries.values()), batch_size=32, normalize_embeddings=True)
         run, times = {}, []
         for (qid, text), vector in zip(queries.items(), vectors, strict=True):
@@ -111,17 +112,21 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             hits = store.search("scifact", None if r and r.kind == "lexical" else vector, 100, retrieval=r)
             times.append((time.perf_counter() - started) * 1000)
-            run[qid] = {h.id: h.score for h in hits}
+            # MMR's order is not its scores' order, and a run is ranked by score: score by rank
+            run[qid] = {h.id: float(len(hits) - i) for i, h in enumerate(hits)}
         return evaluate_run(run, qrels).ndcg_at_10, statistics.median(times)
 
     dev = dev_queries(data.split_queries("train"))
-    dev_scores = {w: score("train", dev, Retrieval("hybrid", lexical_weight=w))[0] for w in WEIGHTS}
-    best = max(dev_scores, key=lambda w: dev_scores[w])
+    choices = {f"rrf {w}": Retrieval("hybrid", fusion="rrf", lexical_weight=w) for w in WEIGHTS}
+    choices["dbsf"] = Retrieval("hybrid", fusion="dbsf")
+    dev_scores = {label: score("train", dev, r)[0] for label, r in choices.items()}
+    best = max(dev_scores, key=lambda label: dev_scores[label])
     print(
-        f"dev ({len(dev)} train queries): RRF lexical_weight "
-        + ", ".join(f"{w}: {s:.2f}" for w, s in dev_scores.items())
+        f"dev ({len(dev)} train queries), hybrid nDCG@10: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in dev_scores.items())
     )
-    print(f"  -> lexical_weight {best}")
+    print(f"  -> {best}")
+    chosen = choices[best]
 
     started = time.perf_counter()
     for _ in range(50):
@@ -132,10 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         ("lexical (BM25)", Retrieval("lexical")),
         ("dense", None),
-        (f"hybrid rrf, lexical_weight {best}", Retrieval("hybrid", lexical_weight=best)),
-        ("hybrid rrf, lexical_weight 0.5", Retrieval("hybrid")),
+        (f"hybrid {best} (chosen on dev)", chosen),
+        ("hybrid rrf 0.5", Retrieval("hybrid", fusion="rrf")),
         ("hybrid dbsf", Retrieval("hybrid", fusion="dbsf")),
-        (f"hybrid rrf {best} + MMR 0.2", Retrieval("hybrid", lexical_weight=best, diversity=0.2)),
+        (f"hybrid {best} + MMR 0.1", Retrieval(**{**chosen.__dict__, "diversity": 0.1})),
+        (f"hybrid {best} + MMR 0.3", Retrieval(**{**chosen.__dict__, "diversity": 0.3})),
     ]
     print(
         f"\nSciFact test ({len(data.qrels('test'))} queries), model {args.model}; query embedding p50 ~{embed_ms:.1f} ms"
@@ -143,16 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'mode':<40} {'nDCG@10':>8} {'search p50 ms':>14}")
     for label, retrieval in rows:
         ndcg, p50 = score("test", test, retrieval)
-        target = TARGETS.get(label.split()[0])
-        extra = (
-            f"  (target ≥ {target}; BM25 reference {REFERENCE_BM25})"
-            if label.startswith("lexical")
-            else (
-                f"  (target ≥ {target})"
-                if target and label.startswith("hybrid rrf, lexical_weight " + str(best))
-                else ""
-            )
-        )
+        extra = ""
+        if label.startswith("lexical"):
+            extra = f"  (target ≥ {TARGETS['lexical']}; BM25 reference {REFERENCE_BM25}: {ndcg / REFERENCE_BM25:.3f}x)"
+        elif label.endswith("(chosen on dev)"):
+            extra = f"  (target ≥ {TARGETS['hybrid']} with the base model)"
         print(f"{label:<40} {ndcg:>8.2f} {p50:>14.2f}{extra}", flush=True)
     store.close()
     return 0

@@ -287,11 +287,12 @@ def search(
         typer.Option(help="dense (the embedding model), lexical (BM25) or hybrid (both, fused)."),
     ] = "dense",
     fusion: Annotated[
-        Fusion, typer.Option(help="hybrid: rrf (reciprocal ranks) or dbsf (normalised scores).")
-    ] = "rrf",
+        Fusion, typer.Option(help="hybrid: dbsf (normalised scores) or rrf (reciprocal ranks).")
+    ] = "dbsf",
     lexical_weight: Annotated[
-        float, typer.Option(min=0, max=1, help="hybrid with rrf: the lexical ranking's share, 0-1.")
-    ] = 0.5,
+        float | None,
+        typer.Option(min=0, max=1, help="hybrid with --fusion rrf: the lexical ranking's share, 0-1 (0.5)."),
+    ] = None,
     mmr: Annotated[
         float | None,
         typer.Option(

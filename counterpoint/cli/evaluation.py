@@ -33,10 +33,10 @@ def eval_retrieval(
     mode: Annotated[
         RetrievalMode, typer.Option(help="dense, lexical (BM25) or hybrid (both, fused).")
     ] = "dense",
-    fusion: Annotated[Fusion, typer.Option(help="hybrid: rrf or dbsf.")] = "rrf",
+    fusion: Annotated[Fusion, typer.Option(help="hybrid: dbsf or rrf.")] = "dbsf",
     lexical_weight: Annotated[
-        float, typer.Option(min=0, max=1, help="hybrid with rrf: the lexical ranking's share.")
-    ] = 0.5,
+        float | None, typer.Option(min=0, max=1, help="hybrid with --fusion rrf: the lexical share (0.5).")
+    ] = None,
     mmr: Annotated[float | None, typer.Option(min=0, max=1, help="MMR diversity, 0-1.")] = None,
 ) -> None:
     """nDCG@10, Recall@100 and MRR@10 of a collection against relevance judgements, searched in a
@@ -64,7 +64,7 @@ def eval_retrieval(
     metrics = evaluate_run(run, judged)
     how = {"mode": mode, "rerank": rerank}
     if mode == "hybrid":
-        how |= {"fusion": fusion, "lexical_weight": lexical_weight if fusion == "rrf" else None}
+        how |= {"fusion": fusion, "lexical_weight": lexical_weight}
     if mmr is not None:
         how["mmr"] = mmr
     if as_json:

@@ -35,13 +35,13 @@ class SearchAPI(Transport):
         rerank_model: str | None = None,
         rerank_fusion: float | None = None,
         mode: RetrievalMode = "dense",
-        fusion: Fusion = "rrf",
-        lexical_weight: float = 0.5,
+        fusion: Fusion = "dbsf",
+        lexical_weight: float | None = None,
         candidates: int | None = None,
         mmr: float | None = None,
     ) -> SearchResponse:
         """Search ``collection``: ``mode`` ``dense`` (the embedding model), ``lexical`` (BM25) or
-        ``hybrid`` (both, fused by ``fusion``: ``rrf`` weighted by ``lexical_weight``, or ``dbsf``;
+        ``hybrid`` (both, fused by ``fusion``: ``dbsf``, or ``rrf`` weighted by ``lexical_weight``;
         each hit's ``stage_scores`` has both). ``mmr`` (0-1) diversifies the results over the dense
         vectors of ``candidates``. ``rerank=True`` reorders the first ``rerank_top_k`` candidates with
         the cross-encoder (each hit then keeps its ``first_stage_rank``; ``timings`` has every stage).
@@ -95,11 +95,12 @@ class SearchAPI(Transport):
         rerank_top_k: int | None = None,
         rerank_fusion: float | None = None,
         mode: RetrievalMode = "dense",
-        fusion: Fusion = "rrf",
-        lexical_weight: float = 0.5,
+        fusion: Fusion = "dbsf",
+        lexical_weight: float | None = None,
         mmr: float | None = None,
     ) -> dict[str, dict[str, float]]:
-        """Run many text queries (a few at a time) and return a run: qid -> {doc id: score}."""
+        """Run many text queries (a few at a time) and return a run: qid -> {doc id: score} (with
+        ``mmr``, scores that follow the hits' order: N for the first of N, then N - 1, ...)."""
 
         def one(item: tuple[str, str]) -> tuple[str, dict[str, float]]:
             qid, text = item
@@ -109,6 +110,8 @@ class SearchAPI(Transport):
             )  # fmt: skip
             if on_progress is not None:
                 on_progress(1)
+            if mmr is not None:  # MMR's order is not its scores' order: a run is ranked by score
+                return qid, {hit.id: float(len(reply.hits) - rank) for rank, hit in enumerate(reply.hits)}
             return qid, {hit.id: hit.score for hit in reply.hits}
 
         with ThreadPoolExecutor(max_workers=concurrency) as pool:

@@ -81,15 +81,16 @@ class SearchRequest(StrictModel):
         "'hybrid': both, fused in the engine (see fusion).",
     )
     fusion: Fusion = Field(
-        "rrf",
+        "dbsf",
         description="How hybrid fuses its two rankings: 'rrf' (reciprocal rank fusion, weighted by "
         "lexical_weight) or 'dbsf' (each stage's scores normalised by their distribution, summed).",
     )
-    lexical_weight: float = Field(
-        0.5,
+    lexical_weight: float | None = Field(
+        None,
         ge=0,
         le=1,
-        description="Hybrid with rrf: the lexical ranking's share (the dense one gets 1 - it).",
+        description="Hybrid with fusion 'rrf': the lexical ranking's share (the dense one gets 1 - it); "
+        "default 0.5.",
     )
     candidates: int | None = Field(
         None, ge=1, description="Candidates each stage of a hybrid or MMR search fetches (default 100)."
@@ -112,8 +113,10 @@ class SearchRequest(StrictModel):
             raise ValueError("rerank needs a text 'query' (a cross-encoder reads the query)")
         if self.mode != "dense" and self.query is None:
             raise ValueError(f"mode '{self.mode}' needs a text 'query' (BM25 reads its words)")
-        if self.lexical_weight != 0.5 and (self.mode != "hybrid" or self.fusion != "rrf"):
-            raise ValueError("lexical_weight applies to mode 'hybrid' with fusion 'rrf' only")
+        if self.lexical_weight is not None and (self.mode != "hybrid" or self.fusion != "rrf"):
+            raise ValueError(
+                "lexical_weight applies to mode 'hybrid' with fusion 'rrf' only (fusion defaults to 'dbsf')"
+            )
         return self
 
 

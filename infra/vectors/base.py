@@ -100,7 +100,7 @@ class Retrieval:
 
     kind: SearchKind = "dense"
     text: str | None = None
-    fusion: FusionKind = "rrf"
+    fusion: FusionKind = "dbsf"
     lexical_weight: float = 0.5
     candidates: int = 100
     diversity: float | None = None

@@ -367,7 +367,7 @@ class GatewayCore:
             kind=request.mode,
             text=request.query,
             fusion=request.fusion,
-            lexical_weight=request.lexical_weight,
+            lexical_weight=0.5 if request.lexical_weight is None else request.lexical_weight,
             candidates=max(request.candidates or Retrieval.candidates, candidates),
             diversity=request.mmr,
         )

@@ -100,7 +100,7 @@ def test_backends_rank_alike(tmp_path: Path) -> None:
     for retrieval in (
         Retrieval("lexical", "heart disease"),
         Retrieval("hybrid", "heart disease"),
-        Retrieval("hybrid", "heart disease", fusion="dbsf"),
+        Retrieval("hybrid", "heart disease", fusion="rrf"),
         Retrieval("hybrid", "heart disease", diversity=0.5),
     ):
         edge, qdrant = (vs.search("docs", VECTORS[3] + 0.1, 4, retrieval=retrieval) for vs in stores)
@@ -120,8 +120,12 @@ def test_hybrid_fuses_both_rankings_and_reports_each_stage(store: VectorStore) -
     assert by_id["d3"].stages["lexical"] == pytest.approx(next(h.score for h in lexical if h.id == "d3"))
     assert by_id["d0"].stages["dense"] == pytest.approx(dense[0].score)
     # the lexical weight moves the lexical matches up or down the fused ranking, 0 and 1 to either end
-    only_lexical = store.search("docs", query, 2, retrieval=Retrieval("hybrid", "heart", lexical_weight=1))
-    only_dense = store.search("docs", query, 6, retrieval=Retrieval("hybrid", "heart", lexical_weight=0))
+    only_lexical = store.search(
+        "docs", query, 2, retrieval=Retrieval("hybrid", "heart", fusion="rrf", lexical_weight=1)
+    )
+    only_dense = store.search(
+        "docs", query, 6, retrieval=Retrieval("hybrid", "heart", fusion="rrf", lexical_weight=0)
+    )
     assert [h.id for h in only_lexical] == [h.id for h in lexical]
     assert [h.id for h in only_dense] == [h.id for h in dense]
 

@@ -41,8 +41,8 @@ def test_hybrid_reports_the_score_of_each_stage(api: TestClient) -> None:
     assert set(hits[0]["stage_scores"]) == {"dense", "lexical"}
     others = [h for h in hits if h["id"] != "d2"]
     assert all(set(h["stage_scores"]) == {"dense"} for h in others)  # no word in common
-    dbsf = search(api, query="dogs bark", mode="hybrid", fusion="dbsf", top_k=4)["hits"]
-    assert dbsf[0]["id"] == "d2"
+    rrf = search(api, query="dogs bark", mode="hybrid", fusion="rrf", lexical_weight=0.7, top_k=4)["hits"]
+    assert rrf[0]["id"] == "d2"
     pets = {"must": [{"key": "kind", "match": "space"}]}
     filtered = search(api, query="dogs bark stars", mode="hybrid", filter=pets)["hits"]
     assert {h["id"] for h in filtered} == {"d3", "d4"}
@@ -65,6 +65,7 @@ def test_mmr_with_no_diversity_keeps_the_relevance_order(api: TestClient) -> Non
         ({"query": "x", "mmr": -0.1}, ("mmr",)),
         ({"vector": [0.1] * 32, "mode": "lexical"}, ("lexical", "text 'query'")),
         ({"query": "x", "mode": "hybrid", "fusion": "dbsf", "lexical_weight": 0.7}, ("lexical_weight",)),
+        ({"query": "x", "mode": "hybrid", "lexical_weight": 0.7}, ("lexical_weight", "dbsf")),
         ({"query": "x", "mode": "hybrid", "fusion": "max"}, ("fusion",)),
         ({"query": "x", "mode": "hybrid", "candidates": 0}, ("candidates",)),
     ],
