@@ -81,6 +81,9 @@ def test_base64_upload_is_found_by_its_own_vectors_with_payloads(api: TestClient
         assert hit["metadata"] == payloads[i]["metadata"] and hit["score"] == pytest.approx(1.0, abs=1e-5)
     odd = top_hit(api, matrix[4], filter={"must": [{"key": "kind", "match": "odd"}]})
     assert odd["id"] != "v4" and int(odd["id"][1:]) % 2 == 1  # filters work on uploaded metadata
+    # the collection is lexical (the default): uploaded points get BM25 vectors from their title and text
+    words = api.post("/v1/collections/vecs/search", json={"query": "T7", "mode": "lexical", "top_k": 3})
+    assert [h["id"] for h in words.json()["hits"]] == ["v7"], words.text
 
 
 def test_json_vectors_integer_ids_and_resume(api: TestClient) -> None:
