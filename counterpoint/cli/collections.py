@@ -168,15 +168,25 @@ def collections_prune(name: str) -> None:
 def reindex(
     name: Annotated[str, typer.Argument(help="Collection to re-index.")],
     model: Annotated[
-        str, typer.Option(help="New model: models:/NAME@ALIAS, models:/NAME/VERSION, a served name.")
-    ],
+        str | None,
+        typer.Option(
+            help="New model: models:/NAME@ALIAS, models:/NAME/VERSION, a served name (default: its own)."
+        ),
+    ] = None,
+    lexical: Annotated[
+        bool, typer.Option("--lexical", help="Add BM25 vectors (lexical and hybrid search) to the new copy.")
+    ] = False,
     follow_job: Annotated[
         bool, typer.Option("--follow/--no-follow", help="Show progress until it switches.")
     ] = True,
 ) -> None:
-    """Re-embed a collection with a new model without downtime, then switch searches to it at once."""
-    job = cli.client().reindex(name, model)
-    out.print(f"re-indexing '{name}' with {job.config['model']} (job {job.id}); searches keep answering")
+    """Re-embed a collection with a new model (or add BM25 vectors with --lexical) without downtime,
+    then switch searches to it at once."""
+    job = cli.client().reindex(name, model, lexical="bm25" if lexical else None)
+    adding = " adding BM25 vectors" if lexical else ""
+    out.print(
+        f"re-indexing '{name}' with {job.config['model']}{adding} (job {job.id}); searches keep answering"
+    )
     if follow_job:
         job = shared.follow(job.id)
         if job.status != "succeeded":

@@ -18,6 +18,7 @@ from counterpoint.schemas import (
     Lexical,
     RecallCheckRequest,
     RecallReport,
+    ReindexRequest,
     SearchSettingsUpdate,
 )
 
@@ -77,10 +78,12 @@ class CollectionsAPI(Transport):
         )
         return CollectionInfo.model_validate(data)
 
-    def reindex(self, name: str, model: str) -> JobInfo:
-        """Re-embed collection ``name`` with ``model`` in the background (a job: follow it with
-        `follow_job`); searches keep answering from the current collection until the switch."""
-        data = self._request("POST", f"/v1/collections/{name}/reindex", json={"model": model})
+    def reindex(self, name: str, model: str | None = None, *, lexical: Lexical | None = None) -> JobInfo:
+        """Re-embed collection ``name`` with ``model`` (default: its own) in the background (a job: follow
+        it with `follow_job`); searches keep answering from the current collection until the switch.
+        ``lexical="bm25"`` gives the new copy BM25 vectors (lexical and hybrid search)."""
+        body = ReindexRequest(model=model, lexical=lexical).model_dump(exclude_none=True)
+        data = self._request("POST", f"/v1/collections/{name}/reindex", json=body)
         return JobInfo.model_validate(data)
 
     def delete_previous(self, name: str) -> list[str]:

@@ -257,6 +257,15 @@ class RecallReport(BaseModel):
 
 
 class ReindexRequest(StrictModel):
-    """Re-embed every document of a collection with ``model``, then switch to it atomically."""
+    """Re-embed every document of a collection with ``model``, then switch to it atomically; with
+    ``lexical`` the new copy also gets BM25 vectors (computed from each document's title and text)."""
 
-    model: str = Field(min_length=1, max_length=500, description="models:/NAME@ALIAS, models:/NAME/N, ...")
+    model: str | None = Field(
+        None,
+        min_length=1,
+        max_length=500,
+        description="models:/NAME@ALIAS, models:/NAME/N, ...; default: the collection's current model.",
+    )
+    lexical: Lexical | None = Field(
+        None, description="'bm25': add BM25 vectors (lexical and hybrid search); null: keep as it is."
+    )

@@ -27,7 +27,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from counterpoint.errors import Conflict, CounterpointError, InvalidInput
-from counterpoint.infra.vectors.base import CollectionSpec
+from counterpoint.infra.vectors.base import Bm25Settings, CollectionSpec
 from counterpoint.schemas import Document, JobInfo
 
 if TYPE_CHECKING:
@@ -78,17 +78,20 @@ class Reindexer:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.uploading: Counter[str] = Counter()  # precomputed-vector writes in flight, per collection
 
-    async def start(self, name: str, model: str) -> JobInfo:
+    async def start(self, name: str, model: str | None, *, add_lexical: bool = False) -> JobInfo:
         from counterpoint.services.gateway.jobs import job_info
 
         core = self.core
         row = core.registry.get_collection(name)
         if row.status == "reindexing" or name in core.mirrors:
             raise Conflict(f"collection '{name}' is already being re-indexed")
-        card = await core.model_card(model)  # resolves @alias, loads the model: fails before any change
+        card = await core.model_card(model or row.model)  # resolves @alias, loads the model: fails early
         assert card.dimensions is not None
-        if card.id == row.model:
-            raise InvalidInput(f"collection '{name}' already uses {card.id}; nothing to re-index")
+        old = await asyncio.to_thread(core.store.spec, row.physical_name)  # the same settings
+        lexical = old.lexical or (Bm25Settings() if add_lexical else None)
+        if card.id == row.model and lexical == old.lexical:
+            more = "" if add_lexical else " (lexical 'bm25' adds BM25 vectors with the same model)"
+            raise InvalidInput(f"collection '{name}' already uses {card.id}; nothing to re-index{more}")
         physical = f"{name}-{uuid.uuid4().hex[:8]}"
         config = {
             "collection": name,
@@ -97,17 +100,17 @@ class Reindexer:
             "from_physical": row.physical_name,
             "physical_name": physical,
             "dimensions": card.dimensions,
+            "lexical": lexical is not None,
         }
         job = core.registry.create_job(KIND, config, name=f"reindex-{name}", status="running")
         try:
-            old = await asyncio.to_thread(core.store.spec, row.physical_name)  # the same settings
             spec = CollectionSpec(
                 physical,
                 card.dimensions,
-                row.distance,
-                dict(row.payload_indexes),
+                row.distance,  # type: ignore[arg-type]
+                dict(row.payload_indexes),  # type: ignore[arg-type]
                 old.index,
-                old.lexical,  # type: ignore[arg-type]
+                lexical,
             )
             await asyncio.to_thread(core.store.create_collection, spec)
             core.registry.set_collection_status(name, "reindexing")
@@ -132,7 +135,8 @@ class Reindexer:
                 if core.registry.get_job(job_id).status == "cancelled":
                     raise ReindexCancelled("cancelled by the user")
                 records = await core.embed_records([document_of(r.payload) for r in page], mirror.model)
-                # BM25 vectors do not depend on the dense model: carried over, not recomputed
+                # BM25 vectors do not depend on the dense model: carried over, not recomputed (a copy
+                # that adds them has none to carry: the store computes them from each title and text)
                 records = [replace(r, sparse=old.sparse) for r, old in zip(records, page, strict=True)]
                 async with mirror.lock:  # an id the mirror wrote meanwhile is newer: keep it
                     fresh = [r for r in records if r.id not in mirror.written]

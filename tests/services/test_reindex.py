@@ -155,6 +155,24 @@ def test_a_reindex_carries_the_bm25_vectors_over(api: TestClient, monkeypatch: p
     assert len(before) == len([d for d in docs() if d["text"].endswith(" 5")]) == 43
 
 
+def test_a_reindex_adds_bm25_vectors_to_a_dense_only_collection(api: TestClient) -> None:
+    body = {"name": "papers", "payload_indexes": {"year": "integer"}, "lexical": None}
+    assert api.post("/v1/collections", json=body).status_code == 201
+    assert api.post("/v1/collections/papers/documents", json={"documents": docs()}).status_code == 200
+    query = {"query": "5", "mode": "lexical", "top_k": 100}
+    refused = api.post("/v1/collections/papers/search", json=query)
+    assert refused.status_code == 422 and "--lexical" in refused.json()["error"]["message"]
+    same = api.post("/v1/collections/papers/reindex", json={}).json()  # the same model, nothing added
+    assert "nothing to re-index" in same["error"]["message"] and "lexical" in same["error"]["message"]
+
+    job = api.post("/v1/collections/papers/reindex", json={"lexical": "bm25"}).json()  # the same model
+    assert wait_job(api, job["id"])["status"] == "succeeded"
+    info = api.get("/v1/collections/papers").json()
+    assert (info["lexical"], info["dimensions"], info["count"]) == ("bm25", 32, N_DOCS)
+    hits = api.post("/v1/collections/papers/search", json=query).json()["hits"]
+    assert len(hits) == 43 and all(h["text"].endswith(" 5") for h in hits)
+
+
 def test_writes_during_a_reindex_are_in_the_new_collection(api: TestClient, core: GatewayCore) -> None:
     make_collection(api)
     job = api.post("/v1/collections/papers/reindex", json={"model": NEW}).json()

@@ -105,8 +105,9 @@ async def update_index(name: str, body: SearchSettingsUpdate, services: Services
 @router.post("/v1/collections/{name}/reindex", response_model=JobInfo, status_code=202, dependencies=[WRITE])
 async def reindex(name: str, body: ReindexRequest, services: Services) -> JobInfo:
     """Re-embed the collection with another model in the background, then switch to it at once;
-    searches keep answering from the current one meanwhile. Follow it as a job."""
-    return await services.core.reindexer.start(name, body.model)
+    searches keep answering from the current one meanwhile. Follow it as a job. ``lexical: "bm25"``
+    adds BM25 vectors (with the same model or another)."""
+    return await services.core.reindexer.start(name, body.model, add_lexical=body.lexical is not None)
 
 
 @router.delete("/v1/collections/{name}/previous", dependencies=[WRITE])
