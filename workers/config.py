@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from counterpoint.errors import InvalidInput
+from counterpoint.schemas import RetrievalMode
 from counterpoint.workers.data import DataSource, Kind, check_source
 
 LossName = Literal["mnrl", "simcse", "simcse_supervised", "debiased", "cosent", "bce", "listwise"]
@@ -56,6 +57,12 @@ class RetrievalEval(BaseModel):
     path: str = Field(description="BEIR directory (corpus.jsonl, queries.jsonl, qrels/).")
     split: str = "test"
     max_docs: int | None = Field(None, ge=1, description="Evaluate on a corpus sample (judged docs kept).")
+    modes: list[RetrievalMode] = Field(
+        default_factory=lambda: ["dense"],
+        min_length=1,
+        description="Search modes scored: 'dense' (eval/ndcg_at_10, ...), 'lexical' and 'hybrid' "
+        "(BM25 + dense fused by DBSF in the platform's own store: eval/hybrid_ndcg_at_10, ...).",
+    )
 
 
 class RerankEval(BaseModel):

@@ -24,14 +24,16 @@ from __future__ import annotations
 import hashlib
 import heapq
 import random
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
 
-from counterpoint.datasets import iter_corpus, load_qrels, load_queries, passage_text
+from counterpoint.datasets import Qrels, iter_corpus, load_qrels, load_queries, passage_text
 from counterpoint.evaluation import evaluate_run, exact_search
+from counterpoint.schemas import RetrievalMode
 from counterpoint.workers.config import EvalConfig
 from counterpoint.workers.data import DataSource, Example, Kind, iter_examples
 
@@ -143,9 +145,21 @@ def sample_corpus(
 
 
 class RetrievalTask:
-    """A BEIR split loaded once (queries, qrels, a corpus sample) and scored many times."""
+    """A BEIR split loaded once (queries, qrels, a corpus sample) and scored many times, in each of
+    ``modes``: ``dense`` by exact search (metrics ``ndcg_at_10``, ...), ``lexical`` and ``hybrid`` in
+    the platform's own vector store with BM25 vectors, as a collection would answer them (metrics
+    ``lexical_ndcg_at_10``, ``hybrid_ndcg_at_10``, ...)."""
 
-    def __init__(self, path: str | Path, split: str = "test", max_docs: int | None = None, *, seed: int = 0):
+    def __init__(
+        self,
+        path: str | Path,
+        split: str = "test",
+        max_docs: int | None = None,
+        *,
+        seed: int = 0,
+        modes: Sequence[RetrievalMode] = ("dense",),
+    ):
+        self.modes = tuple(dict.fromkeys(modes))
         root = Path(path)
         self.qrels = load_qrels(root / "qrels" / f"{split}.tsv")
         queries = load_queries(root / "queries.jsonl")
@@ -155,12 +169,54 @@ class RetrievalTask:
 
     def __call__(self, encode: Encoder, *, top_k: int = 100) -> dict[str, float]:
         qids, dids = list(self.queries), list(self.corpus)
-        run = exact_search(
-            encode([self.queries[q] for q in qids]), encode([self.corpus[d] for d in dids]), qids, dids, top_k
-        )
-        metrics = evaluate_run(run, self.qrels).as_dict()
-        metrics.pop("n_queries", None)
+        queries, docs = encode([self.queries[q] for q in qids]), encode([self.corpus[d] for d in dids])
+        metrics: dict[str, float] = {}
+        if "dense" in self.modes:
+            metrics.update(_scores(exact_search(queries, docs, qids, dids, top_k), self.qrels, ""))
+        for mode, run in self._store_runs(queries, docs, top_k).items():
+            metrics.update(_scores(run, self.qrels, f"{mode}_"))
         return metrics
+
+    def _store_runs(
+        self, queries: np.ndarray, docs: np.ndarray, top_k: int
+    ) -> dict[str, dict[str, dict[str, float]]]:
+        """The lexical and hybrid runs, from a throwaway collection of the embedded engine."""
+        wanted = [m for m in self.modes if m != "dense"]
+        if not wanted:
+            return {}
+        from counterpoint.infra.vectors.base import Bm25Settings, CollectionSpec, Retrieval, VectorRecord
+        from counterpoint.infra.vectors.edge import EdgeVectorStore
+
+        with tempfile.TemporaryDirectory(prefix="retrieval-eval-") as tmp:
+            store = EdgeVectorStore(Path(tmp))
+            try:
+                store.create_collection(CollectionSpec("eval", docs.shape[1], lexical=Bm25Settings()))
+                records = [
+                    VectorRecord(d, v, {"text": self.corpus[d]})
+                    for d, v in zip(self.corpus, docs, strict=True)
+                ]
+                for start in range(0, len(records), 512):
+                    store.upsert("eval", records[start : start + 512])
+                runs: dict[str, dict[str, dict[str, float]]] = {}
+                for mode in wanted:
+                    run = {}
+                    for qid, vector in zip(self.queries, queries, strict=True):
+                        found = store.search(
+                            "eval", vector, top_k, retrieval=Retrieval(mode, self.queries[qid])
+                        )
+                        run[qid] = {
+                            h.id: float(len(found) - i) for i, h in enumerate(found)
+                        }  # ranked by position
+                    runs[mode] = run
+                return runs
+            finally:
+                store.close()
+
+
+def _scores(run: dict[str, dict[str, float]], qrels: Qrels, prefix: str) -> dict[str, float]:
+    metrics = evaluate_run(run, qrels).as_dict()
+    metrics.pop("n_queries", None)
+    return {f"{prefix}{k}": v for k, v in metrics.items()}
 
 
 def retrieval_metrics(
@@ -207,7 +263,13 @@ class Evaluator:
             else None
         )
         self.retrieval = (
-            RetrievalTask(config.retrieval.path, config.retrieval.split, config.retrieval.max_docs, seed=seed)
+            RetrievalTask(
+                config.retrieval.path,
+                config.retrieval.split,
+                config.retrieval.max_docs,
+                seed=seed,
+                modes=config.retrieval.modes,
+            )
             if config.retrieval
             else None
         )

@@ -15,6 +15,7 @@ from counterpoint.workers.config import EvalConfig, RetrievalEval
 from counterpoint.workers.data import Example
 from counterpoint.workers.evaluate import (
     Evaluator,
+    RetrievalTask,
     alignment,
     alignment_uniformity,
     positive_pairs,
@@ -129,6 +130,23 @@ def test_retrieval_mrr_counts_the_rank_of_the_first_relevant_document(toy_beir: 
 
     metrics = retrieval_metrics(encode, toy_beir, "test")
     assert metrics["mrr_at_10"] == pytest.approx(100.0 * (0.5 + 1 + 1) / 3)
+
+
+def test_lexical_and_hybrid_modes_are_scored_in_the_platforms_store(toy_beir: Path) -> None:
+    """BM25 finds every toy query's document by its words; an encoder that knows nothing (constant
+    vectors) ruins dense retrieval, and hybrid gets the lexical ranking's help."""
+    task = RetrievalTask(toy_beir, "test", modes=["dense", "lexical", "hybrid"])
+
+    def blind(texts: Sequence[str]) -> np.ndarray:
+        return np.ones((len(texts), 8), dtype=np.float32)
+
+    metrics = task(blind)
+    assert {"ndcg_at_10", "lexical_ndcg_at_10", "hybrid_ndcg_at_10", "hybrid_mrr_at_10"} <= set(metrics)
+    assert metrics["lexical_ndcg_at_10"] == pytest.approx(100.0)
+    assert metrics["hybrid_ndcg_at_10"] > metrics["ndcg_at_10"]
+    good = task(bag_of_words)
+    assert good["ndcg_at_10"] == good["lexical_ndcg_at_10"] == pytest.approx(100.0)
+    assert good["hybrid_ndcg_at_10"] == pytest.approx(100.0)
 
 
 def test_corpus_sample_keeps_judged_documents_and_is_deterministic(toy_beir: Path) -> None:
