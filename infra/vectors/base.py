@@ -93,9 +93,10 @@ class Retrieval:
     """What a search retrieves with, beyond the dense vector (the default: dense only).
 
     ``lexical`` ranks by BM25 over ``text``; ``hybrid`` fetches ``candidates`` of each and fuses
-    them in the engine: ``rrf`` (reciprocal ranks, ``lexical_weight`` against 1 - it) or ``dbsf``
-    (scores normalised by their distribution). ``diversity`` (0-1) reorders the final candidates
-    by maximal marginal relevance over their dense vectors: 0 is plain relevance.
+    them in the engine: ``dbsf`` (scores normalised by their distribution; the better on SciFact
+    dev) or ``rrf`` (reciprocal ranks, ``lexical_weight`` against 1 - it). ``diversity`` (0-1)
+    reorders the mode's first ``candidates`` hits by maximal marginal relevance (relevance: the mode's
+    score; redundancy: the dense vectors, ``diversity.py``): 0 keeps the mode's order.
     """
 
     kind: SearchKind = "dense"
