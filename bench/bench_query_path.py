@@ -122,15 +122,18 @@ class Prepared:
 
 
 def sequential(
-    url: str, path: str, key: str, queries: list[str], seconds: float
+    url: str, path: str, key: str, queries: list[str], seconds: float, extra: dict[str, Any] | None = None
 ) -> tuple[list[float], list[dict]]:
-    """One client's latencies (ms) and the server's timings, for ``seconds`` (at least 20 searches)."""
+    """One client's latencies (ms) and the server's timings, for ``seconds`` (at least 20 searches);
+    ``extra`` goes into every request body (a search mode, rerank, ...)."""
     latencies, timings = [], []
     with httpx.Client(base_url=url, timeout=120, headers={"Authorization": f"Bearer {key}"}) as http:
         started, n = time.perf_counter(), 0
         while time.perf_counter() - started < seconds or n < 20:
             t0 = time.perf_counter()
-            reply = http.post(path, json={"query": queries[n % len(queries)], "top_k": TOP_K})
+            reply = http.post(
+                path, json={"query": queries[n % len(queries)], "top_k": TOP_K, **(extra or {})}
+            )
             reply.raise_for_status()
             latencies.append((time.perf_counter() - t0) * 1000)
             body = reply.json()

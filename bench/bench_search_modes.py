@@ -15,15 +15,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import time
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import httpx  # noqa: E402
 from _machine import cpu_name  # noqa: E402
 from _stack import api_key, gateway  # noqa: E402
-from bench_query_path import Prepared, server_p50  # noqa: E402
+from bench_query_path import Prepared, sequential, server_p50  # noqa: E402
 from load import percentile  # noqa: E402
 
 from counterpoint.datasets import default_scifact  # noqa: E402
@@ -36,23 +34,6 @@ MODES: dict[str, dict[str, Any]] = {
     "hybrid + MMR 0.3": {"mode": "hybrid", "mmr": 0.3},
     "hybrid + rerank top 20": {"mode": "hybrid", "rerank": True, "rerank_top_k": 20},
 }
-
-
-def measure(
-    http: httpx.Client, path: str, queries: list[str], extra: dict[str, Any], seconds: float
-) -> tuple[list[float], list[dict]]:
-    """Latencies (ms) and server timings of one client for ``seconds`` (at least 20 searches)."""
-    latencies, timings = [], []
-    started, n = time.perf_counter(), 0
-    while time.perf_counter() - started < seconds or n < 20:
-        t0 = time.perf_counter()
-        reply = http.post(path, json={"query": queries[n % len(queries)], "top_k": 10, **extra})
-        reply.raise_for_status()
-        latencies.append((time.perf_counter() - t0) * 1000)
-        body = reply.json()
-        timings.append({**body["timings"], "took_ms": body["took_ms"]})
-        n += 1
-    return latencies, timings
 
 
 def main() -> None:
@@ -77,14 +58,12 @@ def main() -> None:
         rerank = any(m["kind"] == "reranker" for m in stack.http.get("/v1/models").json()["data"])
         results = {}
         try:
-            with httpx.Client(
-                base_url=url, timeout=120, headers={"Authorization": f"Bearer {stack.keys[0]}"}
-            ) as http:
-                measure(http, path, queries, {}, 2.0)  # warm: the key's hash, the model, the engine
-                for label, extra in MODES.items():
-                    if extra.get("rerank") and not rerank:
-                        continue
-                    results[label] = measure(http, path, queries, extra, args.seconds)
+            key = stack.keys[0]
+            sequential(url, path, key, queries, 2.0)  # warm: the key's hash, the model, the engine
+            for label, extra in MODES.items():
+                if extra.get("rerank") and not rerank:
+                    continue
+                results[label] = sequential(url, path, key, queries, args.seconds, extra)
         finally:
             stack.close()
 
