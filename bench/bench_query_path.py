@@ -134,6 +134,9 @@ def sequential(
             reply = http.post(
                 path, json={"query": queries[n % len(queries)], "top_k": TOP_K, **(extra or {})}
             )
+            if reply.status_code == 429:  # the key's rate limit (a fast mode can pass it): wait, not measured
+                time.sleep(float(reply.headers.get("retry-after", "0.1")))
+                continue
             reply.raise_for_status()
             latencies.append((time.perf_counter() - t0) * 1000)
             body = reply.json()
