@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from sentence_transformers import SentenceTransformer
 
     from counterpoint.datasets import default_scifact, passage_text
-    from counterpoint.evaluation import evaluate_run
+    from counterpoint.evaluation import evaluate_run, position_scores
     from counterpoint.infra.vectors import CollectionSpec, EdgeVectorStore, VectorRecord
     from counterpoint.infra.vectors.base import Bm25Settings, Retrieval
 
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             hits = store.search("scifact", None if r and r.kind == "lexical" else vector, 100, retrieval=r)
             times.append((time.perf_counter() - started) * 1000)
             # MMR's order is not its scores' order, and a run is ranked by score: score by rank
-            run[qid] = {h.id: float(len(hits) - i) for i, h in enumerate(hits)}
+            run[qid] = position_scores([h.id for h in hits])
         return evaluate_run(run, qrels).ndcg_at_10, statistics.median(times)
 
     dev = dev_queries(data.split_queries("train"))

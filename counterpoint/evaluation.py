@@ -91,6 +91,14 @@ class RetrievalMetrics:
         )
 
 
+def position_scores(ids: Sequence[str]) -> dict[str, float]:
+    """A run's scores for hits already in their final order: N for the first of N, then N - 1, ...
+
+    A run is ranked by score, so hits whose order is not their scores' (MMR's) are scored by position.
+    """
+    return {doc_id: float(len(ids) - rank) for rank, doc_id in enumerate(ids)}
+
+
 def _ranked(scores: Mapping[str, float]) -> list[tuple[str, float]]:
     """Documents in trec_eval's order: score descending, then document id descending (its tie-break)."""
     return sorted(scores.items(), key=lambda item: (item[1], item[0]), reverse=True)

@@ -130,3 +130,11 @@ def test_exact_search_feeds_evaluate_run() -> None:
     run = exact_search(docs[:5] + 0.01, docs, [f"q{i}" for i in range(5)], [f"d{i}" for i in range(50)], 10)
     metrics = evaluate_run(run, {f"q{i}": {f"d{i}": 1} for i in range(5)})
     assert metrics.ndcg_at_10 == metrics.mrr_at_10 == 100.0
+
+
+def test_position_scores_rank_a_run_in_the_given_order() -> None:
+    from counterpoint.evaluation import position_scores
+
+    run = position_scores(["c", "a", "b"])  # an MMR order, not a score order
+    assert sorted(run, key=lambda d: -run[d]) == ["c", "a", "b"]
+    assert position_scores([]) == {}

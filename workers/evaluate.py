@@ -32,7 +32,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from counterpoint.datasets import Qrels, iter_corpus, load_qrels, load_queries, passage_text
-from counterpoint.evaluation import evaluate_run, exact_search
+from counterpoint.evaluation import evaluate_run, exact_search, position_scores
 from counterpoint.schemas import RetrievalMode
 from counterpoint.workers.config import EvalConfig
 from counterpoint.workers.data import DataSource, Example, Kind, iter_examples
@@ -204,9 +204,7 @@ class RetrievalTask:
                         found = store.search(
                             "eval", vector, top_k, retrieval=Retrieval(mode, self.queries[qid])
                         )
-                        run[qid] = {
-                            h.id: float(len(found) - i) for i, h in enumerate(found)
-                        }  # ranked by position
+                        run[qid] = position_scores([h.id for h in found])
                     runs[mode] = run
                 return runs
             finally:

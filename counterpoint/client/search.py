@@ -111,7 +111,9 @@ class SearchAPI(Transport):
             if on_progress is not None:
                 on_progress(1)
             if mmr is not None:  # MMR's order is not its scores' order: a run is ranked by score
-                return qid, {hit.id: float(len(reply.hits) - rank) for rank, hit in enumerate(reply.hits)}
+                from counterpoint.evaluation import position_scores  # pytrec_eval: only when needed
+
+                return qid, position_scores([hit.id for hit in reply.hits])
             return qid, {hit.id: hit.score for hit in reply.hits}
 
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
