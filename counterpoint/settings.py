@@ -244,6 +244,19 @@ class Settings(BaseSettings):
         description="Requests per key (per client address with auth off), in `limits` notation "
         "('50/second', '10/second;1000/hour'); None: unlimited.",
     )
+    gateway_replicas: int = Field(
+        1,
+        ge=1,
+        description="Gateway replicas in the Serve application. More than one needs redis_url (shared rate "
+        "limits); everything else a replica knows lives in the registry database.",
+    )
+    reindex_stale_s: float = Field(
+        120.0,
+        gt=0,
+        description="With several gateway replicas: a re-index whose replica has not copied a page for this "
+        "long is taken as dead (its replica stopped) and undone by another. One replica undoes a "
+        "leftover at its start.",
+    )
 
     # --- request limits ------------------------------------------------------------------
     limits: Limits = Field(

@@ -22,6 +22,7 @@ from typing import IO
 
 from rich.console import Console
 
+from counterpoint.errors import InvalidInput
 from counterpoint.infra.processes import free_port, is_alive, pid_file, ray_agent_port, running_pid, wait_http
 from counterpoint.settings import Settings
 
@@ -249,8 +250,19 @@ def _raise_interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def check_shared_state(settings: Settings) -> None:
+    """``InvalidInput`` for settings that would give several gateway replicas state of their own."""
+    n = settings.gateway_replicas
+    if n > 1 and settings.redis_url is None:
+        raise InvalidInput(
+            f"gateway_replicas={n} needs redis_url (COUNTERPOINT_REDIS_URL=redis://host:6379/0): without a "
+            f"shared store each replica counts the rate limits alone, so every key would get {n} times its limit"
+        )
+
+
 def up(settings: Settings, *, wait: bool = True) -> None:
     """Start the local platform (or report the one already running) and block until stopped."""
+    check_shared_state(settings)
     pid = running_pid(settings)
     if pid is not None:
         console.print(f"Counterpoint is already running (pid {pid}) for {settings.resolved_data_dir}.")

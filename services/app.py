@@ -14,6 +14,7 @@ from counterpoint.services.decode.deployment import DecodeDeployment
 from counterpoint.services.embed.deployment import EmbedDeployment
 from counterpoint.services.gateway.deployment import GatewayDeployment
 from counterpoint.services.rerank.deployment import RerankDeployment
+from counterpoint.services.vectors.deployment import VectorStoreDeployment
 from counterpoint.settings import Settings
 
 APP_NAME = "counterpoint"
@@ -64,8 +65,13 @@ def build_app(settings: Settings) -> Application:
     rerank = None
     if settings.rerank_model:
         rerank = _replicas(RerankDeployment, settings.rerank_replicas, settings.rerank_num_cpus, config)
-    gateway = GatewayDeployment.options(ray_actor_options=_actor_options(0, fast))
-    return gateway.bind(config, embed, decode, rerank)
+    vectors = None
+    if settings.gateway_replicas > 1 and settings.vector_backend == "edge":  # one process opens the engine
+        vectors = VectorStoreDeployment.options(ray_actor_options=_actor_options(0, fast)).bind(config)
+    gateway = GatewayDeployment.options(
+        num_replicas=settings.gateway_replicas, ray_actor_options=_actor_options(0, fast)
+    )
+    return gateway.bind(config, embed, decode, rerank, vectors)
 
 
 def app_builder(args: dict[str, Any]) -> Application:

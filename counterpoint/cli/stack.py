@@ -16,12 +16,28 @@ def up(
     demo: Annotated[bool, typer.Option(help="Index the SciFact demo collection.")] = True,
     ui: Annotated[bool, typer.Option(help="Start the Streamlit UI.")] = True,
     mlflow: Annotated[bool, typer.Option(help="Start the MLflow server.")] = True,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Join this Ray cluster (HOST:6379) instead of starting a local one (setting ray_address)."
+        ),
+    ] = None,
+    gateway_replicas: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Gateway replicas (setting gateway_replicas); more than one needs redis_url."
+        ),
+    ] = None,
 ) -> None:
     """Start the whole platform locally (Ray, MLflow, Serve, UI) and wait until Ctrl-C."""
     from counterpoint.infra.launcher import up as launch
 
-    settings = get_settings().model_copy(update={"demo": demo, "start_ui": ui, "start_mlflow": mlflow})
-    launch(settings)
+    update: dict[str, object] = {"demo": demo, "start_ui": ui, "start_mlflow": mlflow}
+    if ray_address is not None:
+        update["ray_address"] = ray_address
+    if gateway_replicas is not None:
+        update["gateway_replicas"] = gateway_replicas
+    launch(get_settings().model_copy(update=update))
 
 
 def down() -> None:

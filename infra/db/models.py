@@ -1,4 +1,5 @@
-"""Tables of the registry database: collections, jobs, models and API keys.
+"""Tables of the registry database: collections (and the writes mirrored during a re-index), jobs,
+models and API keys.
 
 Only portable column types are used (strings, integers, JSON, timestamps with time zone) so
 the same models and migrations run on SQLite (local, single host) and PostgreSQL (cluster).
@@ -13,7 +14,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, Integer, MetaData, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Deterministic constraint names: Alembic needs names to alter or drop constraints later,
@@ -82,6 +93,8 @@ class CollectionRow(Base):
 
     ``physical_name`` is what the vector store knows; re-indexing builds a new physical
     collection and swaps this column in one update, so searches never see a half-built one.
+    While it builds, ``mirror_physical`` / ``mirror_model`` name it, so every gateway replica sends
+    its writes there too (read from the row each write already locks).
     """
 
     __tablename__ = "collections"
@@ -94,8 +107,25 @@ class CollectionRow(Base):
     distance: Mapped[str] = mapped_column(String(32))
     payload_indexes: Mapped[dict[str, str]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(32), default="ready")
+    mirror_physical: Mapped[str | None] = mapped_column(String(255))
+    mirror_model: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class MirroredWriteRow(Base):
+    """An id written to a collection being re-indexed, through any gateway replica.
+
+    The re-index's copy from the old collection skips these ids: the mirror wrote a newer version.
+    Keyed by the physical collection being built; its rows go when the re-index ends.
+    """
+
+    __tablename__ = "mirrored_writes"
+    __table_args__ = (UniqueConstraint("physical_name", "point_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    physical_name: Mapped[str] = mapped_column(String(255))
+    point_id: Mapped[str] = mapped_column(String(255))
 
 
 class JobRow(Base):

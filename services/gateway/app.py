@@ -8,6 +8,7 @@ This is the top of the gateway: it may import every gateway module, and only `ga
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,7 +26,7 @@ from counterpoint.services.gateway.dependencies import GatewayServices, HealthCh
 from counterpoint.services.gateway.errors import install_error_handlers
 from counterpoint.services.gateway.generation import GenerationService
 from counterpoint.services.gateway.jobs import JobService
-from counterpoint.services.gateway.middleware import BodySizeLimit
+from counterpoint.services.gateway.middleware import BodySizeLimit, ReplicaHeader
 from counterpoint.services.gateway.models import ModelRegistryService
 from counterpoint.services.gateway.routes import ROUTERS
 from counterpoint.services.gateway.routes.backups import RESTORE_PATH
@@ -40,14 +41,23 @@ def create_app(
     jobs: JobService | None = None,
     generation: GenerationService | None = None,
     registry: ModelRegistryService | None = None,
+    replica: str | None = None,
 ) -> FastAPI:
     """Build the gateway's FastAPI app around a `GatewayCore` (and a `JobService` for training,
-    a `GenerationService` for text generation, a `ModelRegistryService` for registered models)."""
+    a `GenerationService` for text generation, a `ModelRegistryService` for registered models);
+    ``replica`` names this replica in every response's ``x-counterpoint-replica`` header."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await core.reindexer.recover()  # a re-index the last gateway left half-done is undone
-        yield
+        if core.settings.gateway_replicas == 1:
+            await core.reindexer.recover()  # a re-index the last gateway left half-done is undone
+            yield
+            return
+        watch = asyncio.create_task(core.reindexer.watch())  # the others may be running theirs
+        try:
+            yield
+        finally:
+            watch.cancel()
 
     app = FastAPI(
         title="Counterpoint",
@@ -73,6 +83,8 @@ def create_app(
         max_bytes=limits.max_body_bytes,
         overrides={RESTORE_PATH: (limits.max_restore_bytes, "max_restore_bytes")},
     )
+    if replica is not None:
+        app.add_middleware(ReplicaHeader, replica=replica)
     app.openapi = lambda: _openapi_with_ingest_body(app)  # type: ignore[method-assign]
     for router in ROUTERS:
         app.include_router(router)

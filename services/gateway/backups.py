@@ -65,8 +65,8 @@ def archive_name(collection: str, when: datetime | None = None) -> str:
 class Backups:
     """Collection archives and registry dumps over one registry and vector store.
 
-    ``busy(name)`` tells whether a collection is being re-indexed (the gateway's mirrors); a replace
-    waits for that to end. ``check_model(model, dimensions)`` (online only) makes sure the restored
+    A replace waits for a re-index of the collection to end (the registry's swap refuses while one
+    runs, whichever replica started it). ``check_model(model, dimensions)`` (online only) makes sure the restored
     collection's model is served with those dimensions before anything is built.
     """
 
@@ -76,13 +76,11 @@ class Backups:
         registry: Registry,
         store: VectorStore,
         *,
-        busy: Callable[[str], bool] | None = None,
         check_model: ModelCheck | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.store = store
-        self.busy = busy or (lambda _name: False)
         self.check_model = check_model
 
     @contextlib.contextmanager
@@ -159,7 +157,7 @@ class Backups:
                         f"collection '{target}' already exists: restore it under another name, or replace it "
                         "(--replace; its current documents are lost)"
                     )
-                if existing.status == "reindexing" or self.busy(target):
+                if existing.status == "reindexing" or existing.reindexing:
                     raise Conflict(
                         f"collection '{target}' is being re-indexed: wait for it (or cancel it) first"
                     )
@@ -315,6 +313,5 @@ def gateway_backups(core: GatewayCore) -> Backups:
         core.settings,
         core.registry,
         core.store,
-        busy=lambda name: name in core.mirrors,
         check_model=check_model,
     )

@@ -20,7 +20,7 @@ import numpy as np
 
 from counterpoint.datasets import passage_text
 from counterpoint.errors import InvalidInput, LimitExceeded, Unavailable
-from counterpoint.infra.db.registry import Registry
+from counterpoint.infra.db.registry import CollectionRecord, Registry
 from counterpoint.infra.vectors.base import (
     Bm25Settings,
     CollectionSpec,
@@ -52,7 +52,7 @@ from counterpoint.schemas import (
 )
 from counterpoint.services.embed.backends import EmbedderBackend
 from counterpoint.services.gateway.health import core_health
-from counterpoint.services.gateway.reindex import Mirror, Reindexer
+from counterpoint.services.gateway.reindex import Reindexer
 from counterpoint.services.gateway.reranking import rerank_response, rescore
 from counterpoint.services.rerank.backends import RerankerBackend
 from counterpoint.settings import Limits, Settings
@@ -78,7 +78,6 @@ class GatewayCore:
         self.query_embedder = query_embedder or embedder  # search queries: the query lane, if any
         self.reranker = reranker
         self._refs: dict[str, tuple[str, float]] = {}  # models:/NAME@ALIAS -> (concrete, expiry)
-        self.mirrors: dict[str, Mirror] = {}  # collections being re-indexed -> where writes also go
         self.reindexer = Reindexer(self)
 
     @property
@@ -255,34 +254,47 @@ class GatewayCore:
             collection=name, received=len(docs), indexed=len(unique), skipped=skipped, count=count
         )
 
-    async def _write(self, name: str, row: Any, docs: Sequence[Document]) -> Any:
-        """Embed and upsert ``docs``; during a re-index the new collection gets them too (first).
+    async def _write(self, name: str, row: CollectionRecord, docs: Sequence[Document]) -> CollectionRecord:
+        """Embed and upsert ``docs``; during a re-index the new collection gets them too.
 
-        A re-index that finished while these were embedded switched the collection to another
-        model: they are embedded again for it, so no write lands only in the retired collection.
+        The upserts run under the collection row's lock, after checking that the row still names
+        the collections they were embedded for: a re-index that started, switched or was undone
+        meanwhile (through any replica) makes them embedded again for the row as it is now, so no
+        write lands only in a retired collection or misses the one being built.
         """
         while True:
             records = await self.embed_records(docs, row.model)
-            mirror = self.mirrors.get(name)
-            if mirror is not None:
-                await self._mirror(mirror, docs)
-            current = self.registry.get_collection(name)
-            if current.physical_name == row.physical_name:
-                break
+            mirrored = None
+            if row.mirror_model is not None:
+                mirrored = await self.embed_records(docs, row.mirror_model)
+            current = await asyncio.to_thread(self._upsert_locked, name, row, records, mirrored)
+            if current is None:
+                return row
             row = current
-        await asyncio.to_thread(self.store.upsert, row.physical_name, records)
-        return row
+
+    def _upsert_locked(
+        self,
+        name: str,
+        row: CollectionRecord,
+        records: list[VectorRecord],
+        mirrored: list[VectorRecord] | None,
+    ) -> CollectionRecord | None:
+        """Upsert if the row still names ``row``'s collections and return None; else the row now."""
+        with self.registry.locked(name) as locked:
+            now = locked.record
+            if (now.physical_name, now.mirror_physical) != (row.physical_name, row.mirror_physical):
+                return now
+            if mirrored is not None:
+                assert now.mirror_physical is not None  # the same as row's, which had a mirror model
+                self.store.upsert(now.mirror_physical, mirrored)
+                locked.mark_mirrored(r.id for r in mirrored)  # the re-index's copy must not overwrite
+            self.store.upsert(now.physical_name, records)
+            return None
 
     async def embed_records(self, docs: Sequence[Document], model: str) -> list[VectorRecord]:
         """The vector-store records of ``docs``: each embedded with ``model``, its payload kept."""
         vectors = await self._embed_chunks([d.embed_text() for d in docs], model)
         return [VectorRecord(d.id, v, d.payload()) for d, v in zip(docs, vectors, strict=True)]
-
-    async def _mirror(self, mirror: Mirror, docs: Sequence[Document]) -> None:
-        records = await self.embed_records(docs, mirror.model)
-        async with mirror.lock:
-            await asyncio.to_thread(self.store.upsert, mirror.physical_name, records)
-            mirror.written.update(d.id for d in docs)
 
     # --- search --------------------------------------------------------------------------
 

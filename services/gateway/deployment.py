@@ -1,9 +1,9 @@
 """The gateway as a Ray Serve ingress deployment.
 
-It owns the registry database connection and the vector store (the embedded Qdrant engine
-allows one process per collection directory, so there is one gateway replica locally; with
-a Qdrant server the gateway can scale out) and reaches the embedder and, when text
-generation is enabled, the decode deployment through their handles. Search queries take the
+It owns the registry database connection and the vector store: a Qdrant server's client, or the
+embedded engine, which admits one process per collection directory, so one replica opens it itself
+and several (``gateway_replicas``) share it through the `vectors` deployment. It reaches the embedder
+and, when text generation is enabled, the decode deployment through their handles. Search queries take the
 query lane (`QueryLane`, with ``settings.query_lane``): encoded in this process, never queued
 behind ingest in the embed replica.
 """
@@ -18,6 +18,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from counterpoint.infra.db.registry import Registry
+from counterpoint.infra.vectors.base import VectorStore
 from counterpoint.infra.vectors.factory import make_vector_store
 from counterpoint.schemas import ComponentHealth
 from counterpoint.services.decode.backends import ServeDecoder, served_model_name
@@ -29,6 +30,7 @@ from counterpoint.services.gateway.generation import GenerationService
 from counterpoint.services.gateway.jobs import JobService, RayJobSubmitter
 from counterpoint.services.gateway.models import ModelRegistryService
 from counterpoint.services.rerank.backends import ServeReranker
+from counterpoint.services.vectors.remote import RemoteVectorStore
 from counterpoint.settings import Settings
 
 
@@ -41,11 +43,16 @@ class GatewayDeployment:
         embedder: DeploymentHandle,
         decoder: DeploymentHandle | None = None,
         reranker: DeploymentHandle | None = None,
+        vectors: DeploymentHandle | None = None,
     ) -> None:
         self.settings = Settings(**settings)
         self.settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
         registry = Registry.from_url(self.settings.db_url)
-        store = make_vector_store(self.settings)
+        store: VectorStore = (
+            make_vector_store(self.settings)
+            if vectors is None
+            else RemoteVectorStore(vectors, timeout_s=self.settings.embed_timeout_s)
+        )
         bulk = ServeEmbedder(embedder, timeout_s=self.settings.embed_timeout_s)
         lane = None
         if self.settings.query_lane:  # it gives way to the replica while the replica has work
@@ -92,4 +99,5 @@ class GatewayDeployment:
             jobs=self.jobs,
             generation=self.generation,
             registry=self.registry,
+            replica=serve.get_replica_context().replica_id.unique_id,
         )

@@ -1,4 +1,4 @@
-"""ASGI middleware of the gateway: the request body size limit.
+"""ASGI middleware of the gateway: the request body size limit, and the header naming the replica.
 
 Imports the counterpoint base (errors) and `gateway.errors` (the error body); never the routes.
 """
@@ -48,3 +48,27 @@ class BodySizeLimit:
             return message
 
         await self.app(scope, counted, send)
+
+
+REPLICA_HEADER = "x-counterpoint-replica"
+
+
+class ReplicaHeader:
+    """ASGI middleware: every response names the gateway replica that answered (``REPLICA_HEADER``), so
+    with several replicas a user (or a test) sees where a request went."""
+
+    def __init__(self, app: Any, replica: str) -> None:
+        self.app = app
+        self.header = (REPLICA_HEADER.encode(), replica.encode())
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def named(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), self.header]
+            await send(message)
+
+        await self.app(scope, receive, named)

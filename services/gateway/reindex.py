@@ -8,11 +8,15 @@ model, so they keep answering; the old physical collection is kept (``previous``
 info) until the user deletes it with ``DELETE /v1/collections/{name}/previous``.
 
 Writes during a re-index go to both collections (the *mirror*). An id written by the mirror is never
-overwritten by the copy from the old collection, which may hold an older version of it.
+overwritten by the copy from the old collection, which may hold an older version of it. The mirror's
+state is the registry's (the collection row's ``mirror_physical``, the ``mirrored_writes`` ids), and
+each write and each copied page runs under the collection row's lock, so this holds whichever gateway
+replica takes the write.
 
 Any failure (a model that does not load, the engine, a cancel) deletes the half-built collection
 and leaves the old one serving; a gateway that dies mid-way finds the leftover at its next start
-(:meth:`Reindexer.recover`) and cleans it up the same way.
+(:meth:`Reindexer.recover`) and cleans it up the same way. With several replicas, the others undo a
+re-index whose replica has been silent for ``reindex_stale_s`` (:meth:`Reindexer.watch`).
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections import Counter
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from counterpoint.errors import Conflict, CounterpointError, InvalidInput
-from counterpoint.infra.vectors.base import Bm25Settings, CollectionSpec
+from counterpoint.infra.vectors.base import Bm25Settings, CollectionSpec, VectorRecord
 from counterpoint.schemas import Document, JobInfo
 
 if TYPE_CHECKING:
@@ -41,17 +46,6 @@ KIND = "reindex"
 
 class ReindexCancelled(Exception):
     """The job was cancelled through the jobs API; the re-index stops at the next page."""
-
-
-@dataclass
-class Mirror:
-    """Where writes to a collection also go while it is re-indexed."""
-
-    physical_name: str
-    model: str
-    written: set[str] = field(default_factory=set)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    vectors_uploaded: bool = False  # precomputed vectors were written meanwhile: not in the new copy
 
 
 NO_TEXT = (
@@ -76,14 +70,13 @@ class Reindexer:
     def __init__(self, core: GatewayCore) -> None:
         self.core = core
         self.tasks: dict[str, asyncio.Task[None]] = {}
-        self.uploading: Counter[str] = Counter()  # precomputed-vector writes in flight, per collection
 
     async def start(self, name: str, model: str | None, *, add_lexical: bool = False) -> JobInfo:
         from counterpoint.services.gateway.jobs import job_info
 
         core = self.core
         row = core.registry.get_collection(name)
-        if row.status == "reindexing" or name in core.mirrors:
+        if row.reindexing or row.status == "reindexing":
             raise Conflict(f"collection '{name}' is already being re-indexed")
         card = await core.model_card(model or row.model)  # resolves @alias, loads the model: fails early
         assert card.dimensions is not None
@@ -113,8 +106,7 @@ class Reindexer:
                 lexical,
             )
             await asyncio.to_thread(core.store.create_collection, spec)
-            core.registry.set_collection_status(name, "reindexing")
-            core.mirrors[name] = Mirror(physical, card.id)
+            core.registry.start_mirror(name, physical_name=physical, model=card.id)
             total = await asyncio.to_thread(core.store.count, row.physical_name)
             core.registry.update_job(job.id, metrics={"step": 0, "total_steps": total, "indexed": 0})
         except Exception as exc:
@@ -125,7 +117,7 @@ class Reindexer:
 
     async def _run(self, job_id: str, config: dict[str, Any], total: int) -> None:
         core, name = self.core, config["collection"]
-        mirror = core.mirrors[name]
+        physical, model = config["physical_name"], config["model"]
         try:
             copied, offset = 0, None
             while True:
@@ -134,50 +126,50 @@ class Reindexer:
                 )
                 if core.registry.get_job(job_id).status == "cancelled":
                     raise ReindexCancelled("cancelled by the user")
-                records = await core.embed_records([document_of(r.payload) for r in page], mirror.model)
+                records = await core.embed_records([document_of(r.payload) for r in page], model)
                 # BM25 vectors do not depend on the dense model: carried over, not recomputed (a copy
                 # that adds them has none to carry: the store computes them from each title and text)
                 records = [replace(r, sparse=old.sparse) for r, old in zip(records, page, strict=True)]
-                async with mirror.lock:  # an id the mirror wrote meanwhile is newer: keep it
-                    fresh = [r for r in records if r.id not in mirror.written]
-                    await asyncio.to_thread(core.store.upsert, mirror.physical_name, fresh)
+                await asyncio.to_thread(self._copy, name, physical, records)
                 copied += len(page)
                 core.registry.update_job(
                     job_id, metrics={"step": copied, "total_steps": max(total, copied), "indexed": copied}
                 )
                 if offset is None:
                     break
-            async with mirror.lock:
-                if mirror.vectors_uploaded or self.uploading[name]:
-                    raise Conflict(
-                        f"precomputed vectors were uploaded to '{name}' while it was re-indexed and "
-                        "are missing from the new copy: run the re-index again"
-                    )
-                core.registry.switch_model(
-                    name,
-                    physical_name=mirror.physical_name,
-                    model=mirror.model,
-                    dimensions=int(config["dimensions"]),
-                    expected=config["from_physical"],
-                )
-                del core.mirrors[name]
-            count = await asyncio.to_thread(core.store.count, mirror.physical_name)
+            core.registry.switch_model(
+                name,
+                physical_name=physical,
+                model=model,
+                dimensions=int(config["dimensions"]),
+                expected=config["from_physical"],
+            )
+            count = await asyncio.to_thread(core.store.count, physical)
             core.registry.update_job(
                 job_id,
                 status="succeeded",
                 metrics={"step": copied, "total_steps": copied, "indexed": copied, "count": count},
             )
-            logger.info("re-indexed %s with %s: %d documents", name, mirror.model, copied)
+            logger.info("re-indexed %s with %s: %d documents", name, model, copied)
         except BaseException as exc:  # noqa: BLE001 - whatever happened, the old collection serves on
-            await self._abandon(job_id, name, mirror.physical_name, exc)
+            await self._abandon(job_id, name, physical, exc)
             if not isinstance(exc, Exception):
                 raise
         finally:
             self.tasks.pop(job_id, None)
 
+    def _copy(self, name: str, physical: str, records: Sequence[VectorRecord]) -> None:
+        """Upsert one copied page into the new collection, but not the ids the mirror wrote (newer)."""
+        with self.core.registry.locked(name) as locked:
+            if locked.record.mirror_physical != physical:
+                raise Conflict(
+                    f"the re-index of '{name}' was undone meanwhile (another replica took it as dead)"
+                )
+            written = locked.mirrored(r.id for r in records)
+            self.core.store.upsert(physical, [r for r in records if r.id not in written])
+
     async def _abandon(self, job_id: str, name: str, physical: str, exc: BaseException) -> None:
         core = self.core
-        core.mirrors.pop(name, None)
         message = exc.message if isinstance(exc, CounterpointError) else f"{type(exc).__name__}: {exc}"
         logger.warning("re-index of %s abandoned: %s", name, message)
         try:
@@ -185,8 +177,8 @@ class Reindexer:
                 await asyncio.to_thread(core.store.delete_collection, physical)
         except Exception:  # noqa: BLE001 - a leftover is cleaned at the next start
             logger.exception("could not delete the half-built collection %s", physical)
-        with contextlib.suppress(CounterpointError):  # the collection may have been deleted meanwhile
-            core.registry.set_collection_status(name, "ready")
+        with contextlib.suppress(CounterpointError):
+            await asyncio.to_thread(core.registry.end_mirror, name, physical)
         try:
             status = core.registry.get_job(job_id).status
             if status != "cancelled":
@@ -194,18 +186,31 @@ class Reindexer:
         except CounterpointError:
             pass
 
-    async def recover(self) -> None:
-        """After a restart: re-index jobs still marked running lost their task; undo what they built."""
+    async def recover(self, stale_after_s: float = 0.0) -> None:
+        """Undo re-index jobs still marked running that lost their task: not run by this replica and
+        silent (no page copied) for ``stale_after_s``. At the start of the only replica: all of them."""
+        silent_since = datetime.now(UTC) - timedelta(seconds=stale_after_s)
         for job in self.core.registry.list_jobs(status="running", kind=KIND):
-            if job.id in self.tasks:
+            if job.id in self.tasks or job.updated_at > silent_since:
                 continue
             config = job.config
             await self._abandon(
                 job.id,
                 str(config.get("collection")),
                 str(config.get("physical_name")),
-                RuntimeError("the gateway restarted during the re-index; run it again"),
+                RuntimeError("the gateway replica running the re-index restarted or stopped; run it again"),
             )
+
+    async def watch(self) -> None:
+        """With several gateway replicas: undo, every half ``reindex_stale_s``, the re-indexes of a
+        replica that stopped (each replica runs this; undoing one twice is harmless)."""
+        stale = self.core.settings.reindex_stale_s
+        while True:
+            await asyncio.sleep(stale / 2)
+            try:
+                await self.recover(stale)
+            except Exception:  # noqa: BLE001 - the registry may be down for a moment: try again later
+                logger.exception("could not check for abandoned re-indexes")
 
     def previous(self, name: str) -> list[str]:
         """Physical collections this collection used before its re-indexes that still exist."""

@@ -6,9 +6,10 @@ duplicate ids, metadata types against the collection's ``payload_indexes``. The 
 document's shape (id, text, title, metadata), so search hits, filters and backups work unchanged.
 
 A collection being re-indexed refuses uploads (409): the re-index re-embeds stored text with another
-model, which a precomputed vector cannot follow; a re-index that starts while an upload writes fails
-at its switch (`Reindexer.uploading`, `Mirror.vectors_uploaded`) rather than drop those vectors. Imports the counterpoint base, infra's vector records
-and `gateway.core` (the type only).
+model, which a precomputed vector cannot follow. The check is made again under the collection row's
+lock as the vectors are written, so a re-index that starts (through any gateway replica) while an
+upload is checked refuses it whole too. Imports the counterpoint base, infra's vector records and
+`gateway.core` (the type only).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from counterpoint.infra.vectors.base import VectorRecord
 from counterpoint.schemas import IngestResponse, VectorUploadHeader, VectorUploadRequest, metadata_mismatch
 
 if TYPE_CHECKING:
+    from counterpoint.infra.db.registry import CollectionRecord
     from counterpoint.services.gateway.core import GatewayCore
 
 
@@ -96,12 +98,26 @@ def payloads_of(
     return payloads
 
 
-def refuse_during_reindex(core: GatewayCore, name: str, status: str) -> None:
-    if status == "reindexing" or name in core.mirrors:
+def refuse_during_reindex(row: CollectionRecord) -> None:
+    if row.reindexing or row.status == "reindexing":
+        name = row.name
         raise Conflict(
             f"collection '{name}' is being re-indexed with another model; uploaded vectors come from "
             "one model and cannot follow it: upload after the re-index finishes"
         )
+
+
+def _upsert_locked(core: GatewayCore, row: CollectionRecord, records: list[VectorRecord]) -> None:
+    """Upsert ``records`` under the collection row's lock, if it is still as it was checked."""
+    with core.registry.locked(row.name) as locked:
+        now = locked.record
+        refuse_during_reindex(now)
+        if now.physical_name != row.physical_name:
+            raise Conflict(
+                f"collection '{row.name}' was re-indexed or restored while these vectors were checked: "
+                "check its model and dimensions, then upload again"
+            )
+        core.store.upsert(now.physical_name, records)
 
 
 async def upload_vectors(
@@ -122,24 +138,14 @@ async def upload_vectors(
     matrix = decode_vectors(request, row.dimensions, name, raw)
     check_vectors(ids, matrix)
     payloads = payloads_of(request, ids, row.payload_indexes)
-    refuse_during_reindex(core, name, row.status)
-    uploading = core.reindexer.uploading
-    uploading[name] += 1  # from here a re-index that starts cannot switch without failing (no await before)
-    try:
-        keep = range(len(ids))
-        if request.skip_existing:
-            have = await asyncio.to_thread(core.store.existing_ids, row.physical_name, ids)
-            keep = [i for i, point in enumerate(ids) if point not in have]  # type: ignore[assignment]
-        records = [VectorRecord(ids[i], matrix[i], payloads[i]) for i in keep]
-        if records:
-            await asyncio.to_thread(core.store.upsert, row.physical_name, records)
-            mirror = core.mirrors.get(name)
-            if mirror is not None:  # a re-index started meanwhile: these are not in its copy
-                mirror.vectors_uploaded = True
-    finally:
-        uploading[name] -= 1
-        if not uploading[name]:
-            del uploading[name]
+    refuse_during_reindex(row)
+    keep = range(len(ids))
+    if request.skip_existing:
+        have = await asyncio.to_thread(core.store.existing_ids, row.physical_name, ids)
+        keep = [i for i, point in enumerate(ids) if point not in have]  # type: ignore[assignment]
+    records = [VectorRecord(ids[i], matrix[i], payloads[i]) for i in keep]
+    if records:
+        await asyncio.to_thread(_upsert_locked, core, row, records)
     count = await asyncio.to_thread(core.store.count, row.physical_name, exact=False)  # fast: see count
     return IngestResponse(
         collection=name, received=len(ids), indexed=len(records), skipped=len(ids) - len(records), count=count

@@ -26,7 +26,7 @@ from counterpoint.infra.db import Registry, make_engine, migrate, normalize_url
 from counterpoint.infra.db.engine import MIGRATIONS_DIR, alembic_config
 from counterpoint.infra.db.models import Base, UTCDateTime
 
-TABLES = {"collections", "jobs", "models", "api_keys"}
+TABLES = {"collections", "mirrored_writes", "jobs", "models", "api_keys"}
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def _run_threads(count: int, target: Callable[[int], None]) -> list[BaseExceptio
 def test_migrate_creates_schema_and_is_idempotent(db_url: str) -> None:
     migrate(db_url)
     migrate(db_url)  # second call: nothing to do, no error
-    assert _current(db_url) == _head() == "0001"
+    assert _current(db_url) == _head() == "0002"
     engine = make_engine(db_url)
     try:
         assert set(inspect(engine).get_table_names()) >= TABLES
@@ -112,6 +112,28 @@ def test_downgrade_to_base_and_upgrade_again(db_url: str) -> None:
         engine.dispose()
     command.upgrade(config, "head")
     assert _current(db_url) == _head()
+
+
+def test_an_old_database_keeps_its_collections_through_the_upgrade(db_url: str) -> None:
+    """0001 -> 0002 adds the re-index mirror columns to existing rows (no mirror) and its table."""
+    config = alembic_config(db_url)
+    command.upgrade(config, "0001")
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO collections (name, physical_name, model, dimensions, distance, "
+                    "payload_indexes, status, created_at, updated_at) VALUES ('papers', 'papers', 'm', 32, "
+                    "'cosine', '{}', 'ready', '2026-12-01 00:00:00', '2026-12-01 00:00:00')"
+                )
+            )
+    finally:
+        engine.dispose()
+    migrate(db_url)
+    with Registry.from_url(db_url) as registry:
+        row = registry.get_collection("papers")
+        assert (row.model, row.mirror_physical, row.mirror_model, row.reindexing) == ("m", None, None, False)
 
 
 def test_concurrent_migrations_are_serialised(db_url: str) -> None:
@@ -223,7 +245,7 @@ def test_collection_status(registry: Registry) -> None:
 
 def test_switch_model_is_one_compare_and_swap(registry: Registry) -> None:
     registry.create_collection("docs", model="m1", dimensions=4, physical_name="docs_v1")
-    registry.set_collection_status("docs", "reindexing")
+    registry.start_mirror("docs", physical_name="docs_v2", model="models:/m/2")
     old = registry.switch_model(
         "docs", physical_name="docs_v2", model="models:/m/2", dimensions=8, expected="docs_v1"
     )
@@ -238,6 +260,54 @@ def test_switch_model_is_one_compare_and_swap(registry: Registry) -> None:
     with pytest.raises(Conflict, match="not 'docs_v1'"):
         registry.switch_model("docs", physical_name="docs_v3", model="x", dimensions=2, expected="docs_v1")
     assert registry.get_collection("docs").physical_name == "docs_v2"
+
+
+def test_a_reindex_mirror_lives_in_the_row_until_the_switch(registry: Registry) -> None:
+    registry.create_collection("papers", model="old", dimensions=32, physical_name="papers-a")
+    started = registry.start_mirror("papers", physical_name="papers-b", model="new")
+    assert (started.status, started.mirror_physical, started.mirror_model) == (
+        "reindexing",
+        "papers-b",
+        "new",
+    )
+    with pytest.raises(Conflict, match="already being re-indexed"):
+        registry.start_mirror("papers", physical_name="papers-c", model="new")
+    with registry.locked("papers") as locked:
+        locked.mark_mirrored(["d1", "d2"])
+        locked.mark_mirrored(["d2", "d3"])  # an id written twice is recorded once
+    with registry.locked("papers") as locked:
+        assert locked.mirrored(["d0", "d1", "d3"]) == {"d1", "d3"}
+    with pytest.raises(Conflict, match="is being re-indexed; not replaced"):
+        registry.replace_collection(
+            "papers",
+            physical_name="papers-r",
+            model="old",
+            dimensions=32,
+            distance="cosine",
+            payload_indexes={},
+            expected="papers-a",
+        )
+    registry.switch_model("papers", physical_name="papers-b", model="new", dimensions=48, expected="papers-a")
+    row = registry.get_collection("papers")
+    assert (row.physical_name, row.model, row.status, row.reindexing) == ("papers-b", "new", "ready", False)
+    registry.start_mirror("papers", physical_name="papers-b", model="newer")  # the same name again
+    with registry.locked("papers") as locked:
+        assert locked.mirrored(["d1", "d2", "d3"]) == set(), "the last re-index's ids were dropped"
+
+
+def test_an_abandoned_mirror_cannot_switch(registry: Registry) -> None:
+    registry.create_collection("papers", model="old", dimensions=32, physical_name="papers-a")
+    registry.start_mirror("papers", physical_name="papers-b", model="new")
+    with registry.locked("papers") as locked:
+        locked.mark_mirrored(["d1"])
+    registry.end_mirror("papers", "papers-b")
+    row = registry.get_collection("papers")
+    assert (row.status, row.reindexing) == ("ready", False)
+    with pytest.raises(Conflict, match="no longer being re-indexed"):
+        registry.switch_model(
+            "papers", physical_name="papers-b", model="new", dimensions=48, expected="papers-a"
+        )
+    registry.end_mirror("gone", "gone-b")  # a collection deleted meanwhile: nothing to do
 
 
 def test_swap_physical(registry: Registry) -> None:

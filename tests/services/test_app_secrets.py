@@ -55,3 +55,20 @@ def test_a_replica_rebuilds_the_secrets_from_the_launcher_s_environment(
     for name in ("qdrant_api_key", "api_key", "admin_key", "redis_url"):
         assert getattr(replica, name).get_secret_value() == SECRETS[name]
     assert replica.db_url == settings.db_url and replica.data_dir == settings.resolved_data_dir
+
+
+def test_several_gateway_replicas_need_a_shared_rate_limit_store(tmp_path: Path) -> None:
+    from ray.serve._private.build_app import build_app as build_deployments
+
+    from counterpoint.errors import InvalidInput
+    from counterpoint.infra.launcher import check_shared_state
+
+    alone = unit_settings(tmp_path, gateway_replicas=2)
+    with pytest.raises(InvalidInput, match=r"gateway_replicas=2 needs redis_url .* 2 times its limit"):
+        check_shared_state(alone)
+    shared = unit_settings(tmp_path, gateway_replicas=2, redis_url="redis://127.0.0.1:6379/0")
+    check_shared_state(shared)
+    check_shared_state(unit_settings(tmp_path))
+    built = build_deployments(build_app(shared), name="counterpoint")
+    gateway = next(d for d in built.deployments if d.name == "gateway")
+    assert gateway.num_replicas == 2

@@ -7,6 +7,7 @@ real registered model in a SQLite MLflow store, so which model answers shows in 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -267,7 +268,7 @@ def test_a_restarted_gateway_undoes_an_interrupted_reindex(core: GatewayCore) ->
     core.registry.create_collection("papers", model="tiny", dimensions=32, physical_name="papers-old")
     core.store.create_collection(CollectionSpec("papers-old", 32, "cosine", {}))
     core.store.create_collection(CollectionSpec("papers-half", 48, "cosine", {}))
-    core.registry.set_collection_status("papers", "reindexing")
+    core.registry.start_mirror("papers", physical_name="papers-half", model=NEW)
     config = {
         "collection": "papers",
         "physical_name": "papers-half",
@@ -280,3 +281,96 @@ def test_a_restarted_gateway_undoes_an_interrupted_reindex(core: GatewayCore) ->
     assert not core.store.collection_exists("papers-half") and core.store.collection_exists("papers-old")
     recovered = core.registry.get_job(job.id)
     assert recovered.status == "failed" and "restarted" in (recovered.error or "")
+    assert not core.registry.get_collection("papers").reindexing  # writes no longer mirrored
+
+
+def test_another_replica_undoes_only_a_silent_reindex(core: GatewayCore) -> None:
+    """With several replicas, a re-index is another replica's until it has been silent too long."""
+    core.registry.create_collection("papers", model="tiny", dimensions=32, physical_name="papers-old")
+    core.store.create_collection(CollectionSpec("papers-old", 32, "cosine", {}))
+    core.store.create_collection(CollectionSpec("papers-half", 48, "cosine", {}))
+    core.registry.start_mirror("papers", physical_name="papers-half", model=NEW)
+    config = {"collection": "papers", "physical_name": "papers-half", "from_physical": "papers-old"}
+    job = core.registry.create_job("reindex", config, status="running")  # another replica's, just updated
+    asyncio.run(core.reindexer.recover(stale_after_s=60))
+    assert (
+        core.registry.get_job(job.id).status == "running"
+        and core.registry.get_collection("papers").reindexing
+    )
+    assert core.store.collection_exists("papers-half")
+    time.sleep(0.05)
+    asyncio.run(core.reindexer.recover(stale_after_s=0.01))  # silent for longer than that: its replica died
+    assert core.registry.get_job(job.id).status == "failed"
+    assert not core.registry.get_collection("papers").reindexing
+    assert not core.store.collection_exists("papers-half") and core.store.collection_exists("papers-old")
+
+
+def test_writes_through_two_gateway_replicas_during_a_reindex_lose_nothing(
+    api: TestClient, core: GatewayCore, tiny_embedder: TextEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two gateways over one registry and one store, as two Serve replicas are: a re-index started on
+    one sees every write that either takes meanwhile, and keeps the newest version of each id."""
+    from counterpoint.infra.db.registry import Registry
+    from counterpoint.services.gateway import reindex
+
+    make_collection(api)
+    copy = reindex.Reindexer._copy
+
+    def slow_copy(self: reindex.Reindexer, *args: object) -> None:
+        time.sleep(0.03)  # a page at a time, so the writers below run while the copy goes on
+        copy(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reindex, "PAGE", 16)
+    monkeypatch.setattr(reindex.Reindexer, "_copy", slow_copy)
+    embedder = LocalEmbedder(
+        "tiny", tiny_embedder, loader=registry_loader(core.settings)
+    )  # its own, as a replica's
+    other = GatewayCore(core.settings, Registry.from_url(core.settings.db_url), core.store, embedder)
+    with TestClient(create_app(other), raise_server_exceptions=False) as api_b:
+        job = api.post("/v1/collections/papers/reindex", json={"model": NEW}).json()
+        latest: dict[str, str] = {f"d{i}": d["text"] for i, d in enumerate(docs())}
+        during = {"a": 0, "b": 0}
+
+        def write(client: TestClient, side: str, parity: int) -> None:
+            version = 0
+            while api.get(f"/v1/jobs/{job['id']}").json()["status"] == "running":
+                version += 1
+                batch = [
+                    {"id": f"d{i}", "text": f"{side} version {version} of document {i}"}
+                    for i in range(parity + 2 * version % 40, N_DOCS, 40)
+                ] + [
+                    {"id": f"{side}-new-{version}", "text": f"new document {version} written through {side}"}
+                ]
+                assert (
+                    client.post("/v1/collections/papers/documents", json={"documents": batch}).status_code
+                    == 200
+                )
+                latest.update({d["id"]: d["text"] for d in batch})
+                during[side] += 1
+
+        writers = [
+            threading.Thread(target=write, args=(api, "a", 0)),
+            threading.Thread(target=write, args=(api_b, "b", 1)),
+        ]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join()
+        assert wait_job(api, job["id"])["status"] == "succeeded"
+    other.registry.close()
+    assert during["a"] >= 3 and during["b"] >= 3, during  # both replicas wrote while the copy ran
+
+    row = core.registry.get_collection("papers")
+    assert (row.model, row.reindexing) == (NEW, False)
+    stored: dict[str, str] = {}
+    offset = None
+    while True:
+        page, offset = core.store.scroll(row.physical_name, 256, offset)
+        stored.update({r.id: r.payload["text"] for r in page})
+        if offset is None:
+            break
+    assert set(stored) == set(latest) and core.store.count(row.physical_name) == len(latest)
+    stale = {i: (stored[i], latest[i]) for i in latest if stored[i] != latest[i]}
+    assert stale == {}, f"{len(stale)} ids hold an older version: {list(stale.items())[:3]}"
+    with core.registry.locked("papers") as locked:
+        assert locked.mirrored(latest) == set()  # the mirror's bookkeeping went with the switch

@@ -138,6 +138,25 @@ def test_unknown_collection_and_a_reindex_in_progress(api: TestClient, core: Gat
     assert count(api) == 0
 
 
+def test_a_reindex_that_starts_while_an_upload_is_checked_refuses_it_whole(
+    api: TestClient, core: GatewayCore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The re-index may start through another gateway replica at any moment: the write re-checks
+    under the collection row's lock, so the vectors are refused, not left out of the new copy."""
+    make(api)
+    existing_ids = core.store.existing_ids
+
+    def reindex_starts_meanwhile(physical: str, ids: list[str]) -> set[str]:
+        core.registry.start_mirror("vecs", physical_name="vecs-new", model="another")
+        return existing_ids(physical, ids)
+
+    monkeypatch.setattr(core.store, "existing_ids", reindex_starts_meanwhile)
+    body = {"ids": ["a", "b"], "vectors": [[0.1] * DIMS, [0.2] * DIMS], "skip_existing": True}
+    assert_error(api.post(URL, json=body), 409, "conflict", "being re-indexed")
+    core.registry.end_mirror("vecs", "vecs-new")
+    assert count(api) == 0
+
+
 def test_a_point_without_text_is_named_not_a_key_error() -> None:
     with pytest.raises(InvalidInput, match="point 'v1' was uploaded as a precomputed vector without text"):
         document_of({"id": "v1", "text": None, "title": None})

@@ -22,8 +22,15 @@ class CollectionRecord:
     distance: str
     payload_indexes: dict[str, str]
     status: str
+    mirror_physical: str | None
+    mirror_model: str | None
     created_at: datetime
     updated_at: datetime
+
+    @property
+    def reindexing(self) -> bool:
+        """Whether a re-index is building its new collection (writes go to both)."""
+        return self.mirror_physical is not None
 
 
 @dataclass(frozen=True, slots=True)
