@@ -162,7 +162,7 @@ def our_throughput(args: argparse.Namespace, out: Path) -> tuple[float, float, f
     from counterpoint.workers.train import run_training
 
     config = our_config(args)
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     try:
         started = time.perf_counter()
         result = run_training(

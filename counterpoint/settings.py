@@ -78,9 +78,15 @@ class Settings(BaseSettings):
     ray_dashboard_port: int = Field(8265, description="Port of the Ray dashboard / job API.")
     api_url: str | None = Field(None, description="Gateway URL used by the SDK and CLI.")
     mlflow_tracking_uri: str | None = Field(None, description="MLflow tracking server URI.")
-    ray_address: str | None = Field(None, description="Ray cluster address; None starts/uses local.")
+    ray_address: str | None = Field(
+        None,
+        description="A Ray cluster to join (HOST:6379, its head's GCS address) instead of starting a local head; "
+        "its nodes need the secret COUNTERPOINT_* variables and, with Ray's token auth, RAY_AUTH_TOKEN.",
+    )
     ray_job_address: str | None = Field(
-        None, description="Ray job-submission (dashboard) URL; default the local dashboard."
+        None,
+        description="Ray job-submission (dashboard) URL; default the local dashboard, or port 8265 of the "
+        "ray_address head.",
     )
     ray_agent_port: int | None = Field(
         None,
@@ -329,7 +335,12 @@ class Settings(BaseSettings):
 
     @property
     def job_api_url(self) -> str:
-        return self.ray_job_address or f"http://{self.host}:{self.ray_dashboard_port}"
+        if self.ray_job_address:
+            return self.ray_job_address
+        if self.ray_address and self.ray_address not in ("local", "auto"):
+            head = self.ray_address.removeprefix("ray://").split(":")[0]
+            return f"http://{head}:8265"  # the dashboard's default port on the head we joined
+        return f"http://{self.host}:{self.ray_dashboard_port}"
 
     @property
     def jobs_dir(self) -> Path:

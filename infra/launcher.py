@@ -104,7 +104,7 @@ class LocalStack:
         # raylet, and so every worker, inherits from this process.
         os.environ.update(s.secret_env())
         ray.init(
-            address=s.ray_address,
+            address=s.ray_address or "local",  # never a cluster some `ray start` left on this machine
             num_cpus=None if s.ray_address else s.ray_num_cpus,
             include_dashboard=True,
             dashboard_host=s.host,
@@ -182,7 +182,13 @@ class LocalStack:
         with contextlib.suppress(Exception):
             import ray
 
-            ray.shutdown()  # this process owns the Ray head: its workers and Serve replicas go with it
+            if self.settings.ray_address and ray.is_initialized():  # a cluster we joined outlives us:
+                from ray import serve  # take our application off it, leave the rest
+
+                from counterpoint.services.app import APP_NAME
+
+                serve.delete(APP_NAME)
+            ray.shutdown()  # a local head is this process's: its workers and Serve replicas go with it
         for proc in self.processes.values():
             try:
                 proc.wait(timeout=15)

@@ -33,6 +33,11 @@ def ray_agent_port(port: int) -> Iterator[None]:
     stack's job submissions would fail with "No available agent". Ray builds its node parameters
     from ``ray._private.parameter.RayParams`` at call time, so a subclass with another default is
     enough; it is put back right after.
+
+    This patches a private Ray API, which is why pyproject pins ``ray==2.60.0`` exactly: Ray's public
+    way is ``ray start --head --dashboard-agent-listen-port`` (a separate process, as a multi-node
+    cluster is started: tests/e2e/test_multinode.py), and ``ray.init`` has no such option.
+    ``tests/infra/test_launcher.py`` fails on a Ray whose ``RayParams`` lost the argument.
     """
     from ray._private import parameter
 

@@ -38,7 +38,7 @@ def ray_cluster() -> Iterator[str]:
     os.environ.update(CLUSTER_ENV)
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:

@@ -55,24 +55,24 @@ def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def chart_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the chart whose charts/ holds a stand-in for the Qdrant dependency.
+    """A copy of the chart whose charts/ holds a stand-in for each dependency (Qdrant, Valkey).
 
-    `helm dependency build` would fetch the real Qdrant chart, which needs the network. helm
-    refuses to render a chart whose declared dependency is missing, even when its condition is
-    off, so an empty chart of the same name and version stands in for it: the Qdrant resources
-    are not rendered, everything of ours is (including the wiring to the Qdrant service).
+    `helm dependency build` would fetch the real charts, which needs the network. helm refuses to
+    render a chart whose declared dependency is missing, even when its condition is off, so an
+    empty chart of the same name and version stands in for each: their resources are not
+    rendered, everything of ours is (including the wiring to their services).
     """
     target = tmp_path_factory.mktemp("chart") / CHART.name
     shutil.copytree(CHART, target, ignore=shutil.ignore_patterns("charts", "Chart.lock"))
     meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    (dep,) = (d for d in meta["dependencies"] if d["name"] == "qdrant")
-    stub = target / "charts" / "qdrant"
-    stub.mkdir(parents=True)
-    (stub / "Chart.yaml").write_text(
-        yaml.safe_dump(
-            {"apiVersion": "v2", "name": "qdrant", "version": dep["version"], "type": "application"}
+    for dep in meta["dependencies"]:
+        stub = target / "charts" / dep["name"]
+        stub.mkdir(parents=True)
+        (stub / "Chart.yaml").write_text(
+            yaml.safe_dump(
+                {"apiVersion": "v2", "name": dep["name"], "version": dep["version"], "type": "application"}
+            )
         )
-    )
     return target
 
 

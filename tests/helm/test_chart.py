@@ -181,6 +181,53 @@ def test_chart_declares_qdrant_dependency_with_condition() -> None:
     assert yaml.safe_load(PROD_VALUES.read_text())["qdrant"]["enabled"] is True
 
 
+def test_chart_declares_valkey_for_the_shared_rate_limits() -> None:
+    meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    (dep,) = (d for d in meta["dependencies"] if d["name"] == "valkey")
+    assert (dep["repository"], dep["condition"]) == ("https://valkey.io/valkey-helm/", "valkey.enabled")
+    assert re.fullmatch(r"\d+\.\d+\.\d+", str(dep["version"])), "pin the Valkey chart version"
+    assert yaml.safe_load((CHART / "values.yaml").read_text())["valkey"]["enabled"] is True
+    assert yaml.safe_load(PROD_VALUES.read_text())["valkey"]["enabled"] is False  # a managed Redis there
+
+
+def redis_refs(manifests: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """Where the pods' COUNTERPOINT_REDIS_URL comes from: (Secret, key) pairs."""
+    return {
+        (env["valueFrom"]["secretKeyRef"]["name"], env["valueFrom"]["secretKeyRef"]["key"])
+        for _label, _pod, container in all_containers(manifests)
+        for env in container.get("env", [])
+        if env["name"] == "COUNTERPOINT_REDIS_URL"
+    }
+
+
+def test_gateway_replicas_share_redis(
+    rendered: dict[str, list[dict[str, Any]]], helm: Path, helm_env: dict[str, str], chart_dir: Path
+) -> None:
+    """Default: the bundled Valkey, through a Secret naming its Service; external: the given Secret.
+    A gateway that scales past one replica without either is refused, as `counterpoint up` refuses it."""
+    (cm,) = find(rendered["default"], "ConfigMap")
+    assert cm["data"]["COUNTERPOINT_GATEWAY_REPLICAS"] == "2"  # the gateway's autoscaling max_replicas
+    (secret,) = [d for d in find(rendered["default"], "Secret") if d["metadata"]["name"].endswith("-redis")]
+    assert secret["stringData"]["url"] == f"redis://{RELEASE}-valkey:6379/0"
+    assert redis_refs(rendered["default"]) == {(secret["metadata"]["name"], "url")}
+    assert redis_refs(rendered["external"]) == {("redis-url", "url")}
+    assert not [d for d in find(rendered["external"], "Secret") if d["metadata"]["name"].endswith("-redis")]
+    base = [str(helm), "template", RELEASE, str(chart_dir), "--set", "valkey.enabled=false"]
+    done = subprocess.run(base, capture_output=True, text=True, env=helm_env, timeout=120, check=False)
+    assert done.returncode != 0 and "scales to 2 replicas" in done.stderr and "valkey.enabled" in done.stderr
+    one = yaml.safe_load((CHART / "values.yaml").read_text())["serve"]["deployments"]
+    for deployment in one:
+        if deployment["name"] == "gateway":
+            deployment["autoscaling_config"]["max_replicas"] = 1
+    values = chart_dir.parent / "one-gateway.yaml"
+    values.write_text(yaml.safe_dump({"serve": {"deployments": one}}))
+    single = list(yaml.safe_load_all(run_helm(helm, helm_env, *base[1:], "-f", str(values))))
+    single = [d for d in single if d]
+    assert redis_refs(single) == set()
+    (cm,) = find(single, "ConfigMap")
+    assert cm["data"]["COUNTERPOINT_GATEWAY_REPLICAS"] == "1"
+
+
 def test_renders_every_part(rendered: dict[str, list[dict[str, Any]]]) -> None:
     kinds = sorted(doc["kind"] for doc in rendered["default"])
     for kind in ("RayService", "RayCluster", "ConfigMap", "ServiceAccount", "Ingress"):
@@ -416,7 +463,10 @@ def test_no_container_runs_as_root(manifests: list[dict[str, Any]]) -> None:
 
 
 def test_secrets_only_from_secret_refs(manifests: list[dict[str, Any]]) -> None:
-    assert not find(manifests, "Secret"), "the chart must not render Secrets from values"
+    # the one Secret the chart renders holds the bundled Valkey's address, built from the release name
+    for secret in find(manifests, "Secret"):
+        assert secret["metadata"]["name"] == f"{RELEASE}-counterpoint-redis", "no Secrets from values"
+        assert set(secret["stringData"]) == {"url"} and "@" not in secret["stringData"]["url"]
     for label, _pod, container in all_containers(manifests):
         for env in container.get("env", []):
             if env["name"] in SECRET_ENV:

@@ -36,3 +36,19 @@ def test_sigint_stops_an_up_whose_shell_ignored_it() -> None:
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0 and "stopping cleanly" in out
     assert time.monotonic() - started < 10
+
+
+def test_the_agent_port_patch_still_reaches_ray() -> None:
+    """`ray_agent_port` subclasses a private Ray class: a Ray upgrade that changes it must fail here."""
+    import inspect
+
+    from ray._private import parameter
+
+    from counterpoint.infra.processes import ray_agent_port
+
+    assert "dashboard_agent_listen_port" in inspect.signature(parameter.RayParams).parameters
+    original = parameter.RayParams
+    with ray_agent_port(54321):
+        assert parameter.RayParams(node_ip_address="127.0.0.1").dashboard_agent_listen_port == 54321
+        assert parameter.RayParams(dashboard_agent_listen_port=1234).dashboard_agent_listen_port == 1234
+    assert parameter.RayParams is original

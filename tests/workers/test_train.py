@@ -296,7 +296,7 @@ def ray_cluster() -> Iterator[str]:
     os.environ["RAY_TRAIN_METRICS_ENABLED"] = "0"
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:

@@ -22,7 +22,8 @@ def init_ray(num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus or settings.ray_num_cpus, include_dashboard=False)
+        # "local": a new instance, never the cluster a `ray start` on this machine last left behind
+        ray.init(address="local", num_cpus=num_cpus or settings.ray_num_cpus, include_dashboard=False)
 
 
 def default_cpus_per_worker(workers: int) -> float:

@@ -135,6 +135,50 @@ key: api-key
 {{- end }}
 {{- end }}
 
+{{/* The Valkey chart's fullname (same rule as its own helper). */}}
+{{- define "counterpoint.valkeyFullname" -}}
+{{- $v := .Values.valkey | default dict }}
+{{- if $v.fullnameOverride }}
+{{- $v.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default "valkey" $v.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Secret holding the Redis URL, as "name: ...\nkey: ..." (empty: none): secrets.redisUrl first,
+else the chart's own Secret pointing at the bundled Valkey (valkey.enabled).
+*/}}
+{{- define "counterpoint.redisUrlRef" -}}
+{{- $s := .Values.secrets.redisUrl }}
+{{- if $s.existingSecret }}
+name: {{ $s.existingSecret }}
+key: {{ $s.key }}
+{{- else if (.Values.valkey | default dict).enabled }}
+name: {{ include "counterpoint.fullname" . }}-redis
+key: url
+{{- end }}
+{{- end }}
+
+{{/*
+Gateway replicas at most: the gateway entry of serve.deployments (autoscaling max_replicas, else
+num_replicas, else 1). Several need a shared Redis for the rate limits, like `counterpoint up`.
+*/}}
+{{- define "counterpoint.gatewayReplicas" -}}
+{{- $n := 1 }}
+{{- range .Values.serve.deployments }}
+{{- if eq .name "gateway" }}
+{{- $n = (dig "autoscaling_config" "max_replicas" (default 1 .num_replicas) .) }}
+{{- end }}
+{{- end }}
+{{- $n | int }}
+{{- end }}
+
 {{/* Pod pieces -------------------------------------------------------------------------- */}}
 
 {{/* Secret environment of the platform pods: only ever secretKeyRef. */}}
@@ -158,13 +202,13 @@ key: api-key
       name: {{ .existingSecret }}
       key: {{ .key }}
 {{- end }}{{ end }}
-{{- with .Values.secrets.redisUrl }}{{ if .existingSecret }}
+{{- with (include "counterpoint.redisUrlRef" . | fromYaml) }}
 - name: COUNTERPOINT_REDIS_URL
   valueFrom:
     secretKeyRef:
-      name: {{ .existingSecret }}
+      name: {{ .name }}
       key: {{ .key }}
-{{- end }}{{ end }}
+{{- end }}
 {{- end }}
 
 {{- define "counterpoint.podSecurity" -}}
