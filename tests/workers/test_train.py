@@ -856,3 +856,12 @@ def test_a_job_keeps_the_versions_its_aliases_named_when_it_resumes(
         "models": pins,
         "error": "boom",
     }
+
+
+def test_a_worker_trains_on_its_node_s_cpus_not_only_what_it_reserved() -> None:
+    from counterpoint.workers.train.cluster import worker_threads
+
+    assert worker_threads(1.0, 2.0, 1) == 2  # the local stack: Serve holds a CPU it mostly leaves idle
+    assert worker_threads(1.0, 2.0, 2) == 1  # two workers of the job on one 2-CPU node
+    assert worker_threads(4.0, 2.0, 1) == 4  # never fewer than reserved
+    assert worker_threads(0.5, 1.0, 1) == 1 and worker_threads(None, 0.0, 0) == 1

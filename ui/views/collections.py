@@ -143,16 +143,17 @@ def reranker_served(cp: Client) -> bool:
     return any(m.kind == "reranker" for m in common.call(cp.models) or [])
 
 
-def retrieval_options(info: CollectionInfo) -> dict[str, Any]:
+def retrieval_options(info: CollectionInfo, scope: str = "") -> dict[str, Any]:
     """The search mode row: dense / lexical / hybrid (the last two need the collection's BM25
-    vectors), hybrid's fusion and lexical weight, and MMR diversity; the SDK's keyword arguments."""
+    vectors), hybrid's fusion and lexical weight, and MMR diversity; the SDK's keyword arguments.
+    ``scope`` prefixes the widget keys, so the Search and Evaluate tabs each have their own row."""
     modes = ["dense", "lexical", "hybrid"] if info.lexical else ["dense"]
     c1, c2, c3 = st.columns([3, 3, 3], vertical_alignment="bottom")
     mode = c1.radio(
         "mode",
         modes,
         horizontal=True,
-        key=f"mode-{info.name}",
+        key=f"{scope}mode-{info.name}",
         help="dense: the embedding model · lexical: BM25 over title and text · hybrid: both, fused "
         "in the engine"
         if info.lexical
@@ -161,21 +162,30 @@ def retrieval_options(info: CollectionInfo) -> dict[str, Any]:
     options: dict[str, Any] = {"mode": mode}
     if mode == "hybrid":
         fusion = c2.selectbox(
-            "fusion", ["dbsf", "rrf"], key=f"fu-{info.name}",
+            "fusion", ["dbsf", "rrf"], key=f"{scope}fu-{info.name}",
             help="dbsf: each stage's scores normalised, summed (the better on SciFact dev) · rrf: "
             "reciprocal rank fusion, weighted",
         )  # fmt: skip
         options["fusion"] = fusion
         if fusion == "rrf":
             options["lexical_weight"] = c3.slider(
-                "lexical weight", 0.0, 1.0, 0.5, 0.1, key=f"lw-{info.name}",
+                "lexical weight", 0.0, 1.0, 0.5, 0.1, key=f"{scope}lw-{info.name}",
                 help="The lexical ranking's share of the fused one (dense: 1 - it).",
             )  # fmt: skip
-    mmr = st.toggle("diversify (MMR)", key=f"mmr-on-{info.name}", help="Maximal marginal relevance over "
+    mmr = st.toggle("diversify (MMR)", key=f"{scope}mmr-on-{info.name}", help="Maximal marginal relevance over "
                     "the candidates' dense vectors: fewer near-duplicates in the top hits.")  # fmt: skip
     if mmr:
-        options["mmr"] = st.slider("diversity", 0.0, 1.0, 0.3, 0.05, key=f"mmr-{info.name}")
+        options["mmr"] = st.slider("diversity", 0.0, 1.0, 0.3, 0.05, key=f"{scope}mmr-{info.name}")
     return options
+
+
+def describe(options: dict[str, Any]) -> str:
+    """The retrieval ``options`` in words: ``hybrid (rrf, lexical weight 0.3) + MMR 0.3``."""
+    extra = [f"{options['fusion']}"] if "fusion" in options else []
+    if "lexical_weight" in options:
+        extra.append(f"lexical weight {options['lexical_weight']:g}")
+    text = options["mode"] + (f" ({', '.join(extra)})" if extra else "")
+    return text + (f" + MMR {options['mmr']:g}" if "mmr" in options else "")
 
 
 def stage_line(scores: dict[str, float]) -> str:
@@ -296,8 +306,9 @@ def _judged(cp: Client, info: CollectionInfo) -> tuple[dict[str, str], dict[str,
 
 
 def evaluate(cp: Client, info: CollectionInfo) -> None:
-    st.caption("Every judged query runs through this collection's search (top 100); pytrec_eval scores "
-               "the rankings as BEIR does.")  # fmt: skip
+    st.caption("Every judged query runs through this collection's search (top 100) in the mode chosen "
+               "here; pytrec_eval scores the rankings as BEIR does.")  # fmt: skip
+    options = retrieval_options(info, scope="ev-")
     judged = _judged(cp, info)
     if judged is None:
         return
@@ -325,7 +336,7 @@ def evaluate(cp: Client, info: CollectionInfo) -> None:
     items = list(todo.items())
     for start in range(0, len(items), EVAL_CHUNK):  # progress is drawn here: st calls need this thread
         chunk = dict(items[start : start + EVAL_CHUNK])
-        part = common.call(cp.search_many, info.name, chunk, top_k=100)
+        part = common.call(cp.search_many, info.name, chunk, top_k=100, **options)
         if part is None:
             return
         run.update(part)
@@ -340,7 +351,7 @@ def evaluate(cp: Client, info: CollectionInfo) -> None:
     c2.metric("Recall@100", f"{metrics.recall_at_100:.2f}")
     c3.metric("MRR@10", f"{metrics.mrr_at_10:.2f}")
     c4.metric("queries", f"{metrics.n_queries:,}")
-    st.caption(metrics.summary())
+    st.caption(f"{describe(options)} · {metrics.summary()}")
 
 
 # --- page ------------------------------------------------------------------------------------

@@ -42,3 +42,26 @@ def default_cpus_per_worker(workers: int) -> float:
     if share >= 1:
         return float(math.floor(share))
     return round(share, 2) if share >= 0.1 else 1.0
+
+
+def node_cpus() -> float:
+    """The CPUs Ray counts on the node this process runs on (its ``num_cpus``, or what Ray detected)."""
+    import ray
+
+    here = ray.get_runtime_context().get_node_id()
+    for node in ray.nodes():
+        if node.get("NodeID") == here:
+            return float(node.get("Resources", {}).get("CPU", 1.0))
+    return 1.0
+
+
+def worker_threads(reserved: float | None, cpus_on_node: float, workers_on_node: int) -> int:
+    """torch threads for one training worker: the node's CPUs shared by the job's workers on it, and
+    never fewer than the CPUs it reserved.
+
+    The reservation alone undercounts where other actors hold CPUs they mostly leave idle: on the local
+    stack the Serve replicas hold one of two CPUs, so a job reserved one CPU and trained on one thread
+    (~2x slower steps) while the other core idled. A busy replica then shares the cores with training.
+    """
+    share = int(cpus_on_node // max(1, workers_on_node))
+    return max(1, int(reserved or 0), share)

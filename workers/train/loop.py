@@ -28,6 +28,7 @@ from counterpoint.workers.train.checkpoints import (
     write_checkpoint,
     write_result,
 )
+from counterpoint.workers.train.cluster import node_cpus, worker_threads
 from counterpoint.workers.train.job_state import registry_update
 from counterpoint.workers.train.plan import StepPlan
 from counterpoint.workers.train.publish import publish_when_reachable
@@ -51,8 +52,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     config = TrainConfig.model_validate(loop_config["config"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    if loop_config.get("threads"):
-        torch.set_num_threads(int(loop_config["threads"]))
+    torch.set_num_threads(
+        worker_threads(loop_config.get("threads"), node_cpus(), context.get_local_world_size())
+    )
     torch.manual_seed(config.seed + rank)  # dropout masks differ per worker, like DDP
     device = ray.train.torch.get_device()
 
