@@ -165,10 +165,10 @@ class VectorStoreBackend(ABC):
 
     @abstractmethod
     def _page(
-        self, name: str, limit: int, offset: str | None, with_sparse: bool
+        self, name: str, limit: int, offset: str | None, vectors: bool | list[str]
     ) -> tuple[Iterable[Any], Any]:
-        """A page of points (objects with ``id``, ``payload``, ``vector`` holding the BM25 vector
-        by name ``with_sparse``) and the next page's offset."""
+        """A page of points (objects with ``id``, ``payload``, ``vector``: every vector with True, those
+        named in a list, none with False) and the next page's offset."""
 
     @abstractmethod
     def _set_spec(self, spec: CollectionSpec) -> None:
@@ -331,16 +331,25 @@ class VectorStoreBackend(ABC):
         return self._sample(name, limit)
 
     def scroll(
-        self, name: str, limit: int = 256, offset: str | None = None, *, with_sparse: bool = False
+        self,
+        name: str,
+        limit: int = 256,
+        offset: str | None = None,
+        *,
+        with_sparse: bool = False,
+        with_vectors: bool = False,
     ) -> tuple[list[ScoredRecord], str | None]:
         _at_least_one("limit", limit)
         check_name(name)
         with_sparse = with_sparse and self.spec(name).lexical is not None
-        points, after = self._page(name, limit, offset, with_sparse)
+        vectors: bool | list[str] = True if with_vectors else [LEXICAL_VECTOR] if with_sparse else False
+        points, after = self._page(name, limit, offset, vectors)
         points = list(points)
         records = [scored(p.id, 0.0, p.payload) for p in points]
         if with_sparse:
             records = [replace(r, sparse=sparse_of(p.vector)) for r, p in zip(records, points, strict=True)]
+        if with_vectors:
+            records = [replace(r, vector=dense_of(p.vector)) for r, p in zip(records, points, strict=True)]
         return records, None if after is None else str(after)
 
     def export_snapshot(self, name: str, dest: Path) -> int:

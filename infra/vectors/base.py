@@ -122,6 +122,7 @@ class ScoredRecord:
     payload: dict[str, Any]
     stages: dict[str, float] = field(default_factory=dict)  # a hybrid search's dense and lexical scores
     sparse: qe.SparseVector | None = None  # filled by ``scroll(with_sparse=True)``
+    vector: list[float] | None = None  # the dense vector, filled by ``scroll(with_vectors=True)``
 
 
 @runtime_checkable
@@ -176,10 +177,16 @@ class VectorStore(Protocol):
         ...
 
     def scroll(
-        self, name: str, limit: int = 256, offset: str | None = None, *, with_sparse: bool = False
+        self,
+        name: str,
+        limit: int = 256,
+        offset: str | None = None,
+        *,
+        with_sparse: bool = False,
+        with_vectors: bool = False,
     ) -> tuple[list[ScoredRecord], str | None]:
-        """A page of stored points (payloads, score 0; their BM25 vectors ``with_sparse``) and the
-        offset of the next page (None: done).
+        """A page of stored points (payloads, score 0; their BM25 vectors ``with_sparse``, dense ones
+        ``with_vectors``) and the offset of the next page (None: done).
 
         Re-indexing reads a collection this way; the order is the engine's, stable across pages.
         """

@@ -249,9 +249,8 @@ class EdgeVectorStore(VectorStoreBackend):
         return [dense_of(point.vector) for point in points]
 
     def _page(
-        self, name: str, limit: int, offset: str | None, with_sparse: bool
+        self, name: str, limit: int, offset: str | None, vectors: bool | list[str]
     ) -> tuple[Iterable[Any], Any]:
-        vectors: bool | list[str] = [LEXICAL_VECTOR] if with_sparse else False
         request = qe.ScrollRequest(offset=offset, limit=limit, with_payload=True, with_vector=vectors)
         with self._use(name) as coll:
             return coll.shard.scroll(request)

@@ -239,9 +239,8 @@ class QdrantVectorStore(VectorStoreBackend):
         return [dense_of(point.vector) for point in points]
 
     def _page(
-        self, name: str, limit: int, offset: str | None, with_sparse: bool
+        self, name: str, limit: int, offset: str | None, vectors: bool | list[str]
     ) -> tuple[Iterable[Any], Any]:
-        vectors: bool | list[str] = [LEXICAL_VECTOR] if with_sparse else False
         with _translated(name):
             return self.client.scroll(
                 name, limit=limit, offset=offset, with_payload=True, with_vectors=vectors

@@ -118,18 +118,21 @@ class Reindexer:
     async def _run(self, job_id: str, config: dict[str, Any], total: int) -> None:
         core, name = self.core, config["collection"]
         physical, model = config["physical_name"], config["model"]
+        same_model = model == config.get("from_model")  # only BM25 vectors are added
+        scroll = partial(core.store.scroll, with_sparse=True, with_vectors=same_model)
         try:
             copied, offset = 0, None
             while True:
-                page, offset = await asyncio.to_thread(
-                    partial(core.store.scroll, with_sparse=True), config["from_physical"], PAGE, offset
-                )
+                page, offset = await asyncio.to_thread(scroll, config["from_physical"], PAGE, offset)
                 if core.registry.get_job(job_id).status == "cancelled":
                     raise ReindexCancelled("cancelled by the user")
-                records = await core.embed_records([document_of(r.payload) for r in page], model)
-                # BM25 vectors do not depend on the dense model: carried over, not recomputed (a copy
-                # that adds them has none to carry: the store computes them from each title and text)
-                records = [replace(r, sparse=old.sparse) for r, old in zip(records, page, strict=True)]
+                if same_model:  # the dense vectors are carried over, nothing is embedded; the store
+                    # computes the new BM25 vectors from each title and text
+                    records = [VectorRecord(r.id, r.vector or [], r.payload) for r in page]
+                else:
+                    records = await core.embed_records([document_of(r.payload) for r in page], model)
+                    # BM25 vectors do not depend on the dense model: carried over, not recomputed
+                    records = [replace(r, sparse=old.sparse) for r, old in zip(records, page, strict=True)]
                 await asyncio.to_thread(self._copy, name, physical, records)
                 copied += len(page)
                 core.registry.update_job(

@@ -113,9 +113,15 @@ class RemoteVectorStore:
         return self._call("sample_vectors", name, limit)  # type: ignore[no-any-return]
 
     def scroll(
-        self, name: str, limit: int = 256, offset: str | None = None, *, with_sparse: bool = False
+        self,
+        name: str,
+        limit: int = 256,
+        offset: str | None = None,
+        *,
+        with_sparse: bool = False,
+        with_vectors: bool = False,
     ) -> tuple[list[ScoredRecord], str | None]:
-        return self._call("scroll", name, limit, offset, with_sparse=with_sparse)  # type: ignore[no-any-return]
+        return self._call("scroll", name, limit, offset, with_sparse=with_sparse, with_vectors=with_vectors)  # type: ignore[no-any-return]
 
     def export_snapshot(self, name: str, dest: Path) -> int:
         """Written by the deployment's process: ``dest`` must be on a disk it shares (one machine)."""

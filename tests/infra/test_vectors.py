@@ -161,6 +161,18 @@ def test_scroll_pages_through_every_point_once(shared_docs: VectorStore) -> None
         shared_docs.scroll("missing")
 
 
+def test_scroll_with_vectors_gives_the_stored_dense_vectors(shared_docs: VectorStore) -> None:
+    """What a re-index that only adds BM25 vectors carries over instead of embedding again."""
+    page, _ = shared_docs.scroll("docs", limit=64, with_vectors=True)
+    stored = {r.id: np.asarray(r.vector) for r in page}
+    assert len(stored) == 64
+    for doc_id, vector in stored.items():
+        given = VECTORS[IDS.index(doc_id)]
+        assert np.allclose(vector / np.linalg.norm(vector), given / np.linalg.norm(given), atol=1e-5)
+    plain, _ = shared_docs.scroll("docs", limit=8)
+    assert all(r.vector is None for r in plain)
+
+
 def test_search_matches_brute_force(shared_docs: VectorStore) -> None:
     for query in QUERIES:
         hits = shared_docs.search("docs", query.tolist(), top_k=10)

@@ -156,7 +156,9 @@ def test_a_reindex_carries_the_bm25_vectors_over(api: TestClient, monkeypatch: p
     assert len(before) == len([d for d in docs() if d["text"].endswith(" 5")]) == 43
 
 
-def test_a_reindex_adds_bm25_vectors_to_a_dense_only_collection(api: TestClient) -> None:
+def test_a_reindex_adds_bm25_vectors_to_a_dense_only_collection(
+    api: TestClient, core: GatewayCore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     body = {"name": "papers", "payload_indexes": {"year": "integer"}, "lexical": None}
     assert api.post("/v1/collections", json=body).status_code == 201
     assert api.post("/v1/collections/papers/documents", json={"documents": docs()}).status_code == 200
@@ -166,8 +168,19 @@ def test_a_reindex_adds_bm25_vectors_to_a_dense_only_collection(api: TestClient)
     same = api.post("/v1/collections/papers/reindex", json={}).json()  # the same model, nothing added
     assert "nothing to re-index" in same["error"]["message"] and "lexical" in same["error"]["message"]
 
+    dense = {"query": "document number 5 about topic 5", "top_k": 10}
+    before = api.post("/v1/collections/papers/search", json=dense).json()["hits"]
+
+    async def no_embedding(*_args: object) -> None:
+        raise AssertionError("the same model: the dense vectors are carried over, not embedded again")
+
+    monkeypatch.setattr(core, "embed_records", no_embedding)
     job = api.post("/v1/collections/papers/reindex", json={"lexical": "bm25"}).json()  # the same model
     assert wait_job(api, job["id"])["status"] == "succeeded"
+    after = api.post("/v1/collections/papers/search", json=dense).json()["hits"]
+    assert [(h["id"], round(h["score"], 5)) for h in after] == [
+        (h["id"], round(h["score"], 5)) for h in before
+    ]
     info = api.get("/v1/collections/papers").json()
     assert (info["lexical"], info["dimensions"], info["count"]) == ("bm25", 32, N_DOCS)
     hits = api.post("/v1/collections/papers/search", json=query).json()["hits"]
