@@ -265,7 +265,9 @@ class GatewayCore:
         while True:
             records = await self.embed_records(docs, row.model)
             mirrored = None
-            if row.mirror_model is not None:
+            if row.mirror_model == row.model:  # a re-index that only adds BM25 vectors: the same vectors
+                mirrored = records
+            elif row.mirror_model is not None:
                 mirrored = await self.embed_records(docs, row.mirror_model)
             current = await asyncio.to_thread(self._upsert_locked, name, row, records, mirrored)
             if current is None:

@@ -31,14 +31,13 @@ import pytest
 
 from counterpoint.infra.processes import free_port
 from tests.faults.conftest import CLUSTER_ENV, wait_for
+from tests.faults.test_training_faults import EVERY, STEPS, job_config, write_pairs
 from tests.tiny_models import build_tiny_bi_encoder
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 RAY = Path(sys.executable).parent / "ray"
-STEPS, EVERY = 12, 2
-WORDS = ["apple", "river", "mountain", "violin", "copper", "galaxy", "tiger", "coffee"]
 
 
 @dataclass
@@ -205,30 +204,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def job_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("multinode-job")
     model = build_tiny_bi_encoder(root / "model")
-    pairs = root / "pairs.jsonl"
-    rows = [
-        {"anchor": f"what about {WORDS[i % 8]} {i}", "positive": f"{WORDS[i % 8]} {WORDS[(i * 3) % 8]} {i}"}
-        for i in range(64)
-    ]
-    pairs.write_text("\n".join(json.dumps(r) for r in rows))
+    pairs = write_pairs(root / "pairs.jsonl")
     with gzip.open(REPO / "counterpoint" / "data" / "stsb" / "dev.tsv.gz", "rt") as dev:
         sts = root / "sts-dev.tsv"
         sts.write_text("".join(line for _, line in zip(range(301), dev, strict=False)))  # header + 300 pairs
-    config = {
-        "model": str(model),
-        "data": {"path": str(pairs)},
-        "workers": 2,
-        "cross_worker_negatives": True,
-        "batch_size": 8,
-        "lr": 5e-4,
-        "max_seq_length": 32,
-        "max_steps": STEPS,
-        "report_every": EVERY,
-        "checkpoint_every": EVERY,
-        "max_failures": 3,
-        "experiment": "multinode",
-        "eval": {"sts": str(sts), "every_steps": 100, "uniformity_sample": 32},
-    }
+    config = job_config(
+        model,
+        pairs,
+        workers=2,
+        cross_worker_negatives=True,
+        max_failures=3,
+        experiment="multinode",
+        eval={"sts": str(sts), "every_steps": 100, "uniformity_sample": 32},
+    ).model_dump(mode="json")
     path = root / "job.json"
     path.write_text(json.dumps(config))
     return {"root": root, "config": path, "model": model}

@@ -33,15 +33,19 @@ WORDS = ["apple", "river", "mountain", "violin", "copper", "galaxy", "tiger", "c
 STEPS, EVERY, STEPS_PER_EPOCH = 12, 2, 8
 
 
-@pytest.fixture(scope="module")
-def pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("fault-data") / "pairs.jsonl"
+def write_pairs(path: Path) -> Path:
+    """64 (anchor, positive) pairs over 8 words: 8 steps an epoch at batch 8."""
     rows = [
         {"anchor": f"what about {WORDS[i % 8]} {i}", "positive": f"{WORDS[i % 8]} {WORDS[(i * 3) % 8]} {i}"}
         for i in range(64)
     ]
     path.write_text("\n".join(json.dumps(r) for r in rows))
     return path
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_pairs(tmp_path_factory.mktemp("fault-data") / "pairs.jsonl")
 
 
 def job_config(model: Path, pairs: Path, **overrides: Any) -> TrainConfig:
