@@ -7,7 +7,7 @@ job trained without it logs ``eval/fused_w*`` there); then score test once with 
 
     .venv/bin/python bench/eval_reranker.py --reranker DIR --retriever DIR --fusion 0.5
     .venv/bin/python bench/eval_reranker.py --reranker models:/scifact-reranker@champion \\
-        --retriever models:/scifact-minilm@champion --tracking-uri http://127.0.0.1:5000
+        --retriever models:/scifact-minilm@champion --tracking-uri http://127.0.0.1:5000 --mode hybrid
 
 Cost on 2 CPU cores: ~5 min to embed the corpus, then the cross-encoder reads top_k x 300 pairs
 (~10 min for top 100 at 192 tokens).
@@ -31,6 +31,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reranker", required=True, help="cross-encoder: directory or models:/NAME@ALIAS")
     parser.add_argument("--retriever", default="all-MiniLM-L6-v2", help="first-stage bi-encoder")
+    parser.add_argument(
+        "--mode",
+        choices=("dense", "lexical", "hybrid"),
+        default="dense",
+        help="first stage: exact dense search, BM25, or hybrid (DBSF) in the platform's store",
+    )
     parser.add_argument("--beir", default=None, help="BEIR directory (default: the shipped SciFact)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--top-k", type=int, default=100, help="candidates reranked per query")
@@ -64,10 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     task = RerankTask(
         args.beir or default_scifact_dir(), args.split, retriever=retriever, top_k=args.top_k,
-        fusion_weights=args.fusion,
+        fusion_weights=args.fusion, mode=args.mode,
     )  # fmt: skip
     print(
-        f"first stage: {len(task.first_stage)} queries x top {args.top_k} in {time.perf_counter() - started:.0f} s"
+        f"first stage ({args.mode}): {len(task.first_stage)} queries x top {args.top_k} in {time.perf_counter() - started:.0f} s"
     )
     model = CrossEncoderModel(CrossEncoder(reranker, device="cpu", max_length=args.max_length), "listwise")
     started = time.perf_counter()

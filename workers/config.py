@@ -73,6 +73,11 @@ class RerankEval(BaseModel):
     path: str = Field(description="BEIR directory (corpus.jsonl, queries.jsonl, qrels/).")
     split: str = "test"
     retriever: str = Field("all-MiniLM-L6-v2", description="First-stage bi-encoder (packaged name or dir).")
+    mode: RetrievalMode = Field(
+        "dense",
+        description="First stage: 'dense' (exact search), 'lexical' (BM25) or 'hybrid' (BM25 + dense, DBSF), "
+        "as a collection search with that mode answers.",
+    )
     top_k: int = Field(100, ge=1, le=1000, description="First-stage candidates reranked per query.")
     max_docs: int | None = Field(None, ge=1, description="Search a corpus sample (judged docs kept).")
     max_queries: int | None = Field(None, ge=1, description="Evaluate on the first N queries only.")

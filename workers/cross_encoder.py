@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from counterpoint.evaluation import Run, evaluate_run, exact_search
 from counterpoint.fusion import fuse_scores
+from counterpoint.schemas import RetrievalMode
 from counterpoint.workers.config import TrainConfig
 from counterpoint.workers.data import Example, Kind
 from counterpoint.workers.dropout import apply_dropout_config
@@ -101,6 +102,7 @@ class CrossEncoderModel(nn.Module):
         return RerankTask(
             spec.path, spec.split, retriever=spec.retriever, top_k=spec.top_k, max_docs=spec.max_docs,
             max_queries=spec.max_queries, seed=config.seed, fusion_weights=spec.fusion_weights,
+            mode=spec.mode,
         )  # fmt: skip
 
     def evaluate(self, evaluator: Evaluate) -> dict[str, float]:
@@ -171,8 +173,11 @@ class CrossEncoderModel(nn.Module):
 
 
 class RerankTask:
-    """A BEIR split's first-stage top-``k`` (exact search with ``retriever``), loaded once, reranked
-    by each evaluated cross-encoder."""
+    """A BEIR split's first-stage top-``k``, loaded once, reranked by each evaluated cross-encoder.
+
+    ``mode`` picks the first stage as a collection search would: ``dense`` (exact search with
+    ``retriever``), ``lexical`` (BM25) or ``hybrid`` (both fused by DBSF in the platform's own store);
+    its scores are what the fused rows interpolate with the cross-encoder's."""
 
     def __init__(
         self,
@@ -186,9 +191,10 @@ class RerankTask:
         max_seq_length: int = 256,
         seed: int = 0,
         fusion_weights: Sequence[float] = (),
+        mode: RetrievalMode = "dense",
     ) -> None:
         from counterpoint.models.embedder import TextEmbedder
-        from counterpoint.workers.evaluate import RetrievalTask
+        from counterpoint.workers.evaluate import RetrievalTask, store_runs
 
         task = RetrievalTask(path, split, max_docs, seed=seed)
         qids = sorted(task.queries)[: max_queries or None]
@@ -199,7 +205,11 @@ class RerankTask:
         doc_ids = list(self.corpus)
         docs = embedder.embed([self.corpus[d] for d in doc_ids]).vectors
         queries = embedder.embed([self.queries[q] for q in qids]).vectors
-        self.first_stage: Run = exact_search(queries, docs, qids, doc_ids, top_k)
+        if mode == "dense":
+            self.first_stage: Run = exact_search(queries, docs, qids, doc_ids, top_k)
+        else:
+            self.first_stage = store_runs(self.queries, queries, self.corpus, docs, [mode], top_k)[mode]
+        self.mode = mode
         self.top_k = top_k
         self.fusion_weights = list(fusion_weights)
 

@@ -180,35 +180,50 @@ class RetrievalTask:
     def _store_runs(
         self, queries: np.ndarray, docs: np.ndarray, top_k: int
     ) -> dict[str, dict[str, dict[str, float]]]:
-        """The lexical and hybrid runs, from a throwaway collection of the embedded engine."""
+        """The lexical and hybrid runs, ranked by position (MMR's order is not its scores' order)."""
         wanted = [m for m in self.modes if m != "dense"]
-        if not wanted:
-            return {}
-        from counterpoint.infra.vectors.base import Bm25Settings, CollectionSpec, Retrieval, VectorRecord
-        from counterpoint.infra.vectors.edge import EdgeVectorStore
+        runs = store_runs(self.queries, queries, self.corpus, docs, wanted, top_k)
+        return {
+            mode: {q: position_scores(list(hits)) for q, hits in run.items()} for mode, run in runs.items()
+        }
 
-        with tempfile.TemporaryDirectory(prefix="retrieval-eval-") as tmp:
-            store = EdgeVectorStore(Path(tmp))
-            try:
-                store.create_collection(CollectionSpec("eval", docs.shape[1], lexical=Bm25Settings()))
-                records = [
-                    VectorRecord(d, v, {"text": self.corpus[d]})
-                    for d, v in zip(self.corpus, docs, strict=True)
-                ]
-                for start in range(0, len(records), 512):
-                    store.upsert("eval", records[start : start + 512])
-                runs: dict[str, dict[str, dict[str, float]]] = {}
-                for mode in wanted:
-                    run = {}
-                    for qid, vector in zip(self.queries, queries, strict=True):
-                        found = store.search(
-                            "eval", vector, top_k, retrieval=Retrieval(mode, self.queries[qid])
-                        )
-                        run[qid] = position_scores([h.id for h in found])
-                    runs[mode] = run
-                return runs
-            finally:
-                store.close()
+
+def store_runs(
+    queries: dict[str, str],
+    query_vectors: np.ndarray,
+    corpus: dict[str, str],
+    doc_vectors: np.ndarray,
+    modes: Sequence[RetrievalMode],
+    top_k: int,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Each mode's run ``{qid: {doc_id: engine score}}`` (best first) from a throwaway collection of the
+    embedded engine with BM25 vectors: the platform's own store, answering as a collection would."""
+    if not modes:
+        return {}
+    from counterpoint.infra.vectors.base import Bm25Settings, CollectionSpec, Retrieval, VectorRecord
+    from counterpoint.infra.vectors.edge import EdgeVectorStore
+
+    with tempfile.TemporaryDirectory(prefix="retrieval-eval-") as tmp:
+        store = EdgeVectorStore(Path(tmp))
+        try:
+            store.create_collection(CollectionSpec("eval", doc_vectors.shape[1], lexical=Bm25Settings()))
+            records = [
+                VectorRecord(d, v, {"text": corpus[d]}) for d, v in zip(corpus, doc_vectors, strict=True)
+            ]
+            for start in range(0, len(records), 512):
+                store.upsert("eval", records[start : start + 512])
+            runs: dict[str, dict[str, dict[str, float]]] = {}
+            for mode in modes:
+                runs[mode] = {
+                    qid: {
+                        h.id: h.score
+                        for h in store.search("eval", vector, top_k, retrieval=Retrieval(mode, queries[qid]))
+                    }
+                    for qid, vector in zip(queries, query_vectors, strict=True)
+                }
+            return runs
+        finally:
+            store.close()
 
 
 def _scores(run: dict[str, dict[str, float]], qrels: Qrels, prefix: str) -> dict[str, float]:

@@ -22,6 +22,7 @@ from counterpoint.workers.evaluate import (
     retrieval_metrics,
     sample_corpus,
     st_encoder,
+    store_runs,
     sts_spearman,
     uniformity,
 )
@@ -147,6 +148,41 @@ def test_lexical_and_hybrid_modes_are_scored_in_the_platforms_store(toy_beir: Pa
     good = task(bag_of_words)
     assert good["ndcg_at_10"] == good["lexical_ndcg_at_10"] == pytest.approx(100.0)
     assert good["hybrid_ndcg_at_10"] == pytest.approx(100.0)
+
+
+def test_store_runs_return_the_engines_scores_best_first(toy_beir: Path) -> None:
+    """The runs a reranker fuses with: each hit's engine score (BM25, DBSF), not its position."""
+    task = RetrievalTask(toy_beir, "test")
+    qids, dids = list(task.queries), list(task.corpus)
+    queries = bag_of_words([task.queries[q] for q in qids])
+    docs = bag_of_words([task.corpus[d] for d in dids])
+    runs = store_runs(task.queries, queries, task.corpus, docs, ["lexical", "hybrid"], 5)
+    assert set(runs) == {"lexical", "hybrid"}
+    for run in runs.values():
+        assert [next(iter(run[q])) for q in ("q1", "q2", "q3")] == ["d1", "d2", "d3"]
+        for hits in run.values():
+            scores = list(hits.values())
+            assert len(scores) <= 5 and scores == sorted(scores, reverse=True)
+            assert scores != [1.0 / (r + 1) for r in range(len(scores))]  # not position scores
+    assert store_runs(task.queries, queries, task.corpus, docs, [], 5) == {}
+
+
+def test_a_rerank_task_takes_its_first_stage_from_the_chosen_mode(toy_beir: Path, tmp_path: Path) -> None:
+    """A random tiny bi-encoder retrieves nothing in particular; a lexical first stage puts each
+    query's document first, and a hybrid one keeps it among the candidates."""
+    from counterpoint.workers.cross_encoder import RerankTask
+    from tests.tiny_models import build_tiny_bi_encoder
+
+    model = str(build_tiny_bi_encoder(tmp_path / "tiny"))
+    lexical = RerankTask(toy_beir, "test", retriever=model, top_k=3, mode="lexical")
+    assert lexical.mode == "lexical"
+    assert {q: next(iter(hits)) for q, hits in lexical.first_stage.items()} == {
+        "q1": "d1", "q2": "d2", "q3": "d3"
+    }  # fmt: skip
+    hybrid = RerankTask(toy_beir, "test", retriever=model, top_k=3, mode="hybrid")
+    assert all(f"d{q[1]}" in hits and len(hits) == 3 for q, hits in hybrid.first_stage.items())
+    dense = RerankTask(toy_beir, "test", retriever=model, top_k=3)
+    assert dense.mode == "dense" and all(len(hits) == 3 for hits in dense.first_stage.values())
 
 
 def test_corpus_sample_keeps_judged_documents_and_is_deterministic(toy_beir: Path) -> None:
