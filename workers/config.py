@@ -16,8 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from counterpoint.errors import InvalidInput
 from counterpoint.schemas import RetrievalMode
+from counterpoint.settings import DEFAULT_EXPORT_TOLERANCE
 from counterpoint.workers.data import DataSource, Kind, check_source
 
+ExportBackend = Literal["onnx", "onnx-int8", "openvino", "openvino-int8"]
 LossName = Literal["mnrl", "simcse", "simcse_supervised", "debiased", "cosent", "bce", "listwise"]
 ModelType = Literal["bi-encoder", "cross-encoder"]
 CROSS_ENCODER_LOSSES = ("bce", "listwise")
@@ -94,6 +96,22 @@ class RerankEval(BaseModel):
         return self
 
 
+class ExportConfig(BaseModel):
+    """Exported backends stored with the registered version once the job registers it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backends: list[ExportBackend] = Field(
+        min_length=1, description="onnx, onnx-int8, openvino, openvino-int8 (see counterpoint models export)."
+    )
+    tolerance: float = Field(
+        DEFAULT_EXPORT_TOLERANCE,
+        ge=0,
+        description="Points of STS-B dev Spearman an export may lose vs torch.",
+    )
+    sample: int | None = Field(None, ge=2, description="Score on the first N STS-B dev pairs only.")
+
+
 class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -160,6 +178,9 @@ class TrainConfig(BaseModel):
     )
     experiment: str = "counterpoint"
     register_as: str | None = Field(None, description="Register the result under this MLflow model name.")
+    export: ExportConfig | None = Field(
+        None, description="Export the registered version to these backends, checked against torch."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
@@ -181,6 +202,10 @@ class TrainConfig(BaseModel):
             )
         if not cross and self.eval.rerank:
             raise ValueError("eval.rerank evaluates cross-encoders; a bi-encoder uses eval.retrieval")
+        if self.export is not None and (cross or not self.register_as):
+            raise ValueError(
+                "export needs register_as and a bi-encoder (exports belong to a registered version)"
+            )
         return self
 
 

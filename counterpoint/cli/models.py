@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from counterpoint import cli
-from counterpoint.cli.shared import out
+from counterpoint.cli.shared import err, out
+from counterpoint.settings import Backend
 
 models_app = typer.Typer(
     help="Served and registered models: list, deploy, set the champion alias.", no_args_is_help=True
@@ -63,7 +64,55 @@ def models_alias(
 @models_app.command("deploy")
 def models_deploy(
     model: Annotated[str, typer.Argument(help="models:/NAME@ALIAS, models:/NAME/VERSION or a served name.")],
+    backend: Annotated[
+        Backend | None,
+        typer.Option(help="Run it with an exported backend (stored first by `counterpoint models export`)."),
+    ] = None,
 ) -> None:
     """Load a registered model into the embedding service, ready for /v1/embeddings and collections."""
-    card = cli.client().deploy_model(model)
-    out.print(f"serving {card.id} ({card.dimensions} dimensions)")
+    card = cli.client().deploy_model(model, backend=backend)
+    out.print(f"serving {card.id} ({card.dimensions} dimensions, {card.backend or 'torch'})")
+
+
+@models_app.command("export")
+def models_export(
+    model: Annotated[
+        str, typer.Argument(help="A registered version: models:/NAME@ALIAS or models:/NAME/VERSION.")
+    ],
+    backend: Annotated[Backend, typer.Option(help="The backend to export (not torch).")],
+    tolerance: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Points of STS-B dev Spearman the export may lose and still be served "
+            "(default: the setting export_tolerance, 1.0).",
+        ),
+    ] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option(min=2, help="Score on the first N STS-B dev pairs only (default: all 1,500)."),
+    ] = None,
+) -> None:
+    """Export a registered bi-encoder to ONNX Runtime / OpenVINO (fp32 or int8), check it against the
+    torch model on STS-B dev, and store it with the model version in MLflow when it passes.
+
+    Runs here, against the MLflow server the settings name (COUNTERPOINT_TRACKING_URI); both scores
+    go to the version's run. Exit status 1 when the export loses more than --tolerance: it is then
+    not stored, and a replica refuses to serve it."""
+    from counterpoint.settings import get_settings
+    from counterpoint.workers.export import export_registered
+
+    settings = get_settings()
+    report = export_registered(
+        model,
+        backend,
+        tracking_uri=settings.tracking_uri,
+        cache_dir=settings.models_dir / "registry",
+        tolerance=settings.export_tolerance if tolerance is None else tolerance,
+        sample=sample,
+        on_step=lambda step: err.print(f"[dim]{step}[/dim]"),
+    )
+    out.print(report.message)
+    if not report.servable:
+        raise typer.Exit(1)
+    out.print(f"serve it: counterpoint models deploy {report.model} --backend {backend}")

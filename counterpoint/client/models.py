@@ -12,6 +12,7 @@ from counterpoint.schemas import (
     RegisteredModel,
     RegisteredModelList,
 )
+from counterpoint.settings import Backend
 
 
 class ModelsAPI(Transport):
@@ -23,11 +24,19 @@ class ModelsAPI(Transport):
     def models(self) -> list[ModelCard]:
         return ModelList.model_validate(self._request("GET", "/v1/models")).data
 
-    def deploy_model(self, model: str, *, kind: str = "embedding") -> ModelCard:
+    def deploy_model(
+        self, model: str, *, kind: str = "embedding", backend: Backend | None = None
+    ) -> ModelCard:
         """Load ``model`` into the embedding service (``models:/NAME@champion``, ``models:/NAME/3``), or
-        with ``kind="reranker"`` into the rerank service; the card's ``id`` is the concrete version."""
-        data = self._request("POST", "/v1/models", json={"model": model, "kind": kind})
-        return ModelCard.model_validate(data)
+        with ``kind="reranker"`` into the rerank service; the card's ``id`` is the concrete version.
+
+        ``backend`` (``onnx``, ``onnx-int8``, ``openvino``, ``openvino-int8``) runs an export stored with
+        the version (``counterpoint models export``); the card's ``id`` then ends in ``?backend=...``:
+        name the model by it in embeddings and collections."""
+        body: dict[str, str] = {"model": model, "kind": kind}
+        if backend is not None:
+            body["backend"] = backend
+        return ModelCard.model_validate(self._request("POST", "/v1/models", json=body))
 
     def registered_models(self) -> list[RegisteredModel]:
         """Models in the MLflow registry, each with its aliases and newest versions (with metrics)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Unpack
 
 import numpy as np
@@ -17,7 +18,8 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import batch_to_device
 
-from counterpoint.errors import LimitExceeded
+from counterpoint.errors import InvalidInput, LimitExceeded
+from counterpoint.models.export import Backend, GraphRunner, ensure_exported
 from counterpoint.models.paths import Runtime, load_for_inference
 
 
@@ -50,7 +52,11 @@ def truncate_and_normalize(vectors: np.ndarray, dimensions: int | None) -> np.nd
 
 
 class TextEmbedder:
-    """A bi-encoder that embeds batches of texts on CPU (or the given device)."""
+    """A bi-encoder that embeds batches of texts on CPU (or the given device).
+
+    ``backend`` other than ``torch`` runs the transformer as the exported graph in ``export_dir``
+    (exported there first if it is empty; see :mod:`counterpoint.models.export`); tokenisation and
+    pooling stay the model's own."""
 
     def __init__(
         self,
@@ -58,6 +64,8 @@ class TextEmbedder:
         *,
         max_seq_length: int = 256,
         batch_size: int = 64,
+        backend: Backend = "torch",
+        export_dir: str | Path | None = None,
         **runtime: Unpack[Runtime],
     ) -> None:
         self.model: SentenceTransformer = load_for_inference(
@@ -65,6 +73,19 @@ class TextEmbedder:
         )
         self.model.max_seq_length = max_seq_length
         self.batch_size = batch_size
+        self.backend: Backend = backend
+        self.graph: GraphRunner | None = None
+        if backend != "torch":
+            if export_dir is None:
+                raise InvalidInput(f"backend '{backend}' needs the directory of its exported graph")
+            directory = ensure_exported(
+                self.model[0].auto_model,
+                self.model.tokenizer,
+                backend,
+                Path(export_dir),
+                max_length=max_seq_length,
+            )
+            self.graph = GraphRunner(directory, threads=runtime.get("torch_threads"))
 
     @property
     def dimensions(self) -> int:
@@ -109,10 +130,19 @@ class TextEmbedder:
             idx = order[start : start + self.batch_size]
             features = self.model.preprocess([texts[i] for i in idx])
             mask = features["attention_mask"]
-            features = batch_to_device(features, self.model.device)
-            out = self.model(features)["sentence_embedding"]
+            out = self._forward(features)
             out = torch.nn.functional.normalize(out.float(), dim=-1)
             vectors[idx] = out.cpu().numpy()
             for i, n in zip(idx, mask.sum(dim=1).tolist(), strict=True):
                 tokens[i] = int(n)
         return Embeddings(vectors, tokens)
+
+    def _forward(self, features: dict) -> torch.Tensor:
+        """Sentence embeddings of tokenised ``features``: the whole torch model, or the exported graph
+        followed by the model's own modules after the transformer (pooling, normalisation)."""
+        if self.graph is None:
+            return self.model(batch_to_device(features, self.model.device))["sentence_embedding"]
+        features["token_embeddings"] = torch.from_numpy(self.graph(features))
+        for module in list(self.model)[1:]:
+            features = module(features)
+        return features["sentence_embedding"]

@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from counterpoint.errors import NotFound
 from counterpoint.models.embedder import TextEmbedder
+from counterpoint.models.export import split_backend
 from counterpoint.schemas import ModelCard
 
 M = TypeVar("M")
@@ -26,10 +27,14 @@ Loader = Callable[[str], Any]
 
 
 def model_card(name: str, model: Any) -> ModelCard:
-    """An embedding model's card carries its dimensions; a reranker's says so in ``kind``."""
+    """An embedding model's card carries its dimensions; a reranker's says so in ``kind``. Both say
+    which backend runs them."""
+    backend = getattr(model, "backend", "torch")
     if isinstance(model, TextEmbedder):
-        return ModelCard(id=name, kind="embedding", dimensions=model.dimensions)
-    return ModelCard(id=name, kind="reranker", context_length=getattr(model, "max_length", None))
+        return ModelCard(id=name, kind="embedding", dimensions=model.dimensions, backend=backend)
+    return ModelCard(
+        id=name, kind="reranker", context_length=getattr(model, "max_length", None), backend=backend
+    )
 
 
 class ModelPool(Generic[M]):
@@ -60,7 +65,7 @@ class ModelPool(Generic[M]):
             if name in self._loaded:
                 self._loaded.move_to_end(name)
                 return name, self._loaded[name]
-            if self._loader is None or not name.startswith(("models:/", "runs:/")):
+            if self._loader is None or not self.loadable(name):
                 raise NotFound(
                     f"model '{name}' is not served; available: {self.names} "
                     "(or a registered model as models:/NAME/VERSION or models:/NAME@ALIAS)"
@@ -76,6 +81,11 @@ class ModelPool(Generic[M]):
                 self._evict()
                 self._loading.pop(name, None)
             return name, model
+
+    def loadable(self, name: str) -> bool:
+        """A registered model, or the default model with another ``?backend=``: loaded on first use."""
+        base = split_backend(name)[0]
+        return base.startswith(("models:/", "runs:/")) or base == split_backend(self.default_name)[0]
 
     async def load_card(self, name: str) -> ModelCard:
         """Make ``name`` ready, loading it off the event loop if needed; its card."""

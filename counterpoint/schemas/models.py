@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from counterpoint.schemas.base import StrictModel
+from counterpoint.settings import Backend
 
 
 class ModelCard(BaseModel):
@@ -18,6 +19,9 @@ class ModelCard(BaseModel):
     kind: str = "embedding"
     dimensions: int | None = None
     context_length: int | None = None
+    backend: str | None = Field(
+        None, description="How it runs: torch, onnx, onnx-int8, openvino, openvino-int8."
+    )
 
 
 class ModelList(BaseModel):
@@ -30,6 +34,11 @@ class ModelLoad(StrictModel):
 
     model: str = Field(min_length=1, max_length=500)
     kind: Literal["embedding", "reranker"] = Field("embedding", description="Which service loads it.")
+    backend: Backend | None = Field(
+        None,
+        description="Run it with this backend (a registered model's export must be stored first: "
+        "`counterpoint models export`); served as MODEL?backend=NAME. None: as the name says (torch).",
+    )
 
 
 class ModelVersionInfo(BaseModel):

@@ -30,6 +30,7 @@ from counterpoint.infra.vectors.base import (
     VectorStore,
 )
 from counterpoint.models.embedder import Embeddings, truncate_and_normalize
+from counterpoint.models.export import split_backend, with_backend
 from counterpoint.schemas import (
     CollectionCreate,
     CollectionInfo,
@@ -55,7 +56,7 @@ from counterpoint.services.gateway.health import core_health
 from counterpoint.services.gateway.reindex import Reindexer
 from counterpoint.services.gateway.reranking import rerank_response, rescore
 from counterpoint.services.rerank.backends import RerankerBackend
-from counterpoint.settings import Limits, Settings
+from counterpoint.settings import Backend, Limits, Settings
 
 
 class GatewayCore:
@@ -90,22 +91,23 @@ class GatewayCore:
         return await self.embedder.models()
 
     async def concrete_model(self, name: str) -> str:
-        """A served name as it is; ``models:/NAME@ALIAS`` resolved to ``models:/NAME/VERSION``.
+        """A served name as it is; ``models:/NAME@ALIAS`` resolved to ``models:/NAME/VERSION``, its
+        ``?backend=`` kept (and checked: an unknown backend is a 422).
 
         Aliases are looked up again after ``model_alias_ttl_s``, so moving ``champion`` reaches
         new requests within seconds while a burst of requests costs one registry call.
         """
         from counterpoint.infra.tracking import concrete_model_ref, is_registry_ref
 
-        if not is_registry_ref(name):
+        base, backend = split_backend(name)
+        if not is_registry_ref(base):
             return name
         now = time.monotonic()
-        cached = self._refs.get(name)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        concrete = await asyncio.to_thread(concrete_model_ref, name, self.settings.tracking_uri)
-        self._refs[name] = (concrete, now + self.settings.model_alias_ttl_s)
-        return concrete
+        cached = self._refs.get(base)
+        if cached is None or cached[1] <= now:
+            concrete = await asyncio.to_thread(concrete_model_ref, base, self.settings.tracking_uri)
+            cached = self._refs[base] = (concrete, now + self.settings.model_alias_ttl_s)
+        return with_backend(cached[0], backend)
 
     async def model_card(self, name: str | None) -> ModelCard:
         """The card of a served model, loading a registered one (``models:/...``) on first use."""
@@ -402,8 +404,12 @@ class GatewayCore:
             return (await self._require_reranker().models())[0].id
         return await self.concrete_model(name)
 
-    async def load_model(self, name: str, kind: str = "embedding") -> ModelCard:
-        """Deploy ``name`` to the embedding service, or (``kind="reranker"``) the rerank service."""
+    async def load_model(
+        self, name: str, kind: str = "embedding", backend: Backend | None = None
+    ) -> ModelCard:
+        """Deploy ``name`` to the embedding service, or (``kind="reranker"``) the rerank service;
+        with ``backend``, run by it (served as ``NAME?backend=...``)."""
+        name = with_backend(name, backend)
         if kind == "reranker":
             return await self._require_reranker().load(await self.concrete_model(name))
         return await self.model_card(name)

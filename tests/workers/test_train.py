@@ -400,6 +400,7 @@ def test_one_worker_job_killed_then_resumed_is_tracked_registered_and_loadable(
         checkpoint_every=2,
         report_every=2,
         register_as="tiny-retriever",
+        export={"backends": ["onnx"], "sample": 64},
         eval={
             "sts": str(workspace["sts"]),
             "retrieval": {"path": str(workspace["beir"]), "max_docs": 12},
@@ -448,6 +449,10 @@ def test_one_worker_job_killed_then_resumed_is_tracked_registered_and_loadable(
 
     version = client.get_model_version("tiny-retriever", result["registered_version"])
     assert version.run_id == first_run_id
+    # export: checked against torch, stored with the version (fp32: no loss to speak of)
+    assert result["exports"]["onnx"]["status"] == "servable" and abs(result["exports"]["onnx"]["loss"]) < 0.05
+    assert version.tags["counterpoint.export.onnx"] == "servable"
+    assert "backends/onnx/model.onnx" in [a.path for a in client.list_artifacts(first_run_id, "backends/onnx")]
     set_alias("tiny-retriever", "champion", version.version, tracking)
     path = resolve_model_uri("models:/tiny-retriever@champion", tracking, workspace["root"] / "cache")
     embeddings = SentenceTransformer(str(path), device="cpu").encode(["hello there", "general kenobi"])
@@ -647,6 +652,9 @@ def test_bi_encoder_reads_several_negatives_per_row_as_extra_candidates(
         ({"model_type": "cross-encoder"}, ("bce or listwise",)),
         ({"loss": {"name": "bce"}}, ("bce or listwise",)),
         ({"model_type": "cross-encoder", "loss": {"name": "bce"}, "gradcache_chunk": 2}, ("bi-encoders",)),
+        ({"export": {"backends": ["onnx"]}}, ("export needs register_as",)),
+        ({"register_as": "m", "export": {"backends": ["torch"]}}, ("export.backends.0",)),
+        ({"register_as": "m", "export": {"backends": ["onnx"], "tolerance": -1}}, ("export.tolerance",)),
     ],
 )
 def test_cross_encoder_config_mistakes(

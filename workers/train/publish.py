@@ -110,4 +110,33 @@ def publish_model(
                 "registered_model_uri": f"models:/{config.register_as}/{version}",
             }
         )
+        if config.export is not None:
+            out["exports"] = export_version(
+                out["registered_model_uri"], config, str(loop_config["tracking_uri"])
+            )
     return out
+
+
+def export_version(ref: str, config: TrainConfig, tracking_uri: str) -> dict[str, dict[str, Any]]:
+    """``config.export``'s backends of the registered version (:func:`export_registered`), each once:
+    a retried job skips what an earlier attempt already decided. A rejected export does not fail the
+    job (the model is registered and serves with torch); its report says why."""
+    import tempfile
+
+    from counterpoint.infra.model_exports import export_status
+    from counterpoint.workers.export import export_registered
+
+    assert config.export is not None
+    reports: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="counterpoint-export-cache-") as cache:
+        for backend in config.export.backends:
+            status = export_status(ref, backend, tracking_uri)
+            if status is not None:
+                reports[backend] = {"status": status}
+                continue
+            report = export_registered(
+                ref, backend, tracking_uri=tracking_uri, cache_dir=cache,
+                tolerance=config.export.tolerance, sample=config.export.sample,
+            )  # fmt: skip
+            reports[backend] = {**report.as_dict(), "status": "servable" if report.servable else "rejected"}
+    return reports

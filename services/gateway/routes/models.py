@@ -33,8 +33,11 @@ async def models(services: Services) -> ModelList:
 
 
 @router.get("/v1/models/{model_id:path}", response_model=ModelCard, dependencies=[READ])
-async def model(model_id: str, services: Services) -> ModelCard:
-    """One served model by its id (OpenAI's ``models.retrieve``); ids may hold slashes (``models:/N/1``)."""
+async def model(model_id: str, services: Services, backend: str | None = None) -> ModelCard:
+    """One served model by its id (OpenAI's ``models.retrieve``); ids may hold slashes (``models:/N/1``)
+    and a backend, which a URL carries as its query (``/v1/models/models:/N/1?backend=onnx``)."""
+    if backend is not None:
+        model_id = f"{model_id}?backend={backend}"
     cards = (await models(services)).data
     for card in cards:
         if card.id == model_id:
@@ -45,8 +48,9 @@ async def model(model_id: str, services: Services) -> ModelCard:
 @router.post("/v1/models", response_model=ModelCard, dependencies=[TRAIN])
 async def load_model(body: ModelLoad, services: Services) -> ModelCard:
     """Deploy a model to the embedding service: a served name, ``models:/NAME/VERSION`` or
-    ``models:/NAME@ALIAS`` (resolved to its version now). Later requests may name it."""
-    return await services.core.load_model(body.model, body.kind)
+    ``models:/NAME@ALIAS`` (resolved to its version now), run by ``backend``. Later requests name it
+    by the card's ``id``."""
+    return await services.core.load_model(body.model, body.kind, body.backend)
 
 
 @router.get("/v1/registry/models", response_model=RegisteredModelList, dependencies=[READ])

@@ -1,0 +1,242 @@
+"""Inference backends (#21): exported graphs embed like torch, the export is checked and kept with the
+registered version in MLflow, and the gateway serves it by name (``MODEL?backend=...``).
+
+Real ONNX Runtime, OpenVINO and NNCF on a tiny random bi-encoder; a real MLflow store (the
+``tracking`` fixture); the real gateway app with an in-process embedder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from counterpoint.errors import InvalidInput
+from counterpoint.infra.tracking import client
+from counterpoint.models.embedder import TextEmbedder
+from counterpoint.models.export import MANIFEST, ensure_exported, split_backend, with_backend
+from counterpoint.services.embed.backends import LocalEmbedder, default_embedder, registry_loader
+from counterpoint.services.gateway.app import create_app
+from counterpoint.services.gateway.models import ModelRegistryService
+from counterpoint.workers.export import export_registered
+from tests.services.conftest import MODEL
+from tests.services.in_process import in_process_core
+from tests.settings_factory import unit_settings
+
+TEXTS = [
+    "contrastive learning of sentence embeddings",
+    "a lighthouse keeper tends the lamp every night of the year",
+    "bread",
+    "vitamin D and bone density in older adults, a randomised trial " * 4,
+]
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(axis=1)  # both unit length
+
+
+@pytest.mark.parametrize(
+    ("backend", "closeness"),
+    [("onnx", 0.9999), ("openvino", 0.9999), ("onnx-int8", 0.97), ("openvino-int8", 0.97)],
+)
+def test_every_backend_embeds_like_torch(
+    backend: str, closeness: float, tiny_model_path: Path, tmp_path: Path
+) -> None:
+    torch_model = TextEmbedder(str(tiny_model_path), max_seq_length=64)
+    exported = TextEmbedder(
+        str(tiny_model_path), max_seq_length=64, backend=backend, export_dir=tmp_path / backend
+    )  # type: ignore[arg-type]
+    reference, got = torch_model.embed(TEXTS), exported.embed(TEXTS)
+    assert got.vectors.shape == reference.vectors.shape and got.vectors.dtype == np.float32
+    assert got.token_counts == reference.token_counts
+    assert np.allclose(np.linalg.norm(got.vectors, axis=1), 1.0, atol=1e-5)
+    assert cosines(got.vectors, reference.vectors).min() >= closeness
+    assert json.loads((tmp_path / backend / MANIFEST).read_text())["backend"] == backend
+    # the export is made once: a second replica on the same directory reuses the files
+    stamp = (tmp_path / backend / MANIFEST).stat().st_mtime_ns
+    again = TextEmbedder(
+        str(tiny_model_path), max_seq_length=64, backend=backend, export_dir=tmp_path / backend
+    )  # type: ignore[arg-type]
+    assert (tmp_path / backend / MANIFEST).stat().st_mtime_ns == stamp
+    np.testing.assert_allclose(again.embed(TEXTS).vectors, got.vectors, atol=1e-6)
+
+
+def test_int8_files_are_smaller_than_fp32(tiny_model_path: Path, tmp_path: Path) -> None:
+    model = TextEmbedder(str(tiny_model_path)).model
+    sizes = {}
+    for backend in ("onnx", "onnx-int8"):
+        directory = ensure_exported(model[0].auto_model, model.tokenizer, backend, tmp_path / backend)  # type: ignore[arg-type]
+        sizes[backend] = sum(f.stat().st_size for f in directory.iterdir())
+    assert sizes["onnx-int8"] < 0.6 * sizes["onnx"]
+
+
+def test_an_interrupted_export_leaves_nothing_that_looks_done(
+    tiny_model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnxruntime.quantization
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_dynamic", crash)
+    with pytest.raises(KeyboardInterrupt):
+        TextEmbedder(str(tiny_model_path), backend="onnx-int8", export_dir=tmp_path / "onnx-int8")
+    assert list(tmp_path.iterdir()) == []  # neither the directory nor a partial copy
+
+
+def test_a_model_name_carries_its_backend() -> None:
+    assert split_backend("models:/m/3") == ("models:/m/3", "torch")
+    assert split_backend("models:/m/3?backend=onnx-int8") == ("models:/m/3", "onnx-int8")
+    assert with_backend("models:/m/3", "openvino") == "models:/m/3?backend=openvino"
+    assert with_backend("models:/m/3?backend=openvino", "torch") == "models:/m/3"
+    assert with_backend("models:/m/3?backend=openvino", None) == "models:/m/3?backend=openvino"
+    for bad, words in (
+        ("m?backend=tensorrt", "unknown backend 'tensorrt'"),
+        ("m?device=gpu", "?backend=NAME"),
+    ):
+        with pytest.raises(InvalidInput, match=words.replace("?", r"\?")):
+            split_backend(bad)
+
+
+def test_the_default_model_runs_with_the_configured_backend(tiny_model_path: Path, tmp_path: Path) -> None:
+    settings = unit_settings(
+        tmp_path, embed_model="tiny", embed_model_path=str(tiny_model_path), embed_backend="onnx"
+    )
+    name, embedder = default_embedder(settings)
+    assert name == "tiny?backend=onnx" and embedder.backend == "onnx"
+    assert (next((settings.models_dir / "exported").iterdir()) / "onnx" / MANIFEST).is_file()
+    pool = LocalEmbedder(name, embedder, loader=registry_loader(settings)).pool
+    served, plain = pool.get("tiny")  # the same model with torch: loaded on first use
+    assert served == "tiny" and plain.backend == "torch"
+    assert cosines(plain.embed(TEXTS).vectors, embedder.embed(TEXTS).vectors).min() > 0.9999
+
+
+@pytest.fixture()
+def api(tmp_path: Path, tracking: dict[str, object], tiny_embedder: TextEmbedder) -> Iterator[TestClient]:
+    settings = unit_settings(tmp_path, mlflow_tracking_uri=str(tracking["uri"]), model_alias_ttl_s=0)
+    embedder = LocalEmbedder("tiny", tiny_embedder, loader=registry_loader(settings))
+    with in_process_core(settings, embedder) as core, TestClient(
+        create_app(core, registry=ModelRegistryService(settings)), raise_server_exceptions=False
+    ) as api:
+        yield api
+
+
+def test_an_export_is_checked_stored_with_its_version_and_served_by_name(
+    api: TestClient, tracking: dict[str, object], tmp_path: Path
+) -> None:
+    uri = str(tracking["uri"])
+    never = api.post("/v1/models", json={"model": f"models:/{MODEL}@champion", "backend": "openvino"})
+    assert never.status_code == 404 and "was never exported" in never.json()["error"]["message"], never.text
+
+    report = export_registered(
+        f"models:/{MODEL}@champion", "onnx", tracking_uri=uri, cache_dir=tmp_path / "c", sample=200
+    )
+    assert report.model == f"models:/{MODEL}/1" and report.servable
+    assert abs(report.loss) < 0.05  # fp32: the same numbers up to rounding
+    version = client(uri).get_model_version(MODEL, "1")
+    assert version.tags["counterpoint.export.onnx"] == "servable"
+    metrics = client(uri).get_run(version.run_id).data.metrics
+    assert metrics["export/onnx/sts_dev_spearman"] == pytest.approx(report.exported)
+    assert metrics["export/torch/sts_dev_spearman"] == pytest.approx(report.torch)
+    stored = [a.path for a in client(uri).list_artifacts(version.run_id, "backends/onnx")]
+    assert {"backends/onnx/model.onnx", "backends/onnx/export.json"} <= set(stored)
+
+    loaded = api.post("/v1/models", json={"model": f"models:/{MODEL}@champion", "backend": "onnx"})
+    assert loaded.status_code == 200, loaded.text
+    card = loaded.json()
+    assert (
+        card["id"] == f"models:/{MODEL}/1?backend=onnx"
+        and card["backend"] == "onnx"
+        and card["dimensions"] == 32
+    )
+    reply = api.post(
+        "/v1/embeddings", json={"input": TEXTS, "model": f"models:/{MODEL}@champion?backend=onnx"}
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["model"] == f"models:/{MODEL}/1?backend=onnx"
+    got = np.array([d["embedding"] for d in reply.json()["data"]], dtype=np.float32)
+    expected = TextEmbedder(str(tracking["paths"][1])).embed(TEXTS).vectors  # type: ignore[index]
+    assert cosines(got, expected).min() > 0.9999
+    listed = {c["id"]: c["backend"] for c in api.get("/v1/models").json()["data"]}
+    assert listed[f"models:/{MODEL}/1?backend=onnx"] == "onnx" and listed["tiny"] == "torch"
+    one = api.get(f"/v1/models/models:/{MODEL}/1", params={"backend": "onnx"})
+    assert one.status_code == 200 and one.json()["backend"] == "onnx", one.text
+
+    collection = api.post(
+        "/v1/collections", json={"name": "fast", "model": f"models:/{MODEL}@champion?backend=onnx"}
+    )
+    assert collection.status_code in (200, 201), collection.text
+    assert collection.json()["model"] == f"models:/{MODEL}/1?backend=onnx"
+
+
+def test_an_export_that_loses_too_much_is_not_servable(
+    api: TestClient, tracking: dict[str, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broken int8 graph (its output scrambled) fails the check: logged, tagged, not stored, refused."""
+    from counterpoint.models.export import GraphRunner
+
+    run_graph = GraphRunner.__call__
+    noise = np.random.default_rng(0)
+
+    def scrambled(self: GraphRunner, features: dict) -> np.ndarray:
+        out = run_graph(self, features)
+        return out + noise.normal(scale=3 * out.std(), size=out.shape).astype(out.dtype)
+
+    monkeypatch.setattr(GraphRunner, "__call__", scrambled)
+    uri = str(tracking["uri"])
+    report = export_registered(
+        f"models:/{MODEL}/2",
+        "onnx-int8",
+        tracking_uri=uri,
+        cache_dir=tmp_path / "c",
+        sample=200,
+        tolerance=1.0,
+    )
+    assert not report.servable and report.loss > 1.0
+    assert "rejected" in report.message and "tolerance of 1" in report.message
+    version = client(uri).get_model_version(MODEL, "2")
+    assert version.tags["counterpoint.export.onnx-int8"].startswith("rejected: it loses")
+    assert client(uri).list_artifacts(version.run_id, "backends/onnx-int8") == []
+    assert client(uri).get_run(version.run_id).data.metrics["export/onnx-int8/loss"] == pytest.approx(
+        report.loss
+    )
+    refused = api.post("/v1/models", json={"model": f"models:/{MODEL}/2", "backend": "onnx-int8"})
+    assert refused.status_code == 404, refused.text
+    assert "not registered as servable (rejected: it loses" in refused.json()["error"]["message"]
+
+
+def test_bad_backend_names_are_clear_4xx(api: TestClient) -> None:
+    bad = api.post("/v1/models", json={"model": f"models:/{MODEL}/1", "backend": "tensorrt"})
+    assert bad.status_code == 422 and "backend" in bad.text, bad.text
+    for name in (f"models:/{MODEL}/1?backend=tensorrt", "tiny?backend=tensorrt", "tiny?device=gpu"):
+        reply = api.post("/v1/embeddings", json={"input": ["a"], "model": name})
+        assert reply.status_code == 422, reply.text
+        assert "backend" in reply.json()["error"]["message"]
+    assert api.post("/v1/collections", json={"name": "x", "model": "tiny?backend=fp4"}).status_code == 422
+
+
+def test_cli_exports_and_reports_a_bad_backend(
+    tracking: dict[str, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from counterpoint import cli
+    from counterpoint.settings import get_settings
+
+    monkeypatch.setenv("COUNTERPOINT_MLFLOW_TRACKING_URI", str(tracking["uri"]))
+    monkeypatch.setenv("COUNTERPOINT_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        done = CliRunner().invoke(
+            cli.app, ["models", "export", f"models:/{MODEL}/1", "--backend", "openvino", "--sample", "100"]
+        )
+        assert done.exit_code == 0, done.output
+        assert "as openvino: STS-B dev Spearman" in done.stdout and "servable" in done.stdout
+        assert f"counterpoint models deploy models:/{MODEL}/1 --backend openvino" in done.stdout
+        bad = CliRunner().invoke(cli.app, ["models", "export", f"models:/{MODEL}/1", "--backend", "fp4"])
+        assert bad.exit_code == 2 and "fp4" in bad.output
+    finally:
+        get_settings.cache_clear()
