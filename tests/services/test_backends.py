@@ -120,9 +120,12 @@ def test_the_default_model_runs_with_the_configured_backend(tiny_model_path: Pat
 def api(tmp_path: Path, tracking: dict[str, object], tiny_embedder: TextEmbedder) -> Iterator[TestClient]:
     settings = unit_settings(tmp_path, mlflow_tracking_uri=str(tracking["uri"]), model_alias_ttl_s=0)
     embedder = LocalEmbedder("tiny", tiny_embedder, loader=registry_loader(settings))
-    with in_process_core(settings, embedder) as core, TestClient(
-        create_app(core, registry=ModelRegistryService(settings)), raise_server_exceptions=False
-    ) as api:
+    with (
+        in_process_core(settings, embedder) as core,
+        TestClient(
+            create_app(core, registry=ModelRegistryService(settings)), raise_server_exceptions=False
+        ) as api,
+    ):
         yield api
 
 

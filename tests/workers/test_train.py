@@ -452,7 +452,9 @@ def test_one_worker_job_killed_then_resumed_is_tracked_registered_and_loadable(
     # export: checked against torch, stored with the version (fp32: no loss to speak of)
     assert result["exports"]["onnx"]["status"] == "servable" and abs(result["exports"]["onnx"]["loss"]) < 0.05
     assert version.tags["counterpoint.export.onnx"] == "servable"
-    assert "backends/onnx/model.onnx" in [a.path for a in client.list_artifacts(first_run_id, "backends/onnx")]
+    assert "backends/onnx/model.onnx" in [
+        a.path for a in client.list_artifacts(first_run_id, "backends/onnx")
+    ]
     set_alias("tiny-retriever", "champion", version.version, tracking)
     path = resolve_model_uri("models:/tiny-retriever@champion", tracking, workspace["root"] / "cache")
     embeddings = SentenceTransformer(str(path), device="cpu").encode(["hello there", "general kenobi"])
