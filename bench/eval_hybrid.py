@@ -24,7 +24,6 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import argparse
-import hashlib
 import statistics
 import sys
 import tempfile
@@ -52,7 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def dev_queries(train: dict[str, str]) -> dict[str, str]:
-    return {q: t for q, t in train.items() if int(hashlib.sha256(q.encode()).hexdigest(), 16) % 10 == 0}
+    from counterpoint.datasets import is_dev_query
+
+    return {q: t for q, t in train.items() if is_dev_query(q)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -197,6 +197,10 @@ class Settings(BaseSettings):
     rerank_model_path: str | None = Field(
         None, description="Local path of the rerank model, served as rerank_model."
     )
+    rerank_backend: Backend = Field(
+        "torch",
+        description="How the default rerank model runs (as embed_backend; served as NAME?backend=...).",
+    )
     rerank_max_length: int = Field(512, ge=8, description="Tokens of query + document a pair keeps.")
     rerank_batch_size: int = Field(32, ge=1, description="Pairs per cross-encoder forward pass.")
     rerank_num_cpus: float = Field(0.5, ge=0, description="Ray CPUs reserved by each rerank replica.")

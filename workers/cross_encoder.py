@@ -23,7 +23,7 @@ reads every (query, document) pair, so the step's cost is the number of pairs sc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -175,6 +175,7 @@ class CrossEncoderModel(nn.Module):
 class RerankTask:
     """A BEIR split's first-stage top-``k``, loaded once, reranked by each evaluated cross-encoder.
 
+    ``query_ids`` keeps the queries it accepts (e.g. :func:`~counterpoint.datasets.is_dev_query`).
     ``mode`` picks the first stage as a collection search would: ``dense`` (exact search with
     ``retriever``), ``lexical`` (BM25) or ``hybrid`` (both fused by DBSF in the platform's own store);
     its scores are what the fused rows interpolate with the cross-encoder's."""
@@ -192,15 +193,14 @@ class RerankTask:
         seed: int = 0,
         fusion_weights: Sequence[float] = (),
         mode: RetrievalMode = "dense",
+        query_ids: Callable[[str], bool] | None = None,
     ) -> None:
         from counterpoint.models.embedder import TextEmbedder
         from counterpoint.workers.evaluate import RetrievalTask, store_runs
 
-        task = RetrievalTask(path, split, max_docs, seed=seed)
-        qids = sorted(task.queries)[: max_queries or None]
-        self.qrels = {q: task.qrels[q] for q in qids}
-        self.queries = {q: task.queries[q] for q in qids}
-        self.corpus = task.corpus
+        task = RetrievalTask(path, split, max_docs, seed=seed, query_ids=query_ids, max_queries=max_queries)
+        qids = list(task.queries)
+        self.qrels, self.queries, self.corpus = task.qrels, task.queries, task.corpus
         embedder = TextEmbedder(retriever, max_seq_length=max_seq_length, batch_size=32)
         doc_ids = list(self.corpus)
         docs = embedder.embed([self.corpus[d] for d in doc_ids]).vectors

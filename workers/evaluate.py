@@ -158,12 +158,18 @@ class RetrievalTask:
         *,
         seed: int = 0,
         modes: Sequence[RetrievalMode] = ("dense",),
+        query_ids: Callable[[str], bool] | None = None,
+        max_queries: int | None = None,
     ):
+        """``query_ids`` keeps the queries it accepts (e.g. :func:`~counterpoint.datasets.is_dev_query`),
+        ``max_queries`` the first N of them by id; the corpus sample keeps the documents they judge."""
         self.modes = tuple(dict.fromkeys(modes))
         root = Path(path)
-        self.qrels = load_qrels(root / "qrels" / f"{split}.tsv")
+        qrels = load_qrels(root / "qrels" / f"{split}.tsv")
         queries = load_queries(root / "queries.jsonl")
-        self.queries = {qid: queries[qid] for qid in self.qrels if qid in queries}
+        kept = sorted(q for q in qrels if q in queries and (query_ids is None or query_ids(q)))
+        self.qrels = {q: qrels[q] for q in kept[: max_queries or None]}
+        self.queries = {qid: queries[qid] for qid in self.qrels}
         judged = {doc for docs in self.qrels.values() for doc in docs}
         self.corpus = sample_corpus(root, judged, max_docs, seed=seed)
 

@@ -1,13 +1,20 @@
-"""Export a registered bi-encoder to an inference backend, checked against torch, kept in MLflow.
+"""Export a registered model to an inference backend, checked against torch, kept in MLflow.
 
 What ``counterpoint models export`` and a training job's ``export:`` list run, per backend:
 
 1. download the model version (its sentence-transformers directory);
 2. export the backend into a temporary directory (:mod:`counterpoint.models.export`);
-3. score the torch model and the export on the same quality check: STS-B **dev** Spearman (the
-   shipped copy; test is never used), through the same ``TextEmbedder`` the embed replica runs;
-4. log both, and the loss, to the version's run (``export/torch/sts_dev_spearman``,
-   ``export/<backend>/sts_dev_spearman``, ``export/<backend>/loss``);
+3. score the torch model and the export on the same quality check, through the classes the replicas
+   run (test splits are never used):
+
+   * a bi-encoder (``TextEmbedder``): STS-B **dev** Spearman (the shipped copy);
+   * a cross-encoder (``TextReranker``): nDCG@10 reranking the base bi-encoder's top 20 for the
+     SciFact dev queries carved from train (:func:`~counterpoint.datasets.is_dev_query`), over a
+     2,000-abstract sample of the corpus that keeps every judged one (``sample`` queries: 10x that
+     many abstracts, at least 200);
+
+4. log both, and the loss, to the version's run (``export/torch/<metric>``,
+   ``export/<backend>/<metric>``, ``export/<backend>/loss``);
 5. a loss within ``tolerance`` points makes it servable: the files become the run's artifacts
    ``backends/<backend>/`` and the version is tagged ``counterpoint.export.<backend> = servable``;
    otherwise the tag says ``rejected: ...`` and nothing is uploaded, so no replica can serve it.
@@ -15,6 +22,7 @@ What ``counterpoint models export`` and a training job's ``export:`` list run, p
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from collections.abc import Callable
@@ -31,7 +39,7 @@ log = logging.getLogger("counterpoint.workers.export")
 class ExportReport:
     model: str  # models:/NAME/VERSION
     backend: Backend
-    metric: str
+    metric: str  # what was compared, e.g. "STS-B dev Spearman"
     torch: float
     exported: float
     tolerance: float
@@ -68,6 +76,62 @@ def sts_dev_pairs(sample: int | None = None) -> list[tuple[str, str, float]]:
     return pairs[:sample] if sample else pairs
 
 
+def is_cross_encoder(model_dir: str | Path) -> bool:
+    """A sequence-classification head (what a trained reranker saves) rather than an encoder."""
+    config = Path(model_dir) / "config.json"
+    architectures = json.loads(config.read_text()).get("architectures") or [] if config.is_file() else []
+    return any(a.endswith("ForSequenceClassification") for a in architectures)
+
+
+class QualityCheck:
+    """The metric an export is held to, scored the same way for the torch model and the export."""
+
+    def __init__(self, model_dir: str, *, sample: int | None, max_length: int) -> None:
+        self.model_dir, self.max_length = model_dir, max_length
+        self.cross = is_cross_encoder(model_dir)
+        if self.cross:
+            from counterpoint.datasets import default_scifact_dir, is_dev_query
+            from counterpoint.workers.cross_encoder import RerankTask
+
+            self.name, self.key = "SciFact dev nDCG@10 (reranking top 20)", "scifact_dev_ndcg_at_10"
+            self.task = RerankTask(
+                default_scifact_dir(), "train", top_k=20, max_queries=sample, query_ids=is_dev_query,
+                max_docs=2000 if sample is None else max(200, 10 * sample),  # a sample: a quick check
+            )  # fmt: skip
+        else:
+            self.name, self.key = "STS-B dev Spearman", "sts_dev_spearman"
+            self.pairs = sts_dev_pairs(sample)
+
+    def size(self) -> str:
+        return (
+            f"{len(self.task.queries)} SciFact dev queries"
+            if self.cross
+            else f"{len(self.pairs)} STS-B dev pairs"
+        )
+
+    def load(self, backend: Backend, export_dir: Path | None = None) -> object:
+        from counterpoint.models.embedder import TextEmbedder
+        from counterpoint.models.reranker import TextReranker
+
+        model_class = TextReranker if self.cross else TextEmbedder
+        size = {"max_length": self.max_length} if self.cross else {"max_seq_length": self.max_length}
+        return model_class(self.model_dir, **size, backend=backend, export_dir=export_dir)
+
+    def score(self, model: object) -> float:
+        from counterpoint.evaluation import evaluate_run
+        from counterpoint.workers.evaluate import sts_spearman
+
+        if not self.cross:
+            return sts_spearman(lambda texts: model.embed(list(texts)).vectors, self.pairs)  # type: ignore[attr-defined]
+        task = self.task
+        run = {}
+        for qid, hits in task.first_stage.items():
+            ids = list(hits)
+            scores = model.score(task.queries[qid], [task.corpus[d] for d in ids]).scores  # type: ignore[attr-defined]
+            run[qid] = dict(zip(ids, scores.tolist(), strict=True))
+        return evaluate_run(run, task.qrels).ndcg_at_10
+
+
 def export_registered(
     ref: str,
     backend: Backend,
@@ -76,14 +140,13 @@ def export_registered(
     cache_dir: str | Path,
     tolerance: float = DEFAULT_EXPORT_TOLERANCE,
     sample: int | None = None,
-    max_seq_length: int = 256,
+    max_length: int = 256,
     on_step: Callable[[str], None] = log.info,
 ) -> ExportReport:
-    """Export, check, log and (when it passes) store ``backend`` for the version ``ref`` names."""
+    """Export, check, log and (when it passes) store ``backend`` for the version ``ref`` names.
+    ``sample`` scores on the first N dev pairs (bi-encoder) or queries (cross-encoder) only."""
     from counterpoint.infra.model_exports import SERVABLE, artifact_path, export_tag, model_version
     from counterpoint.infra.tracking import client, fetch_model
-    from counterpoint.models.embedder import TextEmbedder
-    from counterpoint.workers.evaluate import sts_spearman
 
     if backend == "torch":
         raise InvalidInput("backend 'torch' is the model itself; export one of the others")
@@ -93,25 +156,17 @@ def export_registered(
     concrete = f"models:/{name}/{version}"
     on_step(f"downloading {concrete}")
     model_dir = str(fetch_model(concrete, tracking_uri, Path(cache_dir)))
-    pairs = sts_dev_pairs(sample)
+    check = QualityCheck(model_dir, sample=sample, max_length=max_length)
     with tempfile.TemporaryDirectory(prefix="counterpoint-export-") as tmp:
         on_step(f"exporting {backend}")
-        exported = TextEmbedder(
-            model_dir, max_seq_length=max_seq_length, backend=backend, export_dir=Path(tmp) / backend
-        )
-        on_step(f"scoring torch and {backend} on {len(pairs)} STS-B dev pairs")
-        reference = TextEmbedder(model_dir, max_seq_length=max_seq_length)
+        exported = check.load(backend, Path(tmp) / backend)
+        on_step(f"scoring torch and {backend} on {check.size()}")
         report = ExportReport(
-            concrete,
-            backend,
-            "STS-B dev Spearman",
-            sts_spearman(lambda texts: reference.embed(list(texts)).vectors, pairs),
-            sts_spearman(lambda texts: exported.embed(list(texts)).vectors, pairs),
-            tolerance,
+            concrete, backend, check.name, check.score(check.load("torch")), check.score(exported), tolerance
         )
         mlflow = client(tracking_uri)
-        mlflow.log_metric(run_id, "export/torch/sts_dev_spearman", report.torch)
-        mlflow.log_metric(run_id, f"export/{backend}/sts_dev_spearman", report.exported)
+        mlflow.log_metric(run_id, f"export/torch/{check.key}", report.torch)
+        mlflow.log_metric(run_id, f"export/{backend}/{check.key}", report.exported)
         mlflow.log_metric(run_id, f"export/{backend}/loss", report.loss)
         if report.servable:
             on_step(f"storing the {backend} files with {concrete}")

@@ -42,6 +42,10 @@ GRAPH_FILE = {
 MANIFEST = "export.json"
 TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
+Calibration = (
+    Sequence[str] | Sequence[tuple[str, str]] | Callable[[], Sequence[str] | Sequence[tuple[str, str]]]
+)
+"""Texts (a bi-encoder) or pairs (a cross-encoder) for static int8 calibration, or a function giving them."""
 Output = Literal["last_hidden_state", "logits"]
 """What the exported graph returns: a bi-encoder's token embeddings, or a cross-encoder's logits."""
 
@@ -113,6 +117,19 @@ def calibration_texts(n: int = 300) -> list[str]:
     return sentences[: n - len(abstracts)] + abstracts
 
 
+def calibration_pairs(n: int = 300) -> list[tuple[str, str]]:
+    """Static int8 calibration for cross-encoders: STS-B train sentence pairs and (title, abstract)
+    pairs of SciFact, a short and a long kind of pair."""
+    from counterpoint.datasets import default_scifact_dir, default_stsb_dir, iter_corpus, load_sts
+
+    sentences = [(a, b) for a, b, _ in load_sts(default_stsb_dir() / "train.tsv.gz")]
+    abstracts = [
+        (d["title"], d["text"])
+        for _, d in zip(range(n // 3), iter_corpus(default_scifact_dir()), strict=False)
+    ]
+    return sentences[: n - len(abstracts)] + abstracts
+
+
 def export_graph(
     model: nn.Module,
     tokenizer: Any,
@@ -121,7 +138,7 @@ def export_graph(
     *,
     output: Output = "last_hidden_state",
     max_length: int = 256,
-    calibration: Sequence[str] | Callable[[], Sequence[str]] = calibration_texts,
+    calibration: Calibration = calibration_texts,
 ) -> Path:
     """Write ``backend``'s graph of ``model`` (a Hugging Face transformer) into ``out_dir``, with a
     manifest naming its inputs and output; returns ``out_dir``."""
@@ -249,7 +266,11 @@ class GraphRunner:
         else:
             import openvino as ov
 
-            config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
+            # f32 unless the graph itself says int8: OpenVINO would otherwise run bf16 on CPUs that have
+            # it (AVX512-BF16, AMX), which is a different backend than the one named here
+            config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
+            if threads:
+                config["INFERENCE_NUM_THREADS"] = threads
             compiled = ov.Core().compile_model(graph, "CPU", config)
             self._run = lambda feeds: compiled(feeds)[0]
 

@@ -10,12 +10,15 @@ truncated (the document's end first) and reported, so a caller knows which score
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Unpack
 
 import numpy as np
 import torch
 from sentence_transformers import CrossEncoder
 
+from counterpoint.errors import InvalidInput
+from counterpoint.models.export import Backend, GraphRunner, calibration_pairs, ensure_exported
 from counterpoint.models.paths import Runtime, load_for_inference
 
 
@@ -31,10 +34,20 @@ class Scores:
 
 
 class TextReranker:
-    """A sentence-transformers ``CrossEncoder`` scoring (query, document) pairs on CPU."""
+    """A sentence-transformers ``CrossEncoder`` scoring (query, document) pairs on CPU.
+
+    ``backend`` other than ``torch`` runs the transformer as the exported graph in ``export_dir``
+    (exported there first if it is empty); tokenisation and the score activation stay the model's own."""
 
     def __init__(
-        self, name_or_path: str, *, max_length: int = 512, batch_size: int = 32, **runtime: Unpack[Runtime]
+        self,
+        name_or_path: str,
+        *,
+        max_length: int = 512,
+        batch_size: int = 32,
+        backend: Backend = "torch",
+        export_dir: str | Path | None = None,
+        **runtime: Unpack[Runtime],
     ) -> None:
         self.model: CrossEncoder = load_for_inference(
             lambda path, device: CrossEncoder(path, device=device, max_length=max_length),
@@ -43,6 +56,16 @@ class TextReranker:
         )
         self.max_length = max_length
         self.batch_size = batch_size
+        self.backend: Backend = backend
+        self.graph: GraphRunner | None = None
+        if backend != "torch":
+            if export_dir is None:
+                raise InvalidInput(f"backend '{backend}' needs the directory of its exported graph")
+            directory = ensure_exported(
+                self.model[0].auto_model, self.model.tokenizer, backend, Path(export_dir),
+                output="logits", max_length=max_length, calibration=calibration_pairs,
+            )  # fmt: skip
+            self.graph = GraphRunner(directory, threads=runtime.get("torch_threads"))
 
     def query_tokens(self, query: str) -> int:
         return len(self.model.tokenizer(query, truncation=False)["input_ids"])
@@ -64,10 +87,7 @@ class TextReranker:
         lengths = [len(ids) for ids in encoded["input_ids"]]
         order = np.argsort([-n for n in lengths], kind="stable")
         flat = np.empty(len(pairs), dtype=np.float32)
-        predicted = self.model.predict(
-            [pairs[i] for i in order], batch_size=self.batch_size, show_progress_bar=False
-        )
-        flat[order] = np.asarray(predicted, dtype=np.float32).reshape(len(pairs))
+        flat[order] = self._predict([pairs[i] for i in order])
         out, start = [], 0
         for _, docs in calls:
             end = start + len(docs)
@@ -80,3 +100,18 @@ class TextReranker:
             )
             start = end
         return out
+
+    def _predict(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        """One score per pair: the model's own ``predict``, or the exported graph's logits through the
+        model's activation (what ``predict`` applies)."""
+        if self.graph is None:
+            predicted = self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False)
+            return np.asarray(predicted, dtype=np.float32).reshape(len(pairs))
+        out = []
+        for start in range(0, len(pairs), self.batch_size):
+            logits = torch.from_numpy(
+                self.graph(self.model.preprocess(pairs[start : start + self.batch_size]))
+            )
+            scores = self.model.activation_fn(logits) if self.model.activation_fn is not None else logits
+            out.append(scores.reshape(-1).float().numpy())
+        return np.concatenate(out)

@@ -9,20 +9,15 @@ loaded on first use, through :func:`registry_loader`.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
-import re
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from counterpoint.errors import Unavailable
 from counterpoint.models.embedder import Embeddings, TextEmbedder
-from counterpoint.models.export import split_backend, with_backend
-from counterpoint.models.paths import is_registry_ref, resolve_model_path
 from counterpoint.models.pool import EmbedderPool, Loader
 from counterpoint.schemas import ModelCard
+from counterpoint.services import model_loading
 from counterpoint.services.outages import as_unavailable
-from counterpoint.settings import Backend, Settings
+from counterpoint.settings import Settings
 
 if TYPE_CHECKING:
     from ray.serve.handle import DeploymentHandle
@@ -39,62 +34,26 @@ class EmbedderBackend(Protocol):
         ...
 
 
-def build_embedder(
-    path: str, settings: Settings, backend: Backend = "torch", export_dir: Path | None = None
-) -> TextEmbedder:
-    """A bi-encoder with the settings' sequence length and batch size, run by ``backend``."""
-    return TextEmbedder(
-        path,
-        max_seq_length=settings.max_seq_length,
-        batch_size=settings.embed_max_batch_size,
-        backend=backend,
-        export_dir=export_dir,
-        torch_threads=settings.torch_threads or os.cpu_count(),
-    )
-
-
-def load_embedder(name: str, settings: Settings) -> TextEmbedder:
-    """The embedder a served name means: a registered model (fetched from MLflow, with its stored
-    export for ``?backend=``) or the configured default model (exported into the data directory on
-    first use for ``?backend=``)."""
-    base, backend = split_backend(name)
-    if is_registry_ref(base):
-        from counterpoint.infra.model_exports import fetch_export
-        from counterpoint.infra.tracking import fetch_model
-
-        cache = settings.models_dir / "registry"
-        path = fetch_model(base, settings.tracking_uri, cache)
-        exported = None if backend == "torch" else fetch_export(base, backend, settings.tracking_uri, cache)
-        return build_embedder(str(path), settings, backend, exported)
-    local = settings.embed_model_path if base == settings.embed_model and settings.embed_model_path else base
-    exported = None if backend == "torch" else local_export_dir(settings, local, backend)
-    return build_embedder(local, settings, backend, exported)
-
-
-def local_export_dir(settings: Settings, name_or_path: str, backend: Backend) -> Path:
-    """Where a packaged or local model's ``backend`` export is kept: one directory per model and backend."""
-    source = str(resolve_model_path(name_or_path).resolve())
-    label = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(source).name)
-    digest = hashlib.sha256(source.encode()).hexdigest()[:10]
-    return settings.models_dir / "exported" / f"{label}-{digest}" / backend
+build_embedder: model_loading.Build[TextEmbedder] = model_loading.builder(
+    TextEmbedder, lambda s: {"max_seq_length": s.max_seq_length, "batch_size": s.embed_max_batch_size}
+)
+"""A bi-encoder with the settings' sequence length and batch size, run by a backend."""
 
 
 def registry_loader(settings: Settings) -> Loader:
     """Loads any servable name on first use: ``models:/NAME/VERSION`` (or ``runs:/...``) from MLflow,
     and the default model with another ``?backend=``."""
-    return lambda name: load_embedder(name, settings)
+    return model_loading.registry_loader(
+        settings, build_embedder, default=settings.embed_model, default_path=settings.embed_model_path
+    )
 
 
 def default_embedder(config: Settings) -> tuple[str, TextEmbedder]:
-    """The model served by default and its served name: the configured model (a registry reference
-    pinned to its version) with ``embed_backend`` (``?backend=`` unless torch)."""
-    name = config.embed_model
-    if is_registry_ref(name) and config.embed_model_path is None:
-        from counterpoint.infra.tracking import concrete_model_ref
-
-        name = concrete_model_ref(name, config.tracking_uri)
-    served = with_backend(name, config.embed_backend)
-    return served, load_embedder(served, config)
+    """The model served by default (a packaged name, a local path, or a registered model pinned to its
+    version) and its served name, ``?backend=`` appended unless ``embed_backend`` is torch."""
+    return model_loading.default_model(
+        config.embed_model, config.embed_model_path, config.embed_backend, config, build_embedder
+    )
 
 
 def serving_pool(config: Settings) -> EmbedderPool:

@@ -31,12 +31,15 @@ class RerankerBackend(Protocol):
 build_reranker: model_loading.Build[TextReranker] = model_loading.builder(
     TextReranker, lambda s: {"max_length": s.rerank_max_length, "batch_size": s.rerank_batch_size}
 )
-"""A cross-encoder with the settings' maximum pair length and batch size."""
+"""A cross-encoder with the settings' maximum pair length and batch size, run by a backend."""
 
 
 def reranker_loader(settings: Settings) -> Loader:
-    """Loads a registered cross-encoder from MLflow into ``<data_dir>/models/registry``."""
-    return model_loading.registry_loader(settings, build_reranker)
+    """Loads a registered cross-encoder from MLflow into ``<data_dir>/models/registry`` (with its
+    stored export for ``?backend=``), or the configured one with another backend."""
+    return model_loading.registry_loader(
+        settings, build_reranker, default=settings.rerank_model, default_path=settings.rerank_model_path
+    )
 
 
 class LocalReranker:

@@ -26,7 +26,9 @@ from counterpoint.settings import Settings
 def default_reranker(config: Settings) -> tuple[str, TextReranker]:
     """The configured cross-encoder: a local directory, or a registered ``models:/NAME@ALIAS``."""
     assert config.rerank_model is not None
-    return default_model(config.rerank_model, config.rerank_model_path, config, build_reranker)
+    return default_model(
+        config.rerank_model, config.rerank_model_path, config.rerank_backend, config, build_reranker
+    )
 
 
 RETRY_S = 10.0

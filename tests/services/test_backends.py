@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from counterpoint.errors import InvalidInput
 from counterpoint.infra.tracking import client
 from counterpoint.models.embedder import TextEmbedder
+from counterpoint.models.reranker import TextReranker
 from counterpoint.models.export import MANIFEST, ensure_exported, split_backend, with_backend
 from counterpoint.services.embed.backends import LocalEmbedder, default_embedder, registry_loader
 from counterpoint.services.gateway.app import create_app
@@ -64,6 +65,28 @@ def test_every_backend_embeds_like_torch(
     )  # type: ignore[arg-type]
     assert (tmp_path / backend / MANIFEST).stat().st_mtime_ns == stamp
     np.testing.assert_allclose(again.embed(TEXTS).vectors, got.vectors, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("backend", "atol"), [("onnx", 2e-6), ("openvino", 2e-6), ("onnx-int8", 0.02), ("openvino-int8", 0.02)]
+)
+def test_every_backend_reranks_like_torch(
+    backend: str, atol: float, tiny_reranker: TextReranker, tmp_path: Path
+) -> None:
+    """A cross-encoder's graph returns logits; the model's own activation turns them into scores. (A
+    random tiny model scores every pair within ~1e-3 of the others, hence the fp32 tolerance.)"""
+    path = tiny_reranker.model.model.name_or_path
+    exported = TextReranker(path, max_length=64, backend=backend, export_dir=tmp_path / backend)  # type: ignore[arg-type]
+    calls = [("lighthouse keeper", TEXTS), ("bread", TEXTS[:2])]
+    for want, got in zip(tiny_reranker.score_many(calls), exported.score_many(calls), strict=True):
+        np.testing.assert_allclose(got.scores, want.scores, atol=atol)
+        if "int8" not in backend:
+            assert list(np.argsort(got.scores)) == list(np.argsort(want.scores))
+        assert got.token_counts == want.token_counts and got.truncated == want.truncated
+    assert (
+        exported.backend == backend
+        and json.loads((tmp_path / backend / MANIFEST).read_text())["output"] == "logits"
+    )
 
 
 def test_int8_files_are_smaller_than_fp32(tiny_model_path: Path, tmp_path: Path) -> None:
@@ -243,3 +266,55 @@ def test_cli_exports_and_reports_a_bad_backend(
         assert bad.exit_code == 2 and "fp4" in bad.output
     finally:
         get_settings.cache_clear()
+
+
+def test_a_reranker_export_is_checked_on_scifact_dev_and_served_by_the_rerank_service(
+    tracking: dict[str, object], tiny_embedder: TextEmbedder, tiny_reranker: TextReranker, tmp_path: Path
+) -> None:
+    import mlflow
+
+    from counterpoint.infra.tracking import get_or_create_experiment, log_model_directory, register_model
+    from counterpoint.services.rerank.backends import LocalReranker, reranker_loader
+
+    uri = str(tracking["uri"])
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(experiment_id=get_or_create_experiment("reranker-exports-test", uri)):
+        model_uri = log_model_directory(tiny_reranker.model, name="model")
+    version = register_model(model_uri, "tiny-rr", uri)
+
+    report = export_registered(
+        f"models:/tiny-rr/{version}", "onnx", tracking_uri=uri, cache_dir=tmp_path / "c", sample=4
+    )
+    assert report.metric.startswith("SciFact dev nDCG@10") and report.servable and abs(report.loss) < 0.01
+    run_id = client(uri).get_model_version("tiny-rr", version).run_id
+    assert "export/onnx/scifact_dev_ndcg_at_10" in client(uri).get_run(run_id).data.metrics
+
+    settings = unit_settings(tmp_path, mlflow_tracking_uri=uri, rerank_max_length=64)
+    reranker = LocalReranker("tiny-ce", tiny_reranker, loader=reranker_loader(settings))
+    with (
+        in_process_core(settings, LocalEmbedder("tiny", tiny_embedder), reranker) as core,
+        TestClient(create_app(core), raise_server_exceptions=False) as api,
+    ):
+        loaded = api.post(
+            "/v1/models", json={"model": f"models:/tiny-rr/{version}", "kind": "reranker", "backend": "onnx"}
+        )
+        assert loaded.status_code == 200, loaded.text
+        assert (
+            loaded.json()["id"] == f"models:/tiny-rr/{version}?backend=onnx"
+            and loaded.json()["backend"] == "onnx"
+        )
+        body = {
+            "query": "lighthouse keeper",
+            "documents": TEXTS,
+            "model": f"models:/tiny-rr/{version}?backend=onnx",
+        }
+        reply = api.post("/v1/rerank", json=body)
+        assert reply.status_code == 200, reply.text
+        got = {r["index"]: r["relevance_score"] for r in reply.json()["results"]}
+        want = tiny_reranker.score("lighthouse keeper", TEXTS).scores
+        assert [got[i] for i in range(len(TEXTS))] == pytest.approx(want.tolist(), abs=2e-6)
+        missing = api.post(
+            "/v1/models",
+            json={"model": f"models:/tiny-rr/{version}", "kind": "reranker", "backend": "openvino-int8"},
+        )
+        assert missing.status_code == 404 and "was never exported" in missing.text
