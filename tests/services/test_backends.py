@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from counterpoint.errors import InvalidInput
 from counterpoint.infra.tracking import client
 from counterpoint.models.embedder import TextEmbedder
-from counterpoint.models.reranker import TextReranker
 from counterpoint.models.export import MANIFEST, ensure_exported, split_backend, with_backend
+from counterpoint.models.reranker import TextReranker
 from counterpoint.services.embed.backends import LocalEmbedder, default_embedder, registry_loader
 from counterpoint.services.gateway.app import create_app
 from counterpoint.services.gateway.models import ModelRegistryService
