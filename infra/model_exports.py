@@ -24,10 +24,11 @@ from counterpoint.infra.tracking import (
 from counterpoint.models.export import MANIFEST, Backend
 
 SERVABLE = "servable"
+EXPORT_TAG_PREFIX = "counterpoint.export."
 
 
 def export_tag(backend: Backend) -> str:
-    return f"counterpoint.export.{backend}"
+    return f"{EXPORT_TAG_PREFIX}{backend}"
 
 
 def artifact_path(backend: Backend) -> str:

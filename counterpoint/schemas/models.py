@@ -53,6 +53,10 @@ class ModelVersionInfo(BaseModel):
     created_at: datetime | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     model_type: str = Field("bi-encoder", description="bi-encoder (embed service) or cross-encoder (rerank).")
+    exports: dict[str, str] = Field(
+        default_factory=dict,
+        description="backend -> 'servable' or 'rejected: why', from `counterpoint models export`.",
+    )
 
 
 class RegisteredModel(BaseModel):

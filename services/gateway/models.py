@@ -50,6 +50,8 @@ class ModelRegistryService:
             raise Unavailable(f"the MLflow model registry did not answer: {exc}") from None
 
     def _version(self, client: Any, version: Any, aliases: dict[str, str]) -> ModelVersionInfo:
+        from counterpoint.infra.model_exports import EXPORT_TAG_PREFIX
+
         metrics: dict[str, float] = {}
         model_type = "bi-encoder"
         if version.run_id:
@@ -73,6 +75,11 @@ class ModelRegistryService:
             created_at=_when(version.creation_timestamp),
             metrics=metrics,
             model_type=model_type,
+            exports={
+                k.removeprefix(EXPORT_TAG_PREFIX): str(v)
+                for k, v in (version.tags or {}).items()
+                if k.startswith(EXPORT_TAG_PREFIX)
+            },
         )
 
     def _model(self, client: Any, registered: Any, *, with_versions: bool) -> RegisteredModel:

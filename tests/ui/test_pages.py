@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -368,7 +369,7 @@ def test_compare_runs(open_page: Open, mlflow_runs: dict[str, Any]) -> None:
 
 
 def test_models_page_sets_the_champion_and_deploys(
-    open_page: Open, mlflow_runs: dict[str, Any], real_version: str
+    open_page: Open, mlflow_runs: dict[str, Any], real_version: str, ui_env: UIStack, tmp_path: Path
 ) -> None:
     at = open_page("models")
     assert "all-MiniLM-L6-v2" in list(at.dataframe[0].value["id"])
@@ -386,11 +387,31 @@ def test_models_page_sets_the_champion_and_deploys(
     assert not at.exception
 
     at.selectbox(key="ver-ui-model").set_value(real_version)
+    run(at)
+    assert at.selectbox(key="backend-ui-model").options == ["torch"]  # nothing exported yet
     at.button(key="deploy-ui-model").click()
     run(at)
-    assert f"`models:/ui-model/{real_version}` is served (32 dimensions)" in texts(at)
+    assert f"`models:/ui-model/{real_version}` is served (32 dimensions, torch)" in texts(at)
     assert f"models:/ui-model/{real_version}" in list(at.dataframe[0].value["id"])
     assert at.button(key="deploy-ui-model").disabled  # already serving the selected version
+
+    # an export stored with the version becomes a backend to deploy it with
+    from counterpoint.workers.export import export_registered
+
+    uri = f"models:/ui-model/{real_version}"
+    export_registered(uri, "onnx", tracking_uri=ui_env.mlflow_url, cache_dir=tmp_path / "cache", sample=50)
+    at = open_page("models")
+    at.selectbox(key="ver-ui-model").set_value(real_version)
+    run(at)
+    assert at.selectbox(key="backend-ui-model").options == ["torch", "onnx"]
+    at.selectbox(key="backend-ui-model").set_value("onnx")
+    run(at)
+    assert not at.button(key="deploy-ui-model").disabled  # served with torch, not yet with onnx
+    at.button(key="deploy-ui-model").click()
+    run(at)
+    assert f"`{uri}?backend=onnx` is served (32 dimensions, onnx)" in texts(at)
+    served = at.dataframe[0].value
+    assert list(served[served["id"] == f"{uri}?backend=onnx"]["backend"]) == ["onnx"]
 
 
 # --- playground ----------------------------------------------------------------------------

@@ -67,25 +67,41 @@ def registered_model(cp: Any, model: RegisteredModel, served: set[str]) -> None:
         if clicked and common.call(cp.set_alias, name, chosen, CHAMPION, spinner="setting the alias"):
             st.session_state["models_flash"] = f"`models:/{name}@{CHAMPION}` now points to version {chosen}."
             st.rerun()
-        uri = f"models:/{name}/{chosen}"
-        deployed = uri in served
         version = next(v for v in model.versions if v.version == chosen)
         kind, service = (
             ("reranker", "rerank") if version.model_type == "cross-encoder" else ("embedding", "embed")
         )
+        backends = ["torch", *sorted(b for b, status in version.exports.items() if status == "servable")]
+        backend = c3.selectbox(
+            "backend",
+            backends,
+            key=f"backend-{name}",
+            help="How the replica runs it: torch, or an export stored with this version "
+            "(`counterpoint models export`)."
+            + "".join(
+                f"\n\n{b}: {status}" for b, status in sorted(version.exports.items()) if status != "servable"
+            ),
+        )
+        uri = f"models:/{name}/{chosen}" + ("" if backend == "torch" else f"?backend={backend}")
+        deployed = uri in served
         if c3.button(
             "Serving" if deployed else f"Deploy to the {service} service",
             key=f"deploy-{name}",
             icon=":material/deployed_code:",
             disabled=deployed,
             width="stretch",
-            help=f"Loads {uri} into the {service} service; requests can name it as `{uri}` or "
-            f"`models:/{name}@{CHAMPION}`.",
+            help=f"Loads {uri} into the {service} service; requests name it as `{uri}`"
+            + (f" or `models:/{name}@{CHAMPION}`." if backend == "torch" else "."),
         ):
-            card = common.call(cp.deploy_model, uri, kind=kind, spinner=f"loading {uri}")
+            card = common.call(
+                cp.deploy_model, f"models:/{name}/{chosen}", kind=kind,
+                backend=None if backend == "torch" else backend, spinner=f"loading {uri}",
+            )  # fmt: skip
             if card is not None:
                 what = f"{card.dimensions} dimensions" if card.dimensions else f"by the {service} service"
-                st.session_state["models_flash"] = f"`{card.id}` is served ({what})."
+                st.session_state["models_flash"] = (
+                    f"`{card.id}` is served ({what}, {card.backend or 'torch'})."
+                )
                 st.rerun()
 
 
@@ -106,6 +122,7 @@ if served:
                     "id": m.id,
                     "kind": m.kind,
                     "dimensions": m.dimensions,
+                    "backend": m.backend,
                     "context length": getattr(m, "context_length", None),
                     "owned by": m.owned_by,
                 }
