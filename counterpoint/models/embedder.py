@@ -86,6 +86,7 @@ class TextEmbedder:
                 max_length=max_seq_length,
             )
             self.graph = GraphRunner(directory, threads=runtime.get("torch_threads"))
+            self.model[0].auto_model.to("meta")  # the graph holds the weights now: free torch's copy
 
     @property
     def dimensions(self) -> int:

@@ -66,6 +66,7 @@ class TextReranker:
                 output="logits", max_length=max_length, calibration=calibration_pairs,
             )  # fmt: skip
             self.graph = GraphRunner(directory, threads=runtime.get("torch_threads"))
+            self.model[0].auto_model.to("meta")  # the graph holds the weights now: free torch's copy
 
     def query_tokens(self, query: str) -> int:
         return len(self.model.tokenizer(query, truncation=False)["input_ids"])
