@@ -180,6 +180,12 @@ class Settings(BaseSettings):
         description="Longest the gateway waits for one embedding call (e.g. while a replica restarts) "
         "before answering 503.",
     )
+    vectors_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="Longest a gateway replica waits for one call to the shared vectors deployment "
+        "(gateway_replicas > 1 on the embedded engine; a snapshot or an index build can be slow) before 503.",
+    )
     model_alias_ttl_s: float = Field(
         5.0,
         ge=0,

@@ -51,7 +51,7 @@ class GatewayDeployment:
         store: VectorStore = (
             make_vector_store(self.settings)
             if vectors is None
-            else RemoteVectorStore(vectors, timeout_s=self.settings.embed_timeout_s)
+            else RemoteVectorStore(vectors, timeout_s=self.settings.vectors_timeout_s)
         )
         bulk = ServeEmbedder(embedder, timeout_s=self.settings.embed_timeout_s)
         lane = None
