@@ -18,8 +18,8 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import batch_to_device
 
-from counterpoint.errors import InvalidInput, LimitExceeded
-from counterpoint.models.export import Backend, GraphRunner, ensure_exported
+from counterpoint.errors import LimitExceeded
+from counterpoint.models.export import Backend, graph_backend
 from counterpoint.models.paths import Runtime, load_for_inference
 
 
@@ -74,19 +74,10 @@ class TextEmbedder:
         self.model.max_seq_length = max_seq_length
         self.batch_size = batch_size
         self.backend: Backend = backend
-        self.graph: GraphRunner | None = None
-        if backend != "torch":
-            if export_dir is None:
-                raise InvalidInput(f"backend '{backend}' needs the directory of its exported graph")
-            directory = ensure_exported(
-                self.model[0].auto_model,
-                self.model.tokenizer,
-                backend,
-                Path(export_dir),
-                max_length=max_seq_length,
-            )
-            self.graph = GraphRunner(directory, threads=runtime.get("torch_threads"))
-            self.model[0].auto_model.to("meta")  # the graph holds the weights now: free torch's copy
+        self.graph = graph_backend(
+            self.model[0].auto_model, self.model.tokenizer, backend, export_dir,
+            threads=runtime.get("torch_threads"), max_length=max_seq_length,
+        )  # fmt: skip
 
     @property
     def dimensions(self) -> int:

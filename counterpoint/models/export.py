@@ -241,6 +241,28 @@ def ensure_exported(
     return directory
 
 
+def graph_backend(
+    model: nn.Module,
+    tokenizer: Any,
+    backend: Backend,
+    export_dir: str | Path | None,
+    *,
+    threads: int | None = None,
+    **options: Any,
+) -> GraphRunner | None:
+    """What an embedder or reranker runs ``backend`` with: None for torch, otherwise the graph in
+    ``export_dir`` (exported there first if needed), after which torch's copy of the weights is freed."""
+    if backend == "torch":
+        return None
+    if export_dir is None:
+        raise InvalidInput(f"backend '{backend}' needs the directory of its exported graph")
+    runner = GraphRunner(
+        ensure_exported(model, tokenizer, backend, Path(export_dir), **options), threads=threads
+    )
+    model.to("meta")  # the graph holds the weights now
+    return runner
+
+
 class GraphRunner:
     """Runs an exported graph (:func:`export_graph`'s directory): token arrays in, its output out."""
 

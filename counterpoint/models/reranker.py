@@ -17,8 +17,7 @@ import numpy as np
 import torch
 from sentence_transformers import CrossEncoder
 
-from counterpoint.errors import InvalidInput
-from counterpoint.models.export import Backend, GraphRunner, calibration_pairs, ensure_exported
+from counterpoint.models.export import Backend, calibration_pairs, graph_backend
 from counterpoint.models.paths import Runtime, load_for_inference
 
 
@@ -57,16 +56,11 @@ class TextReranker:
         self.max_length = max_length
         self.batch_size = batch_size
         self.backend: Backend = backend
-        self.graph: GraphRunner | None = None
-        if backend != "torch":
-            if export_dir is None:
-                raise InvalidInput(f"backend '{backend}' needs the directory of its exported graph")
-            directory = ensure_exported(
-                self.model[0].auto_model, self.model.tokenizer, backend, Path(export_dir),
-                output="logits", max_length=max_length, calibration=calibration_pairs,
-            )  # fmt: skip
-            self.graph = GraphRunner(directory, threads=runtime.get("torch_threads"))
-            self.model[0].auto_model.to("meta")  # the graph holds the weights now: free torch's copy
+        self.graph = graph_backend(
+            self.model[0].auto_model, self.model.tokenizer, backend, export_dir,
+            threads=runtime.get("torch_threads"), output="logits", max_length=max_length,
+            calibration=calibration_pairs,
+        )  # fmt: skip
 
     def query_tokens(self, query: str) -> int:
         return len(self.model.tokenizer(query, truncation=False)["input_ids"])
