@@ -89,14 +89,16 @@ def bi_encoder_rows(
     return rows
 
 
-def cross_encoder_rows(reranker: str, work: Path, threads: int, max_docs: int | None) -> list[dict]:
+def cross_encoder_rows(
+    reranker: str, work: Path, threads: int, max_docs: int | None, timed_pairs: int
+) -> list[dict]:
     from counterpoint.evaluation import evaluate_run
     from counterpoint.models.reranker import TextReranker
     from counterpoint.workers.cross_encoder import RerankTask
 
     task = RerankTask(default_scifact_dir(), "test", top_k=10, max_docs=max_docs)
     pairs = [(task.queries[q], task.corpus[d]) for q, hits in task.first_stage.items() for d in hits]
-    timed = [(q, [d]) for q, d in pairs[:640]]
+    timed = [(q, [d]) for q, d in pairs[:timed_pairs]]
     rows = []
     for backend in BACKENDS:
         model = TextReranker(
@@ -144,7 +146,7 @@ def main() -> None:
 
             reranker = local_model(args.reranker, args.tracking_uri, work / "models", where="--reranker")
             print(f"cross-encoder {args.reranker}", flush=True)
-            cross = cross_encoder_rows(reranker, work, args.threads, args.max_docs)
+            cross = cross_encoder_rows(reranker, work, args.threads, args.max_docs, args.pairs)
 
     base = bi[0]
     print(
