@@ -126,6 +126,7 @@ def main() -> None:
     parser.add_argument("--tracking-uri", default=None, help="MLflow, for a models:/ reranker")
     parser.add_argument("--short", type=int, default=512, help="STS-B sentences timed")
     parser.add_argument("--long", type=int, default=256, help="SciFact abstracts timed")
+    parser.add_argument("--pairs", type=int, default=640, help="(query, abstract) pairs timed")
     parser.add_argument(
         "--max-docs", type=int, default=None, help="SciFact corpus sample (default: all 5,183)"
     )
