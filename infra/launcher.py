@@ -143,6 +143,13 @@ class LocalStack:
         with console.status("starting Ray"):
             self.start_ray()
         install_stop_signals()  # ray.init replaced SIGTERM's handler with one that aborts
+        from counterpoint.services.embed.backends import export_default_embedder
+        from counterpoint.services.model_loading import default_embed_backend
+
+        backend = default_embed_backend(s)
+        with console.status(f"exporting {s.embed_model} for backend {backend} (first start only)"):
+            if export_default_embedder(s):
+                console.print(f"exported {s.embed_model} for backend {backend} into {s.exports_dir}")
         with console.status("starting Ray Serve: gateway + embed (loading the model)"):
             self.start_serve()
             if not wait_http(f"{s.gateway_url}/healthz", timeout=300):

@@ -6,7 +6,7 @@ Shared by the embed and rerank services: each passes its ``build(path, settings,
 (``models:/NAME/VERSION``, ``models:/NAME@ALIAS``, ``runs:/...``) is downloaded into
 ``<data_dir>/models/registry`` first, with the export stored beside its version for a backend other
 than torch (:func:`counterpoint.infra.model_exports.fetch_export`); the configured default model is
-exported into ``<data_dir>/models/exported`` on first use instead. May import the counterpoint base
+exported into ``export_cache_dir`` (``<data_dir>/models/exported``) on first use instead. May import the counterpoint base
 and, lazily, ``counterpoint.infra`` (MLflow is slow to import); nothing from the gateway.
 """
 
@@ -19,9 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from counterpoint.models.export import split_backend, with_backend
+from counterpoint.models.export import MANIFEST, auto_backend, split_backend, with_backend
 from counterpoint.models.paths import is_registry_ref, resolve_model_path
-from counterpoint.settings import Backend, Settings
+from counterpoint.settings import DEFAULT_EMBED_MODEL, Backend, Settings
 
 M = TypeVar("M", covariant=True)
 
@@ -59,7 +59,23 @@ def local_export_dir(settings: Settings, name_or_path: str, backend: Backend) ->
     source = str(resolve_model_path(name_or_path).resolve())
     label = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(source).name)
     digest = hashlib.sha256(source.encode()).hexdigest()[:10]
-    return settings.models_dir / "exported" / f"{label}-{digest}" / backend
+    return settings.exports_dir / f"{label}-{digest}" / backend
+
+
+def default_embed_backend(settings: Settings) -> Backend:
+    """``embed_backend`` with ``auto`` decided (:func:`auto_backend`)."""
+    if settings.embed_backend != "auto":
+        return settings.embed_backend
+    return auto_backend(settings.embed_model == DEFAULT_EMBED_MODEL and settings.embed_model_path is None)
+
+
+def pending_default_export(name: str, path: str | None, backend: Backend, settings: Settings) -> Path | None:
+    """Where the default model's ``backend`` export will be made at first load, if it is not there yet;
+    None when nothing is to export (torch, a registered model's stored export, already exported)."""
+    if backend == "torch" or (path is None and is_registry_ref(name)):
+        return None
+    directory = local_export_dir(settings, path or name, backend)
+    return None if (directory / MANIFEST).is_file() else directory
 
 
 def load_served(

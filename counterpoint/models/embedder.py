@@ -43,6 +43,33 @@ class Embeddings:
         return parts
 
 
+PAD_SLACK = 1.25
+"""Padded tokens a forward pass may compute per real token before the rest goes to a new pass."""
+MIN_PASS = 8
+"""A pass is never cut below this many texts: a pass has a fixed cost of its own."""
+
+
+def padded_passes(lengths: Sequence[int], max_size: int, slack: float = PAD_SLACK) -> list[np.ndarray]:
+    """Indices of ``lengths`` (tokens per text) grouped into forward passes, longest texts first.
+
+    A pass pads every text to its longest, so a mixed batch of short texts computes up to twice the
+    tokens it holds (64 STS-B sentences: 1.7x). Sorting alone fixes that for one big call, but a
+    server's batch is a few requests: so a pass also ends where its padded tokens would pass
+    ``slack`` times its real ones (never below `MIN_PASS` texts), as well as at ``max_size``."""
+    order = np.argsort([-n for n in lengths], kind="stable")
+    passes: list[np.ndarray] = []
+    start, real = 0, 0
+    for end, i in enumerate(order):
+        size = end - start
+        padded = (size + 1) * lengths[order[start]]
+        if size == max_size or (size >= MIN_PASS and padded > slack * (real + lengths[i])):
+            passes.append(order[start:end])
+            start, real = end, 0
+        real += lengths[i]
+    passes.append(order[start:])
+    return passes
+
+
 def truncate_and_normalize(vectors: np.ndarray, dimensions: int | None) -> np.ndarray:
     """Matryoshka truncation: keep the first ``dimensions`` coordinates, then re-normalise."""
     if dimensions is not None and dimensions < vectors.shape[1]:
@@ -64,6 +91,7 @@ class TextEmbedder:
         *,
         max_seq_length: int = 256,
         batch_size: int = 64,
+        pad_slack: float = PAD_SLACK,
         backend: Backend = "torch",
         export_dir: str | Path | None = None,
         **runtime: Unpack[Runtime],
@@ -73,6 +101,7 @@ class TextEmbedder:
         )
         self.model.max_seq_length = max_seq_length
         self.batch_size = batch_size
+        self.pad_slack = pad_slack
         self.backend: Backend = backend
         self.graph = graph_backend(
             self.model[0].auto_model, self.model.tokenizer, backend, export_dir,
@@ -110,23 +139,32 @@ class TextEmbedder:
                     "(setting max_text_tokens): split it into passages"
                 )
 
+    @property
+    def threads(self) -> int:
+        """Threads a forward pass uses: torch's, or those the exported graph was loaded with."""
+        if self.graph is not None and self.graph.threads is not None:
+            return self.graph.threads
+        return torch.get_num_threads()
+
+    def set_threads(self, threads: int) -> None:
+        """Run the next forward passes on ``threads`` threads (torch's pool, or the graph's)."""
+        if self.graph is not None:
+            self.graph.set_threads(threads)
+        elif torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
     @torch.inference_mode()
     def embed(self, texts: list[str]) -> Embeddings:
-        """Embed ``texts`` in length-sorted batches; output order matches input order."""
+        """Embed ``texts`` in passes of similar length (:func:`padded_passes`); output order matches
+        input order."""
         if not texts:
             return Embeddings(np.zeros((0, self.dimensions), dtype=np.float32), [])
-        order = np.argsort([-len(t) for t in texts], kind="stable")
         vectors = np.empty((len(texts), self.dimensions), dtype=np.float32)
-        tokens = [0] * len(texts)
-        for start in range(0, len(texts), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        tokens = self.count_tokens(texts)
+        for idx in padded_passes(tokens, self.batch_size, self.pad_slack):
             features = self.model.preprocess([texts[i] for i in idx])
-            mask = features["attention_mask"]
             out = self._forward(features)
-            out = torch.nn.functional.normalize(out.float(), dim=-1)
-            vectors[idx] = out.cpu().numpy()
-            for i, n in zip(idx, mask.sum(dim=1).tolist(), strict=True):
-                tokens[i] = int(n)
+            vectors[idx] = torch.nn.functional.normalize(out.float(), dim=-1).cpu().numpy()
         return Embeddings(vectors, tokens)
 
     def _forward(self, features: dict) -> torch.Tensor:

@@ -50,6 +50,26 @@ Output = Literal["last_hidden_state", "logits"]
 """What the exported graph returns: a bi-encoder's token embeddings, or a cross-encoder's logits."""
 
 
+def int8_accelerated(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU multiplies int8 in hardware (AVX512-VNNI, AVX-VNNI, AMX). Without it an int8
+    graph is no faster than fp32 (bench_backends on an AVX2-only CPU: openvino-int8 0.8x torch)."""
+    try:
+        flags = set(cpuinfo.read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def auto_backend(packaged: bool) -> Backend:
+    """What ``embed_backend=auto`` runs a default model with: for the packaged model, whose exports
+    ``bench/bench_backends.py`` measured with no quality lost, the fastest on this CPU (openvino-int8
+    with int8 instructions, openvino fp32 without); for a user's own model torch, since nobody
+    checked its export."""
+    if not packaged:
+        return "torch"
+    return "openvino-int8" if int8_accelerated() else "openvino"
+
+
 def parse_backend(name: str, where: str = "backend") -> Backend:
     """``name`` as a `Backend`, or an `InvalidInput` naming ``where`` and the choices."""
     if name not in BACKENDS:
@@ -264,7 +284,10 @@ def graph_backend(
 
 
 class GraphRunner:
-    """Runs an exported graph (:func:`export_graph`'s directory): token arrays in, its output out."""
+    """Runs an exported graph (:func:`export_graph`'s directory): token arrays in, its output out.
+
+    A runtime fixes its thread count when the graph is loaded, so `set_threads` keeps one loaded
+    copy per count asked for (the query lane switches between one thread and all cores)."""
 
     def __init__(self, directory: str | Path, *, threads: int | None = None) -> None:
         directory = Path(directory)
@@ -274,27 +297,43 @@ class GraphRunner:
         manifest = json.loads(manifest_file.read_text())
         self.backend: Backend = parse_backend(manifest["backend"])
         self.inputs: list[str] = manifest["inputs"]
-        graph = str(directory / GRAPH_FILE[self.backend])
-        if self.backend.startswith("onnx"):
-            import onnxruntime as ort
+        self.graph = str(directory / GRAPH_FILE[self.backend])
+        self._loaded: dict[int | None, Callable[[dict[str, np.ndarray]], np.ndarray]] = {}
+        self.threads = threads
+        self._run = self._load(threads)
 
-            options = ort.SessionOptions()
-            if threads:
-                options.intra_op_num_threads = threads
-            session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-            self._run: Callable[[dict[str, np.ndarray]], np.ndarray] = lambda feeds: session.run(None, feeds)[
-                0
-            ]
-        else:
-            import openvino as ov
+    def _load(self, threads: int | None) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+        if threads not in self._loaded:
+            load = self._onnx_runtime if self.backend.startswith("onnx") else self._openvino
+            self._loaded[threads] = load(threads)
+        return self._loaded[threads]
 
-            # f32 unless the graph itself says int8: OpenVINO would otherwise run bf16 on CPUs that have
-            # it (AVX512-BF16, AMX), which is a different backend than the one named here
-            config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
-            if threads:
-                config["INFERENCE_NUM_THREADS"] = threads
-            compiled = ov.Core().compile_model(graph, "CPU", config)
-            self._run = lambda feeds: compiled(feeds)[0]
+    def _onnx_runtime(self, threads: int | None) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        session = ort.InferenceSession(self.graph, options, providers=["CPUExecutionProvider"])
+        return lambda feeds: session.run(None, feeds)[0]
+
+    def _openvino(self, threads: int | None) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+        import openvino as ov
+
+        # f32 unless the graph itself says int8: OpenVINO would otherwise run bf16 on CPUs that have
+        # it (AVX512-BF16, AMX), which is a different backend than the one named here
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        compiled = ov.Core().compile_model(self.graph, "CPU", config)
+        return lambda feeds: compiled(feeds)[0]
+
+    def set_threads(self, threads: int | None) -> None:
+        """Run the next calls on ``threads`` threads (None: the runtime's default), loading the graph
+        again for a count not used before."""
+        if threads != self.threads:
+            self._run = self._load(threads)
+            self.threads = threads
 
     def __call__(self, features: dict[str, Any]) -> np.ndarray:
         """The graph's output for tokenizer ``features`` (tensors or arrays; extra keys ignored)."""

@@ -1,6 +1,7 @@
 """The models one replica serves: the default model plus registered models loaded on demand.
 
-A request names its model: the default name (``all-MiniLM-L6-v2``), or a *concrete* registry
+A request names its model: the default name (``all-MiniLM-L6-v2``, whichever backend runs it; another
+one as ``NAME?backend=B``, torch as ``?backend=torch``), or a *concrete* registry
 reference (``models:/NAME/VERSION``; the gateway resolves ``@alias`` before it gets here, see
 :mod:`counterpoint.infra.model_refs`). A concrete reference always means the same weights, so a
 loaded model never goes stale; the least recently used ones are dropped beyond ``max_models``
@@ -59,8 +60,11 @@ class ModelPool(Generic[M]):
         return [model_card(name, model) for name, model in list(self._loaded.items())]
 
     def get(self, name: str | None) -> tuple[str, M]:
-        """The model for ``name`` (``None``: the default), loading it if it is a registry reference."""
-        name = name or self.default_name
+        """The model for ``name`` (``None``, or the default's plain name: the default as served, e.g.
+        ``all-MiniLM-L6-v2`` when it runs as ``all-MiniLM-L6-v2?backend=openvino``), loading it if
+        it is a registry reference or the default with another ``?backend=``."""
+        if not name or name == split_backend(self.default_name)[0]:
+            name = self.default_name
         with self._lock:
             if name in self._loaded:
                 self._loaded.move_to_end(name)

@@ -50,10 +50,39 @@ def registry_loader(settings: Settings) -> Loader:
 
 def default_embedder(config: Settings) -> tuple[str, TextEmbedder]:
     """The model served by default (a packaged name, a local path, or a registered model pinned to its
-    version) and its served name, ``?backend=`` appended unless ``embed_backend`` is torch."""
+    version) and its served name, ``?backend=`` appended unless its backend is torch."""
     return model_loading.default_model(
-        config.embed_model, config.embed_model_path, config.embed_backend, config, build_embedder
+        config.embed_model,
+        config.embed_model_path,
+        model_loading.default_embed_backend(config),
+        config,
+        build_embedder,
     )
+
+
+def export_default_embedder(config: Settings) -> bool:
+    """Export the default model for its backend now, in a child process, unless nothing is to export.
+
+    The embed replica and the gateway's query lane would otherwise both export it at their first
+    start (an int8 calibration takes ~30 s on 2 cores), competing for the same cores. Returns whether
+    an export ran; raises ``RuntimeError`` when it failed."""
+    backend = model_loading.default_embed_backend(config)
+    if (
+        model_loading.pending_default_export(config.embed_model, config.embed_model_path, backend, config)
+        is None
+    ):
+        return False
+    import multiprocessing
+
+    child = multiprocessing.get_context("spawn").Process(target=default_embedder, args=(config,))
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(
+            f"exporting {config.embed_model} for backend {backend} failed (exit {child.exitcode}); "
+            "start with COUNTERPOINT_EMBED_BACKEND=torch to serve it without an export"
+        )
+    return True
 
 
 def serving_pool(config: Settings) -> EmbedderPool:

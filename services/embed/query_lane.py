@@ -25,8 +25,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import torch
-
 from counterpoint.models.embedder import Embeddings, TextEmbedder
 from counterpoint.models.pool import EmbedderPool
 from counterpoint.schemas import ModelCard
@@ -63,7 +61,7 @@ class QueryLane:
         self.busy = busy
         self.busy_threads = busy_threads
         self.idle_threads = idle_threads
-        self.threads_used: deque[int] = deque(maxlen=64)  # torch threads of the latest passes (tests read it)
+        self.threads_used: deque[int] = deque(maxlen=64)  # threads of the latest passes (tests read it)
         self._waiting: list[_Call] = []
         self._worker: asyncio.Task[None] | None = None
         self.batches = 0  # forward passes run (tests and benches read it)
@@ -89,10 +87,10 @@ class QueryLane:
         return self.idle_threads
 
     def _encode(self, embedder: TextEmbedder, texts: list[str], threads: int | None) -> Embeddings:
-        """One forward pass on a worker thread, with ``threads`` torch threads (None: as they are)."""
-        if threads is not None and torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-        self.threads_used.append(torch.get_num_threads())
+        """One forward pass on a worker thread, with ``threads`` threads (None: as they are)."""
+        if threads is not None:
+            embedder.set_threads(threads)
+        self.threads_used.append(embedder.threads)
         return embedder.embed(texts)
 
     async def embed(self, texts: list[str], model: str | None = None) -> Embeddings:

@@ -20,6 +20,8 @@ PORTS = {"GATEWAY_PORT": 18000, "MLFLOW_PORT": 15000, "RAY_DASHBOARD_PORT": 1826
 # Every stack gets a fresh data dir, but the converted SmolLM2 copy (~30 s to convert) is shared
 # with `make up`'s data dir: the conversion is atomic, so concurrent stacks may share it.
 DECODE_CACHE = Path(__file__).resolve().parents[2] / ".counterpoint" / "models" / "smollm2-135m-instruct"
+EXPORT_CACHE = Path(__file__).resolve().parents[2] / ".counterpoint" / "models" / "exported"
+"""The default model's int8 export (``embed_backend=auto``), made by the first stack and kept for all."""
 
 
 @dataclass
@@ -59,6 +61,7 @@ def stack_env(data_dir: Path) -> dict[str, str]:
         COUNTERPOINT_DATA_DIR=str(data_dir),
         COUNTERPOINT_MAX_SEQ_LENGTH="128",
         COUNTERPOINT_DECODE_CACHE_DIR=str(DECODE_CACHE),
+        COUNTERPOINT_EXPORT_CACHE_DIR=str(EXPORT_CACHE),
         HF_HUB_OFFLINE="1",
         RAY_USAGE_STATS_ENABLED="0",
         MLFLOW_DISABLE_TELEMETRY="true",

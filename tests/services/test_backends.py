@@ -18,12 +18,26 @@ from typer.testing import CliRunner
 
 from counterpoint.errors import InvalidInput
 from counterpoint.infra.tracking import client
+from counterpoint.models import export
 from counterpoint.models.embedder import TextEmbedder
-from counterpoint.models.export import MANIFEST, ensure_exported, split_backend, with_backend
+from counterpoint.models.export import (
+    MANIFEST,
+    ensure_exported,
+    int8_accelerated,
+    split_backend,
+    with_backend,
+)
 from counterpoint.models.reranker import TextReranker
-from counterpoint.services.embed.backends import LocalEmbedder, default_embedder, registry_loader
+from counterpoint.services.embed.backends import (
+    LocalEmbedder,
+    default_embedder,
+    export_default_embedder,
+    registry_loader,
+)
 from counterpoint.services.gateway.app import create_app
 from counterpoint.services.gateway.models import ModelRegistryService
+from counterpoint.services.model_loading import default_embed_backend
+from counterpoint.settings import Settings
 from counterpoint.workers.export import export_registered
 from tests.services.conftest import MODEL
 from tests.services.in_process import in_process_core
@@ -137,9 +151,54 @@ def test_the_default_model_runs_with_the_configured_backend(tiny_model_path: Pat
     assert name == "tiny?backend=onnx" and embedder.backend == "onnx"
     assert (next((settings.models_dir / "exported").iterdir()) / "onnx" / MANIFEST).is_file()
     pool = LocalEmbedder(name, embedder, loader=registry_loader(settings)).pool
-    served, plain = pool.get("tiny")  # the same model with torch: loaded on first use
-    assert served == "tiny" and plain.backend == "torch"
+    assert pool.get("tiny") == (name, embedder)  # the plain name: the default as served, no second copy
+    served, plain = pool.get("tiny?backend=torch")  # the same weights in torch: loaded on first use
+    assert served == "tiny?backend=torch" and plain.backend == "torch" and len(pool.names) == 2
     assert cosines(plain.embed(TEXTS).vectors, embedder.embed(TEXTS).vectors).min() > 0.9999
+
+
+def test_int8_only_where_the_cpu_multiplies_int8(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor : 0\nflags : fpu sse2 avx avx2 fma\n")
+    assert not int8_accelerated(cpuinfo)
+    for flag in ("avx512_vnni", "avx_vnni", "amx_int8"):
+        cpuinfo.write_text(f"processor : 0\nflags : fpu avx2 avx512f {flag}\n")
+        assert int8_accelerated(cpuinfo)
+    assert not int8_accelerated(tmp_path / "no-such-file")  # not Linux: no int8 claim
+
+
+def test_auto_runs_only_the_packaged_model_exported(
+    tiny_model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    packaged = Settings(data_dir=tmp_path, embed_backend="auto")  # all-MiniLM-L6-v2, measured
+    for vnni, expected in ((True, "openvino-int8"), (False, "openvino")):
+        monkeypatch.setattr(export, "int8_accelerated", lambda vnni=vnni: vnni)
+        assert default_embed_backend(packaged) == expected
+    own = unit_settings(tmp_path, embed_backend="auto", embed_model_path=str(tiny_model_path))
+    assert default_embed_backend(own) == "torch"  # a user's model is never quantized unasked
+    assert default_embed_backend(packaged.model_copy(update={"embed_backend": "onnx"})) == "onnx"
+
+
+def test_the_launcher_exports_the_default_model_once_before_the_replicas_start(
+    tiny_model_path: Path, tmp_path: Path
+) -> None:
+    settings = unit_settings(
+        tmp_path,
+        embed_model="tiny",
+        embed_model_path=str(tiny_model_path),
+        embed_backend="onnx",
+        export_cache_dir=tmp_path / "exports",
+    )
+    assert export_default_embedder(settings) is True  # in a child process
+    (exported,) = (tmp_path / "exports").iterdir()
+    assert json.loads((exported / "onnx" / MANIFEST).read_text())["backend"] == "onnx"
+    assert export_default_embedder(settings) is False  # already there: nothing runs
+    broken = settings.model_copy(
+        update={"embed_model_path": str(tmp_path / "empty"), "embed_backend": "openvino"}
+    )
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RuntimeError, match="COUNTERPOINT_EMBED_BACKEND=torch"):
+        export_default_embedder(broken)
 
 
 @pytest.fixture()

@@ -151,6 +151,33 @@ def test_lane_gives_way_to_the_replica_only_while_it_has_work(tiny_embedder: Tex
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("backend", ["onnx", "openvino-int8"])
+def test_lane_threads_reach_an_exported_graph(backend: str, tiny_model_path: Path, tmp_path: Path) -> None:
+    """An exported runtime fixes its threads when the graph loads: the lane still switches them, one
+    loaded copy per count, and both copies embed alike."""
+    embedder = TextEmbedder(
+        str(tiny_model_path), max_seq_length=64, backend=backend, export_dir=tmp_path / backend
+    )  # type: ignore[arg-type]
+    replica_busy = [False]
+    several = [f"query {i}" for i in range(QueryLane.MIN_TEXTS_FOR_ALL_CORES)]
+
+    async def scenario() -> tuple[list[int], Embeddings, Embeddings]:
+        lane = QueryLane(
+            EmbedderPool(TINY, embedder), busy=lambda: replica_busy[0], busy_threads=1, idle_threads=2
+        )
+        idle = await lane.embed(several)
+        replica_busy[0] = True
+        busy = await lane.embed(several)
+        return list(lane.threads_used), idle, busy
+
+    before = torch.get_num_threads()
+    used, idle, busy = asyncio.run(scenario())
+    assert used == [2, 1]
+    assert embedder.graph is not None and set(embedder.graph._loaded) >= {1, 2}
+    assert torch.get_num_threads() == before  # torch's own pool is not the one switched
+    np.testing.assert_allclose(idle.vectors, busy.vectors, atol=1e-5)
+
+
 def test_serve_embedder_counts_the_calls_in_flight() -> None:
     class Handle:
         def __init__(self) -> None:

@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 from streamlit.testing.v1 import AppTest
 
 from counterpoint.evaluation import evaluate_run
+from counterpoint.models.export import split_backend
 from counterpoint.settings import get_settings
 from tests.ui.conftest import APP, COLLECTION, RAY_AGENT_BUSY, UIStack
 
@@ -372,7 +373,7 @@ def test_models_page_sets_the_champion_and_deploys(
     open_page: Open, mlflow_runs: dict[str, Any], real_version: str, ui_env: UIStack, tmp_path: Path
 ) -> None:
     at = open_page("models")
-    assert "all-MiniLM-L6-v2" in list(at.dataframe[0].value["id"])
+    assert "all-MiniLM-L6-v2" in [split_backend(i)[0] for i in at.dataframe[0].value["id"]]
     assert any("ui-model" in m.value for m in at.markdown)
     at.selectbox(key="ver-ui-model").set_value("2")
     at.button(key="champ-ui-model").click()
