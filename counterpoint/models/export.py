@@ -52,7 +52,7 @@ Output = Literal["last_hidden_state", "logits"]
 
 def int8_accelerated(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """Whether this CPU multiplies int8 in hardware (AVX512-VNNI, AVX-VNNI, AMX). Without it an int8
-    graph is no faster than fp32 (bench_backends on an AVX2-only CPU: openvino-int8 0.8x torch)."""
+    graph is no faster than fp32 (bench_backends on an AVX2-only CPU: openvino-int8 1.0-1.1x torch)."""
     try:
         flags = set(cpuinfo.read_text().split())
     except OSError:

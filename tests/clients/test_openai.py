@@ -10,7 +10,7 @@ import numpy as np
 import openai
 import pytest
 
-from counterpoint.models.export import split_backend
+from counterpoint.models.export import auto_backend, split_backend, with_backend
 from tests.clients.conftest import RERANKER
 from tests.e2e.conftest import Stack
 
@@ -49,7 +49,9 @@ def test_embeddings_str_list_base64_float_and_matryoshka_dimensions(oa: openai.O
 def test_models_list_and_retrieve(oa: openai.OpenAI) -> None:
     kinds = {m.id: (m.model_extra or {}).get("kind") for m in oa.models.list()}
     # every servable model, with its kind (an extra field the client keeps)
-    assert kinds == {EMBED: "embedding", RERANKER: "reranker", LM: "causal-lm"}, kinds
+    served = with_backend(EMBED, auto_backend(packaged=True))  # `make up`'s default: embed_backend auto
+    assert kinds == {served: "embedding", RERANKER: "reranker", LM: "causal-lm"}, kinds
+    assert oa.models.retrieve(EMBED).id == served  # the plain name still finds it
     assert oa.models.retrieve(LM).id == LM
     with pytest.raises(openai.NotFoundError, match="not served"):
         oa.models.retrieve("gpt-4o")

@@ -155,6 +155,14 @@ def test_the_default_model_runs_with_the_configured_backend(tiny_model_path: Pat
     served, plain = pool.get("tiny?backend=torch")  # the same weights in torch: loaded on first use
     assert served == "tiny?backend=torch" and plain.backend == "torch" and len(pool.names) == 2
     assert cosines(plain.embed(TEXTS).vectors, embedder.embed(TEXTS).vectors).min() > 0.9999
+    with (
+        in_process_core(settings, LocalEmbedder(name, embedder)) as core,
+        TestClient(create_app(core), raise_server_exceptions=False) as api,
+    ):
+        assert api.get("/v1/models/tiny").json()["id"] == name  # OpenAI's models.retrieve, plain name
+        reply = api.post("/v1/embeddings", json={"input": TEXTS[:2], "model": "tiny"})
+        assert reply.json()["model"] == name
+        assert api.get("/v1/models/other").status_code == 404
 
 
 def test_int8_only_where_the_cpu_multiplies_int8(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import re
 from fastapi import APIRouter
 
 from counterpoint.errors import InvalidInput, NotFound
+from counterpoint.models.export import split_backend
 from counterpoint.schemas import (
     AliasUpdate,
     ModelCard,
@@ -42,6 +43,9 @@ async def model(model_id: str, services: Services, backend: str | None = None) -
     for card in cards:
         if card.id == model_id:
             return card
+    default = next((card for card in cards if card.kind == "embedding"), None)
+    if default is not None and split_backend(default.id)[0] == model_id:
+        return default  # the default model's plain name means the default as served
     raise NotFound(f"model '{model_id}' is not served; served: {', '.join(c.id for c in cards)}")
 
 
