@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 RATE = 20  # requests a second per key, counted in Redis for both replicas
 REVOCATION_CHECK_S = 1.0
-N_DOCS = 200
+N_DOCS = 2000  # enough pages that the re-index outlasts several writes through each replica
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +91,7 @@ def test_a_reindex_while_writers_use_both_replicas_loses_nothing(stack: Stack) -
     latest = {d["id"]: d["text"] for d in docs}
     lock = threading.Lock()
     replicas_during: set[str] = set()
+    writes = [0]
 
     def running() -> bool:
         with http(stack) as client:
@@ -107,7 +108,7 @@ def test_a_reindex_while_writers_use_both_replicas_loses_nothing(stack: Stack) -
                         "text": f"writer {writer} version {version} of {i}",
                         "metadata": {"key": f"d{i}"},
                     }
-                    for i in range(writer + 3 * version % 30, N_DOCS, 30)
+                    for i in range(writer + 3 * version % 200, N_DOCS, 200)  # small, frequent writes
                 ]
                 new = f"w{writer}-{version}"
                 batch.append({"id": new, "text": f"new document {new}", "metadata": {"key": new}})
@@ -116,13 +117,17 @@ def test_a_reindex_while_writers_use_both_replicas_loses_nothing(stack: Stack) -
                 with lock:
                     latest.update({d["id"]: d["text"] for d in batch})
                     replicas_during.add(reply.headers[REPLICA_HEADER])
+                    writes[0] += 1
 
     with ThreadPoolExecutor(3) as pool:
         list(pool.map(write, range(3)))
     with http(stack) as client:
         final = send(client, "GET", f"/v1/jobs/{job_id}").json()
         assert final["status"] == "succeeded", final
-        assert len(replicas_during) == 2, "the writes during the re-index went through one replica only"
+        assert len(replicas_during) == 2, (
+            f"the {writes[0]} writes during the re-index went through one replica"
+        )
+        print(f"{writes[0]} writes during the re-index")
         info = send(client, "GET", "/v1/collections/mirror").json()
         assert (info["count"], info["lexical"]) == (len(latest), "bm25")
         ids = sorted(latest)
