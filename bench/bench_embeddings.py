@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx  # noqa: E402
-from _stack import auth_headers, gateway, in_process_embedder, served_backend  # noqa: E402
+from _stack import auth_headers, gateway, served_backend, served_runtime_rate  # noqa: E402
 
 from counterpoint.datasets import (  # noqa: E402
     default_scifact_dir,
@@ -101,11 +101,7 @@ def main() -> None:
         backend = served_backend(url)
     after = encode_rate()  # the reference brackets the HTTP run: a shared machine's load drifts
     in_process = (before + after) / 2
-    same = in_process_embedder(backend, args.max_seq_length)
-    same.embed(docs[:8])
-    started = time.perf_counter()
-    same.embed(docs)
-    same_rate = n / (time.perf_counter() - started)
+    same_rate = served_runtime_rate(backend, docs, args.max_seq_length)
 
     what = "SciFact abstracts" if args.texts == "scifact" else "STS-B sentences"
     print(f"texts: {n} {what}, max_seq_length {args.max_seq_length}, {args.clients} clients x {args.batch}")

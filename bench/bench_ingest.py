@@ -15,7 +15,7 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from _stack import api_key, gateway, in_process_embedder, served_backend  # noqa: E402
+from _stack import api_key, gateway, served_backend, served_runtime_rate  # noqa: E402
 
 from counterpoint.client import Client  # noqa: E402
 from counterpoint.datasets import default_scifact_dir, iter_corpus, passage_text, to_ingest_document  # noqa: E402
@@ -57,11 +57,7 @@ def main() -> None:
         ingest = result.indexed / (time.perf_counter() - started)
         client.delete_collection(name)
         backend = served_backend(url)
-    same = in_process_embedder(backend, 256)
-    same.embed(texts[:8])
-    started = time.perf_counter()
-    same.embed(texts)
-    same_rate = len(texts) / (time.perf_counter() - started)
+    same_rate = served_runtime_rate(backend, texts, 256)
 
     print(f"documents: {len(docs)} SciFact abstracts (title + text), max_seq_length 256")
     print(f"in-process encode only     : {in_process:7.1f} docs/s (sentence-transformers, torch)")

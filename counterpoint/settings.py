@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 """An inference backend (:mod:`counterpoint.models.export`): eager torch, or an exported graph."""
-BackendChoice = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+BackendChoice = Literal["auto", Backend]
 """A backend, or ``auto`` (:func:`counterpoint.models.export.auto_backend`)."""
 DEFAULT_EXPORT_TOLERANCE = 1.0
 """Points of quality (STS-B dev Spearman) an exported backend may lose and still be served."""

@@ -69,13 +69,14 @@ def default_embed_backend(settings: Settings) -> Backend:
     return auto_backend(settings.embed_model == DEFAULT_EMBED_MODEL and settings.embed_model_path is None)
 
 
-def pending_default_export(name: str, path: str | None, backend: Backend, settings: Settings) -> Path | None:
-    """Where the default model's ``backend`` export will be made at first load, if it is not there yet;
-    None when nothing is to export (torch, a registered model's stored export, already exported)."""
+def default_export_pending(settings: Settings) -> bool:
+    """Whether the default embedding model's first load would export it (a backend other than torch,
+    a local model, no export there yet); a registered model's export is stored with its version."""
+    backend = default_embed_backend(settings)
+    path, name = settings.embed_model_path, settings.embed_model
     if backend == "torch" or (path is None and is_registry_ref(name)):
-        return None
-    directory = local_export_dir(settings, path or name, backend)
-    return None if (directory / MANIFEST).is_file() else directory
+        return False
+    return not (local_export_dir(settings, path or name, backend) / MANIFEST).is_file()
 
 
 def load_served(

@@ -66,11 +66,7 @@ def export_default_embedder(config: Settings) -> bool:
     The embed replica and the gateway's query lane would otherwise both export it at their first
     start (an int8 calibration takes ~30 s on 2 cores), competing for the same cores. Returns whether
     an export ran; raises ``RuntimeError`` when it failed."""
-    backend = model_loading.default_embed_backend(config)
-    if (
-        model_loading.pending_default_export(config.embed_model, config.embed_model_path, backend, config)
-        is None
-    ):
+    if not model_loading.default_export_pending(config):
         return False
     import multiprocessing
 
@@ -79,7 +75,7 @@ def export_default_embedder(config: Settings) -> bool:
     child.join()
     if child.exitcode != 0:
         raise RuntimeError(
-            f"exporting {config.embed_model} for backend {backend} failed (exit {child.exitcode}); "
+            f"exporting {config.embed_model} for backend {model_loading.default_embed_backend(config)} failed (exit {child.exitcode}); "
             "start with COUNTERPOINT_EMBED_BACKEND=torch to serve it without an export"
         )
     return True
