@@ -42,9 +42,9 @@ from counterpoint.schemas import Filter
 RETRIEVE_CHUNK = 1024
 """Point ids looked up per engine call by ``existing_ids``."""
 
-Point = tuple[str, list[float], qe.SparseVector | None, dict[str, Any]]
-"""A point as both engines store it: point id, dense vector, BM25 vector (lexical collections),
-payload (with the document id under ``id``)."""
+Point = tuple[str, Sequence[float], qe.SparseVector | None, dict[str, Any]]
+"""A point as both engines store it: point id, dense vector (in the form ``_stored_vector`` gives),
+BM25 vector (lexical collections), payload (with the document id under ``id``)."""
 
 RRF_K = 60
 """Reciprocal rank fusion's k: a hit's share is weight / (k + rank), the usual constant."""
@@ -126,6 +126,11 @@ class VectorStoreBackend(ABC):
 
     @abstractmethod
     def _put(self, name: str, points: list[Point]) -> None: ...
+
+    @staticmethod
+    def _stored_vector(vector: Sequence[float]) -> Sequence[float]:
+        """A dense vector to store, in the form the engine takes fastest: here a list of floats."""
+        return as_floats(vector)
 
     @abstractmethod
     def _retrieve(self, name: str, point_ids: list[str]) -> Iterable[Any]:
@@ -214,7 +219,7 @@ class VectorStoreBackend(ABC):
             [
                 (
                     point_id(r.id),
-                    as_floats(r.vector),
+                    self._stored_vector(r.vector),
                     None if lexical is None else (r.sparse or document_vector(lexical, r.payload)),
                     record_payload(r),
                 )

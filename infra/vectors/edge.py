@@ -18,11 +18,13 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import qdrant_edge as qe
 
 from counterpoint.errors import Conflict, InvalidInput, NotFound, Unavailable
@@ -45,6 +47,7 @@ from counterpoint.infra.vectors.edge_shard import (
     SPEC_FILE,
     WORK_DIR,
     OpenShard,
+    return_freed_memory,
     shard_records,
     write_json,
 )
@@ -149,6 +152,14 @@ class EdgeVectorStore(VectorStoreBackend):
     def _count(self, name: str, exact: bool) -> int:
         with self._use(name) as coll:
             return coll.shard.count(qe.CountRequest(exact=exact))
+
+    @staticmethod
+    def _stored_vector(vector: Sequence[float]) -> Sequence[float]:
+        """Packed float32 (``array('f')``): the engine reads it ~2x faster than a list of Python floats,
+        and turning vectors into engine points was most of a bulk upload's Python time."""
+        if isinstance(vector, np.ndarray):
+            return array("f", vector.astype(np.float32, copy=False).tobytes())
+        return array("f", vector)
 
     def _put(self, name: str, points: list[Point]) -> None:
         engine_points = [
@@ -292,6 +303,7 @@ class EdgeVectorStore(VectorStoreBackend):
                 with coll.writing:
                     coll.journal = None
                 shutil.rmtree(work, ignore_errors=True)
+                return_freed_memory()
 
     def _build(self, coll: OpenShard, name: str, work: Path) -> bool:
         """Optimize the copy at ``work`` in a child process (``close`` kills it); True if it changed."""

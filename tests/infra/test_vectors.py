@@ -173,6 +173,28 @@ def test_scroll_with_vectors_gives_the_stored_dense_vectors(shared_docs: VectorS
     assert all(r.vector is None for r in plain)
 
 
+@pytest.mark.parametrize(
+    "form",
+    [
+        lambda v: v.tolist(),
+        lambda v: v,
+        lambda v: v.astype(np.float64),
+        lambda v: tuple(float(x) for x in v),
+        lambda v: [np.float64(x) for x in v],
+    ],
+    ids=["list", "float32-array", "float64-array", "tuple", "numpy-scalars"],
+)
+def test_every_vector_form_is_stored_as_the_same_numbers(
+    store: VectorStore, form: Callable[[np.ndarray], Any]
+) -> None:
+    """Vectors reach the engine in the form it reads fastest (packed float32 for the embedded one):
+    lists, tuples and numpy rows of any float type store the same float32 numbers."""
+    store.create_collection(CollectionSpec("forms", DIM, "dot"))
+    store.upsert("forms", [VectorRecord(IDS[i], form(VECTORS[i]), {}) for i in range(4)])
+    page, _ = store.scroll("forms", limit=8, with_vectors=True)
+    assert {r.id: list(np.float32(r.vector)) for r in page} == {IDS[i]: list(VECTORS[i]) for i in range(4)}
+
+
 def test_search_matches_brute_force(shared_docs: VectorStore) -> None:
     for query in QUERIES:
         hits = shared_docs.search("docs", query.tolist(), top_k=10)
