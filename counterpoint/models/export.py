@@ -91,6 +91,13 @@ def split_backend(ref: str) -> tuple[str, Backend]:
     return base, parse_backend(value, f"model '{ref}'")
 
 
+def names_default(name: str | None, default_id: str) -> bool:
+    """Whether ``name`` asks for the default model as served (``default_id``): no name, that id, or
+    its plain name, what OpenAI-style clients send (``all-MiniLM-L6-v2`` for the default served as
+    ``all-MiniLM-L6-v2?backend=openvino``)."""
+    return not name or name in (default_id, split_backend(default_id)[0])
+
+
 def with_backend(ref: str, backend: Backend | None) -> str:
     """The served name of ``ref`` run by ``backend`` (torch: the plain name)."""
     base, current = split_backend(ref)

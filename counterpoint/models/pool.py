@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from counterpoint.errors import NotFound
 from counterpoint.models.embedder import TextEmbedder
-from counterpoint.models.export import split_backend
+from counterpoint.models.export import names_default, split_backend
 from counterpoint.schemas import ModelCard
 
 M = TypeVar("M")
@@ -63,7 +63,7 @@ class ModelPool(Generic[M]):
         """The model for ``name`` (``None``, or the default's plain name: the default as served, e.g.
         ``all-MiniLM-L6-v2`` when it runs as ``all-MiniLM-L6-v2?backend=openvino``), loading it if
         it is a registry reference or the default with another ``?backend=``."""
-        if not name or name == split_backend(self.default_name)[0]:
+        if names_default(name, self.default_name):
             name = self.default_name
         with self._lock:
             if name in self._loaded:

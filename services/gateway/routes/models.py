@@ -7,7 +7,7 @@ import re
 from fastapi import APIRouter
 
 from counterpoint.errors import InvalidInput, NotFound
-from counterpoint.models.export import split_backend
+from counterpoint.models.export import names_default
 from counterpoint.schemas import (
     AliasUpdate,
     ModelCard,
@@ -44,8 +44,8 @@ async def model(model_id: str, services: Services, backend: str | None = None) -
         if card.id == model_id:
             return card
     default = next((card for card in cards if card.kind == "embedding"), None)
-    if default is not None and split_backend(default.id)[0] == model_id:
-        return default  # the default model's plain name means the default as served
+    if default is not None and names_default(model_id, default.id):
+        return default
     raise NotFound(f"model '{model_id}' is not served; served: {', '.join(c.id for c in cards)}")
 
 
