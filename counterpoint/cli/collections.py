@@ -64,7 +64,8 @@ def collections_create(
         float | None, typer.Option(help="Rescored candidates per hit (default 2).")
     ] = None,
     on_disk: Annotated[
-        bool | None, typer.Option("--on-disk/--in-ram", help="Full vectors on disk (memory-mapped).")
+        bool | None,
+        typer.Option("--on-disk/--in-ram", help="Full vectors on disk (default: with quantization)."),
     ] = None,
     lexical: Annotated[
         bool,

@@ -104,7 +104,9 @@ class IndexConfig(StrictModel):
         "oversampling", "Rescored candidates per result with quantization (default 2)."
     )
     on_disk: bool | None = Field(
-        None, description="Leave the full vectors on disk (memory-mapped) instead of in RAM (default off)."
+        None,
+        description="Leave the full vectors on disk (memory-mapped) instead of in RAM (default: on disk "
+        "when quantization is on, since searches then read them only to rescore; in RAM otherwise).",
     )
 
 

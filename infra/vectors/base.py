@@ -40,7 +40,8 @@ class IndexSettings:
     ``m`` (graph links per node) and ``ef_construct`` shape the graph; ``hnsw_ef`` is how many
     candidates a search explores (more: better recall, slower). ``quantization`` keeps an int8 copy
     of the vectors in RAM and rescores the best ``oversampling`` x top_k with the full vectors;
-    ``on_disk`` leaves the full vectors on disk (memory-mapped) instead of in RAM.
+    ``on_disk`` leaves the full vectors on disk (memory-mapped) instead of in RAM (unset, the
+    embedded engine does so whenever quantization is on; see ``EdgeTuning``).
     """
 
     m: int | None = None
