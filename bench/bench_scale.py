@@ -22,6 +22,7 @@ recall@10 >= 0.98 clustered and >= 0.95 uniform at defaults, p50 <= 5 ms (filter
 
     .venv/bin/python bench/bench_scale.py                        # 1M of each kind: about an hour
     .venv/bin/python bench/bench_scale.py --n 100000 --kinds uniform
+    .venv/bin/python bench/bench_scale.py --kinds clustered --on-disk off   # full vectors in RAM
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import psutil
 from _machine import cpu_name
 
 from counterpoint.infra.vectors import CollectionSpec, EdgeVectorStore, VectorRecord
-from counterpoint.infra.vectors.base import SearchMode
+from counterpoint.infra.vectors.base import IndexSettings, SearchMode
 from counterpoint.infra.vectors.edge import IndexPolicy
 from counterpoint.infra.vectors.recall import EF_LADDER, TARGET_RECALL
 from counterpoint.schemas import Condition, Filter, Range
@@ -53,6 +54,7 @@ TAGS = 100
 TARGETS = {"recall_clustered": 0.98, "recall_uniform": 0.95, "p50_ms": 5.0, "upload": 20_000.0}
 BUILD_TARGET_S = 20 * 60
 MEMORY_TARGET_GB = 2.5
+ON_DISK = {"default": None, "on": True, "off": False}
 
 
 # --- data: deterministic chunks, never the whole set at once ----------------------------------
@@ -216,7 +218,13 @@ def run_kind(kind: str, args: argparse.Namespace, root: Path) -> None:
     memory = PeakMemory()
     store = EdgeVectorStore(root / kind, auto_index=IndexPolicy(min_points=args.min_points))
     store.create_collection(
-        CollectionSpec("scale", DIM, "cosine", payload_indexes={"tag": "keyword", "score": "float"})
+        CollectionSpec(
+            "scale",
+            DIM,
+            "cosine",
+            payload_indexes={"tag": "keyword", "score": "float"},
+            index=IndexSettings(on_disk=ON_DISK[args.on_disk]),
+        )
     )
     upload_s = 0.0
     for chunk in data.chunks():
@@ -305,6 +313,10 @@ def main() -> None:
     parser.add_argument(
         "--min-points", type=int, default=IndexPolicy().min_points, help="the indexer's threshold"
     )
+    parser.add_argument(
+        "--on-disk", choices=list(ON_DISK), default="default",
+        help="full vectors on disk (default: the store's, on with quantization) or in RAM (off)",
+    )  # fmt: skip
     parser.add_argument("--build-timeout", type=float, default=3600.0, help="seconds to wait for the graph")
     parser.add_argument(
         "--dir", type=Path, default=None, help="where the collections go (default: a temp dir)"

@@ -37,7 +37,9 @@ def index_settings_inputs() -> dict[str, Any]:
         values["oversampling"] = _bounded_number(
             c5, "oversampling", "oversampling", "Rescored per hit (default 2)."
         )
-        on_disk = c6.selectbox("vectors on disk", list(TRI_STATE), key="new_on_disk")
+        on_disk = c6.selectbox(
+            "vectors on disk", list(TRI_STATE), key="new_on_disk", help="default: on with int8 quantization"
+        )
     values["quantization"], values["on_disk"] = TRI_STATE[quantization], TRI_STATE[on_disk]
     return values
 
