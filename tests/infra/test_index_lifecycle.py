@@ -178,6 +178,28 @@ def test_index_settings_round_trip(kind: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("index", "memory"),
+    [
+        (IndexSettings(), "cold"),  # the default: an int8 copy in RAM, the full vectors on disk
+        (IndexSettings(quantization=False), None),  # no int8 copy: searches read the full vectors
+        (IndexSettings(on_disk=False), None),
+        (IndexSettings(quantization=False, on_disk=True), "cold"),
+    ],
+)
+def test_full_vectors_stay_on_disk_unless_searches_read_them(
+    index: IndexSettings, memory: str | None, tmp_path: Path
+) -> None:
+    store = EdgeVectorStore(tmp_path)
+    store.create_collection(CollectionSpec("docs", DIM, "cosine", {}, index))
+    store.upsert("docs", _records(range(50)))
+    store.optimize("docs")  # the built segment is where the placement matters
+    assert store.search("docs", VECTORS[7].tolist(), top_k=1)[0].id == "doc-7"
+    store.close()
+    config = json.loads((tmp_path / "docs" / SHARD_DIR / "edge_config.json").read_text())
+    assert config["vectors"][""].get("memory") == memory
+
+
+@pytest.mark.parametrize(
     "value", [IndexSettings(m=1), IndexSettings(hnsw_ef=0), IndexSettings(oversampling=0.5)]
 )
 def test_bad_index_settings_are_refused(value: IndexSettings, tmp_path: Path) -> None:
