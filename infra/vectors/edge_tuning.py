@@ -35,7 +35,8 @@ class EdgeTuning:
     with the full vectors. ``on_disk`` leaves the full vectors memory-mapped on disk (cold); unset,
     it follows ``quantization``: with the int8 copy in RAM the full vectors are only read to rescore
     a few candidates per search, so they stay on disk (Qdrant's own low-memory setup: 1.24 GB
-    resident after a 1M x 384 build instead of 2.56; search p50 the same within noise at 200k).
+    resident after a 1M x 384 build instead of 2.56; search p50 up to ~35 % more on some query
+    sets at 300k, all under 2.6 ms: README "Search at scale").
 
     The defaults come from ``bench/bench_scale.py`` (README "Search at scale"): int8 quantization
     builds the graph ~10x faster (the engine builds with the int8 copy) and searches ~3x faster at

@@ -127,7 +127,6 @@ def test_a_reindex_while_writers_use_both_replicas_loses_nothing(stack: Stack) -
         assert len(replicas_during) == 2, (
             f"the {writes[0]} writes during the re-index went through one replica"
         )
-        print(f"{writes[0]} writes during the re-index")
         info = send(client, "GET", "/v1/collections/mirror").json()
         assert (info["count"], info["lexical"]) == (len(latest), "bm25")
         ids = sorted(latest)
