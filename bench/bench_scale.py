@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import tempfile
 import threading
@@ -176,6 +177,7 @@ class SearchStats:
     recall: float
     p50_ms: float
     p99_ms: float
+    faults: float  # major page faults per search: pages read from disk, cold after a build
 
 
 def run_searches(
@@ -183,16 +185,19 @@ def run_searches(
 ) -> SearchStats:
     mode = SearchMode(hnsw_ef=ef) if ef else None
     times, hits = [], 0
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_majflt
     for vector, want in zip(queries, truth, strict=True):
         started = time.perf_counter()
         found = store.search("scale", vector, 10, filt, mode)
         times.append((time.perf_counter() - started) * 1000)
         hits += len(want & {rec.id for rec in found})
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_majflt - faults
     times.sort()
     return SearchStats(
         hits / sum(len(t) for t in truth),
         statistics.median(times),
         times[min(len(times) - 1, round(0.99 * (len(times) - 1)))],
+        faults / len(queries),
     )
 
 
@@ -201,7 +206,10 @@ def suggest_ef(store: EdgeVectorStore, queries: np.ndarray, truth: list[set[str]
     (each ef's recall printed as it goes)."""
     for ef in EF_LADDER:
         stats = run_searches(store, queries, truth, None, ef)
-        print(f"  {label} queries, hnsw_ef={ef}: recall@10 {stats.recall:.3f}, p50 {stats.p50_ms:.2f} ms")
+        print(
+            f"  {label} queries, hnsw_ef={ef}: recall@10 {stats.recall:.3f}, p50 {stats.p50_ms:.2f} ms, "
+            f"{stats.faults:.1f} major faults per search"
+        )
         if stats.recall >= TARGET_RECALL:
             return ef
     return None
@@ -273,10 +281,13 @@ def run_kind(kind: str, args: argparse.Namespace, root: Path) -> None:
     disk = disk_bytes(root / kind)
     store.close()
 
-    print(f"{'queries':<10}{'filter':<8}{'setting':<14}{'recall@10':>10}{'p50 ms':>9}{'p99 ms':>9}")
+    print(
+        f"{'queries':<10}{'filter':<8}{'setting':<14}{'recall@10':>10}{'p50 ms':>9}{'p99 ms':>9}{'majflt/q':>10}"
+    )
     for (label, name, setting), stats in rows.items():
         print(
             f"{label:<10}{name:<8}{setting:<14}{stats.recall:>10.3f}{stats.p50_ms:>9.2f}{stats.p99_ms:>9.2f}"
+            f"{stats.faults:>10.1f}"
         )
     gb = 1024**3
     print(f"suggested hnsw_ef (recall >= {TARGET_RECALL}, held-out queries, else stored): {ef}")

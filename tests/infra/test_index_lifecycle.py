@@ -197,6 +197,7 @@ def test_full_vectors_stay_on_disk_unless_searches_read_them(
     store.close()
     config = json.loads((tmp_path / "docs" / SHARD_DIR / "edge_config.json").read_text())
     assert config["vectors"][""].get("memory") == memory
+    assert (config["payload_memory"], config["id_tracker_memory"]) == ("cached", "pinned")
 
 
 @pytest.mark.parametrize(
