@@ -10,7 +10,9 @@ The stack serves the model on its configured backend (``embed_backend``, default
 exported graph, see the README's "Inference backends"), so a second reference is printed too: the
 same model on the same backend in this process (`TextEmbedder.embed` of all texts at once), which
 isolates the cost of the serving path from the runtime's speed. ``--backend`` picks the private
-stack's backend.
+stack's backend. ``--encoding`` runs the HTTP phase with the answer's vectors as JSON floats (the
+API's default) and/or as base64 float32 (``encoding_format: base64``, what the OpenAI SDK asks
+for by default, decoded here with numpy as it does), one after the other on the same stack.
 
     .venv/bin/python bench/bench_embeddings.py --texts stsb [--url http://127.0.0.1:8000] [--backend torch]
 """
@@ -18,6 +20,7 @@ stack's backend.
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx  # noqa: E402
+import numpy as np  # noqa: E402
 from _stack import auth_headers, gateway, served_backend, served_runtime_rate  # noqa: E402
 
 from counterpoint.datasets import (  # noqa: E402
@@ -61,6 +65,9 @@ def main() -> None:
     )
     parser.add_argument("--max-seq-length", type=int, default=256)
     parser.add_argument("--backend", default="auto", help="the private stack's embed_backend")
+    parser.add_argument(
+        "--encoding", default="float,base64", help="answer formats measured, comma-separated: float, base64"
+    )
     args = parser.parse_args()
 
     rounds = args.rounds or (2 if args.texts == "scifact" else 16)
@@ -89,15 +96,20 @@ def main() -> None:
     with gateway(args.url) as url, httpx.Client(base_url=url, timeout=300, headers=auth_headers(url)) as http:
         http.post("/v1/embeddings", json={"input": docs[:8]}).raise_for_status()
 
-        def send(texts: list[str]) -> int:
-            reply = http.post("/v1/embeddings", json={"input": texts})
+        def send(texts: list[str], encoding: str) -> int:
+            reply = http.post("/v1/embeddings", json={"input": texts, "encoding_format": encoding})
             reply.raise_for_status()
-            return len(reply.json()["data"])
+            data = reply.json()["data"]
+            if encoding == "base64":
+                [np.frombuffer(base64.b64decode(item["embedding"]), dtype="<f4") for item in data]
+            return len(data)
 
-        started = time.perf_counter()
-        with ThreadPoolExecutor(args.clients) as pool:
-            done = sum(pool.map(send, requests))
-        over_http = done / (time.perf_counter() - started)
+        over_http: list[tuple[str, float]] = []
+        for encoding in args.encoding.split(","):
+            started = time.perf_counter()
+            with ThreadPoolExecutor(args.clients) as pool:
+                done = sum(pool.map(send, requests, [encoding] * len(requests)))
+            over_http.append((encoding, done / (time.perf_counter() - started)))
         backend = served_backend(url)
     after = encode_rate()  # the reference brackets the HTTP run: a shared machine's load drifts
     in_process = (before + after) / 2
@@ -111,10 +123,11 @@ def main() -> None:
     print(
         f"in-process TextEmbedder, {backend:<13}: {same_rate:8.1f} sentences/s (the served runtime, no serving)"
     )
-    print(f"HTTP /v1/embeddings, {backend:<17}: {over_http:8.1f} sentences/s")
     target = TARGETS[args.texts]
-    print(f"ratio HTTP / in-process encode        : {over_http / in_process:8.2f}  (target >= {target:.2f})")
-    print(f"ratio HTTP / same runtime in-process  : {over_http / same_rate:8.2f}  (the serving path's cost)")
+    for encoding, rate in over_http:
+        print(f"HTTP /v1/embeddings, {backend}, {encoding:<7}: {rate:8.1f} sentences/s")
+        print(f"  ratio HTTP / in-process encode       : {rate / in_process:8.2f}  (target >= {target:.2f})")
+        print(f"  ratio HTTP / same runtime in-process : {rate / same_rate:8.2f}  (the serving path's cost)")
 
 
 if __name__ == "__main__":

@@ -146,18 +146,20 @@ class GatewayCore:
                 f"dimensions={request.dimensions} exceeds the model's {card.dimensions} dimensions"
             )
         result = await self.embedder.embed(texts, card.id)
-        vectors = truncate_and_normalize(result.vectors, request.dimensions)
+        vectors = truncate_and_normalize(result.vectors, request.dimensions).astype("<f4", copy=False)
+        # Built without validation: float rows stay float32 arrays, which the route writes as JSON
+        # itself (routes/embeddings.py); checking 384 floats a vector cost more than the answer.
         items = [
-            EmbeddingItem(
+            EmbeddingItem.model_construct(
                 index=i,
-                embedding=base64.b64encode(v.astype("<f4").tobytes()).decode()
+                embedding=base64.b64encode(v.tobytes()).decode()
                 if request.encoding_format == "base64"
-                else v.tolist(),
+                else v,
             )
             for i, v in enumerate(vectors)
         ]
         usage = Usage(prompt_tokens=result.total_tokens, total_tokens=result.total_tokens)
-        return EmbeddingResponse(data=items, model=card.id, usage=usage)
+        return EmbeddingResponse.model_construct(data=items, model=card.id, usage=usage)
 
     # --- collections ---------------------------------------------------------------------
 

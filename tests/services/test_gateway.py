@@ -10,6 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from counterpoint.models.embedder import TextEmbedder
+from counterpoint.services.gateway.core import GatewayCore
+from tests.services.in_process import in_process_sdk
 
 DOCS = [
     {"id": f"d{i}", "title": title, "text": text, "metadata": {"kind": kind, "year": year}}
@@ -83,6 +85,28 @@ def test_embeddings_single_string_dimensions_and_base64(api: TestClient) -> None
     encoded = api.post("/v1/embeddings", json={"input": "hello", "encoding_format": "base64"}).json()
     decoded = np.frombuffer(base64.b64decode(encoded["data"][0]["embedding"]), dtype="<f4")
     np.testing.assert_allclose(decoded, full, atol=1e-6)
+
+
+def test_float_answers_read_back_as_the_exact_float32_vectors_the_sdk_gets(
+    core: GatewayCore, api: TestClient
+) -> None:
+    """JSON floats come in float32's shortest form, base64 holds the float32 bytes: both are the same
+    vectors, and the SDK (which asks for base64) hands back those numbers as floats."""
+    texts = ["a lighthouse", "the bread rises", "x"]
+    answer = api.post("/v1/embeddings", json={"input": texts})
+    floats = answer.json()
+    digits = json.loads(answer.text, parse_float=str)["data"][0]["embedding"]
+    assert max(len(d.lstrip("-")) for d in digits) <= 14, "float32's shortest form, not float64's 17 digits"
+    packed = api.post("/v1/embeddings", json={"input": texts, "encoding_format": "base64"}).json()
+    assert floats.keys() == {"object", "data", "model", "usage"} and floats["object"] == "list"
+    assert floats["data"][0].keys() == {"object", "index", "embedding"}
+    exact = np.stack([np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in packed["data"]])
+    np.testing.assert_array_equal(np.array([d["embedding"] for d in floats["data"]], dtype="<f4"), exact)
+    with in_process_sdk(core) as sdk:
+        ours = sdk.embed(texts)
+    assert all(isinstance(d.embedding, list) for d in ours.data)
+    np.testing.assert_array_equal(np.array([d.embedding for d in ours.data], dtype="<f4"), exact)
+    assert ours.usage.total_tokens == floats["usage"]["total_tokens"]
 
 
 @pytest.mark.parametrize(
