@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
 
 from counterpoint.client import Client
 
@@ -110,12 +109,6 @@ def stop(stack: Stack, proc: subprocess.Popen[str]) -> None:
     while time.monotonic() < deadline and any(port_open(p) for p in PORTS.values()):
         time.sleep(0.5)
     assert not [name for name, p in PORTS.items() if port_open(p)], "parts still running after `down`"
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("stack")) as s:
-        yield s
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from counterpoint.client import Client
 from counterpoint.datasets import default_scifact, passage_text
 from counterpoint.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from counterpoint.evaluation import evaluate_run, exact_search
-from counterpoint.models.export import auto_backend
+from counterpoint.models.export import auto_backend, split_backend
 from counterpoint.models.paths import packaged_minilm_path
 from tests.e2e.conftest import PORTS, Stack, start, stop
 
@@ -90,7 +90,11 @@ def test_embeddings_over_http_equal_sentence_transformers(
     assert reply.status_code == 200
     # the stack runs as `make up` does: embed_backend auto, so the packaged model is served as its
     # export for this CPU (made once by the launcher), under the plain name too
-    (default,) = [m for m in stack.client().models() if m.kind == "embedding"]
+    (default,) = [  # test_jobs may have loaded its fine-tuned model into this stack too
+        m
+        for m in stack.client().models()
+        if m.kind == "embedding" and split_backend(m.id)[0] == "all-MiniLM-L6-v2"
+    ]
     assert default.backend == auto_backend(packaged=True)
     assert default.id == f"all-MiniLM-L6-v2?backend={default.backend}" == reply.json()["model"]
     got = np.array([item["embedding"] for item in reply.json()["data"]])

@@ -33,7 +33,7 @@ register_as: e2e-smoke-model
 
 
 def test_train_job_through_the_gateway(stack: Stack, tmp_path: Path) -> None:
-    data = Path(__file__).resolve().parents[2] / "counterpoint" / "data" / "scifact"
+    data = Path(__file__).resolve().parents[3] / "counterpoint" / "data" / "scifact"
     config = tmp_path / "job.yaml"
     config.write_text(CONFIG.format(data=data))
     result = stack.cli("train", str(config), "--follow", timeout=600)
