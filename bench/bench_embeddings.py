@@ -20,7 +20,6 @@ for by default, decoded here with numpy as it does), one after the other on the 
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx  # noqa: E402
-import numpy as np  # noqa: E402
 from _stack import auth_headers, gateway, served_backend, served_runtime_rate  # noqa: E402
 
 from counterpoint.datasets import (  # noqa: E402
@@ -38,6 +36,7 @@ from counterpoint.datasets import (  # noqa: E402
     load_sts,
     passage_text,
 )
+from counterpoint.schemas.embeddings import decode_embedding  # noqa: E402
 
 TARGETS = {"scifact": 0.8, "stsb": 0.9}
 
@@ -101,7 +100,7 @@ def main() -> None:
             reply.raise_for_status()
             data = reply.json()["data"]
             if encoding == "base64":
-                [np.frombuffer(base64.b64decode(item["embedding"]), dtype="<f4") for item in data]
+                [decode_embedding(item["embedding"]) for item in data]
             return len(data)
 
         over_http: list[tuple[str, float]] = []

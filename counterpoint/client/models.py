@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-
-import numpy as np
-
 from counterpoint.client.transport import Transport
 from counterpoint.schemas import (
     EmbeddingRequest,
@@ -16,6 +12,7 @@ from counterpoint.schemas import (
     RegisteredModel,
     RegisteredModelList,
 )
+from counterpoint.schemas.embeddings import decode_embedding
 from counterpoint.settings import Backend
 
 
@@ -68,5 +65,5 @@ class ModelsAPI(Transport):
         body = EmbeddingRequest(input=input, model=model, dimensions=dimensions, encoding_format="base64")
         data = self._request("POST", "/v1/embeddings", json=body.model_dump(exclude_none=True))
         for item in data["data"]:
-            item["embedding"] = np.frombuffer(base64.b64decode(item["embedding"]), dtype="<f4").tolist()
+            item["embedding"] = decode_embedding(item["embedding"]).tolist()
         return EmbeddingResponse.model_validate(data)

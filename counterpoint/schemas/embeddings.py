@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
 from counterpoint.schemas.base import StrictModel, Usage
@@ -43,3 +45,13 @@ class EmbeddingResponse(BaseModel):
     data: list[EmbeddingItem]
     model: str
     usage: Usage
+
+
+def encode_embedding(vector: np.ndarray) -> str:
+    """A vector as ``encoding_format: base64`` sends it: its little-endian float32 bytes."""
+    return base64.b64encode(np.ascontiguousarray(vector, dtype="<f4").tobytes()).decode()
+
+
+def decode_embedding(encoded: str) -> np.ndarray:
+    """The float32 vector a base64 ``embedding`` holds."""
+    return np.frombuffer(base64.b64decode(encoded), dtype="<f4")

@@ -9,7 +9,6 @@ methods with an in-process embedder.
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 import uuid
 from collections.abc import Sequence
@@ -51,6 +50,7 @@ from counterpoint.schemas import (
     Usage,
     metadata_mismatch,
 )
+from counterpoint.schemas.embeddings import encode_embedding
 from counterpoint.services.embed.backends import EmbedderBackend
 from counterpoint.services.gateway.health import core_health
 from counterpoint.services.gateway.reindex import Reindexer
@@ -152,9 +152,7 @@ class GatewayCore:
         items = [
             EmbeddingItem.model_construct(
                 index=i,
-                embedding=base64.b64encode(v.tobytes()).decode()
-                if request.encoding_format == "base64"
-                else v,
+                embedding=encode_embedding(v) if request.encoding_format == "base64" else v,
             )
             for i, v in enumerate(vectors)
         ]

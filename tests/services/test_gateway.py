@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 
 import numpy as np
@@ -10,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from counterpoint.models.embedder import TextEmbedder
+from counterpoint.schemas.embeddings import decode_embedding
 from counterpoint.services.gateway.core import GatewayCore
 from tests.services.in_process import in_process_sdk
 
@@ -83,7 +83,7 @@ def test_embeddings_single_string_dimensions_and_base64(api: TestClient) -> None
     expected = np.array(full[:8]) / np.linalg.norm(full[:8])
     np.testing.assert_allclose(short, expected, atol=1e-5)
     encoded = api.post("/v1/embeddings", json={"input": "hello", "encoding_format": "base64"}).json()
-    decoded = np.frombuffer(base64.b64decode(encoded["data"][0]["embedding"]), dtype="<f4")
+    decoded = decode_embedding(encoded["data"][0]["embedding"])
     np.testing.assert_allclose(decoded, full, atol=1e-6)
 
 
@@ -100,7 +100,7 @@ def test_float_answers_read_back_as_the_exact_float32_vectors_the_sdk_gets(
     packed = api.post("/v1/embeddings", json={"input": texts, "encoding_format": "base64"}).json()
     assert floats.keys() == {"object", "data", "model", "usage"} and floats["object"] == "list"
     assert floats["data"][0].keys() == {"object", "index", "embedding"}
-    exact = np.stack([np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in packed["data"]])
+    exact = np.stack([decode_embedding(d["embedding"]) for d in packed["data"]])
     np.testing.assert_array_equal(np.array([d["embedding"] for d in floats["data"]], dtype="<f4"), exact)
     with in_process_sdk(core) as sdk:
         ours = sdk.embed(texts)
