@@ -23,6 +23,7 @@ recall@10 >= 0.98 clustered and >= 0.95 uniform at defaults, p50 <= 5 ms (filter
     .venv/bin/python bench/bench_scale.py                        # 1M of each kind: about an hour
     .venv/bin/python bench/bench_scale.py --n 100000 --kinds uniform
     .venv/bin/python bench/bench_scale.py --kinds clustered --on-disk off   # full vectors in RAM
+    .venv/bin/python bench/bench_scale.py --kinds clustered --datatype float16  # half-size, in RAM
 """
 
 from __future__ import annotations
@@ -231,7 +232,7 @@ def run_kind(kind: str, args: argparse.Namespace, root: Path) -> None:
             DIM,
             "cosine",
             payload_indexes={"tag": "keyword", "score": "float"},
-            index=IndexSettings(on_disk=ON_DISK[args.on_disk]),
+            index=IndexSettings(on_disk=ON_DISK[args.on_disk], datatype=args.datatype),
         )
     )
     upload_s = 0.0
@@ -328,12 +329,17 @@ def main() -> None:
         "--on-disk", choices=list(ON_DISK), default="default",
         help="full vectors on disk (default: the store's, on with quantization) or in RAM (off)",
     )  # fmt: skip
+    parser.add_argument(
+        "--datatype", choices=["float32", "float16"], default=None,
+        help="how the full vectors are stored (default: the store's, float32); float16 keeps them in RAM",
+    )  # fmt: skip
     parser.add_argument("--build-timeout", type=float, default=3600.0, help="seconds to wait for the graph")
     parser.add_argument(
         "--dir", type=Path, default=None, help="where the collections go (default: a temp dir)"
     )
     args = parser.parse_args()
-    print(f"bench_scale {date.today()} on {cpu_name()}, {os.cpu_count()} CPUs")
+    print(f"bench_scale {date.today()} on {cpu_name()}, {os.cpu_count()} CPUs; on_disk {args.on_disk}, "
+          f"datatype {args.datatype or 'default'}")  # fmt: skip
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for kind in args.kinds.split(","):
             run_kind(kind.strip(), args, Path(tmp))

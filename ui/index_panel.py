@@ -3,13 +3,13 @@ the recall check (recall@10 now, per search ef, and the ef that reaches 0.98).""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import pandas as pd
 import streamlit as st
 
 from counterpoint.client import Client
-from counterpoint.schemas import INDEX_BOUNDS, CollectionInfo
+from counterpoint.schemas import INDEX_BOUNDS, CollectionInfo, VectorDatatype
 from counterpoint.ui import common
 
 TRI_STATE = {"default": None, "on": True, "off": False}
@@ -38,9 +38,19 @@ def index_settings_inputs() -> dict[str, Any]:
             c5, "oversampling", "oversampling", "Rescored per hit (default 2)."
         )
         on_disk = c6.selectbox(
-            "vectors on disk", list(TRI_STATE), key="new_on_disk", help="default: on with int8 quantization"
+            "vectors on disk",
+            list(TRI_STATE),
+            key="new_on_disk",
+            help="default: on with int8 quantization and float32 vectors",
+        )
+        datatype = c4.selectbox(
+            "vector type",
+            ["default", *get_args(VectorDatatype)],
+            key="new_datatype",
+            help="default float32 (read back exactly); float16: half the memory and disk, same recall",
         )
     values["quantization"], values["on_disk"] = TRI_STATE[quantization], TRI_STATE[on_disk]
+    values["datatype"] = None if datatype == "default" else datatype
     return values
 
 

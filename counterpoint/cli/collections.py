@@ -15,7 +15,7 @@ from counterpoint.cli import shared
 from counterpoint.cli.shared import FUSION, err, out
 from counterpoint.client import read_jsonl
 from counterpoint.errors import InvalidInput
-from counterpoint.schemas import Fusion, RetrievalMode
+from counterpoint.schemas import Fusion, RetrievalMode, VectorDatatype
 
 collections_app = typer.Typer(help="Create, list, describe and delete collections.", no_args_is_help=True)
 
@@ -65,7 +65,16 @@ def collections_create(
     ] = None,
     on_disk: Annotated[
         bool | None,
-        typer.Option("--on-disk/--in-ram", help="Full vectors on disk (default: with quantization)."),
+        typer.Option(
+            "--on-disk/--in-ram", help="Full vectors on disk (default: with quantization and float32)."
+        ),
+    ] = None,
+    datatype: Annotated[
+        VectorDatatype | None,
+        typer.Option(
+            help="Full vectors stored as float32 (default: read back exactly) or float16 (half the "
+            "memory and disk, kept in RAM, same recall; read back rounded)."
+        ),
     ] = None,
     lexical: Annotated[
         bool,
@@ -84,6 +93,7 @@ def collections_create(
         "quantization": quantization,
         "oversampling": oversampling,
         "on_disk": on_disk,
+        "datatype": datatype,
     }
     info = cli.client().create_collection(
         name, model=model, distance=distance, payload_indexes=_parse_indexes(index), index=settings,

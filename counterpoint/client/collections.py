@@ -41,7 +41,8 @@ class CollectionsAPI(Transport):
         bm25: Bm25Config | Mapping[str, Any] | None = None,
     ) -> CollectionInfo:
         """Create an empty collection; ``index``: its HNSW and storage settings (``m``, ``ef_construct``,
-        ``hnsw_ef``, ``quantization``, ``oversampling``, ``on_disk``; unset ones take the defaults).
+        ``hnsw_ef``, ``quantization``, ``oversampling``, ``on_disk``, ``datatype``; unset ones take the
+        defaults).
         ``lexical`` ``"bm25"`` (the default) gives it BM25 vectors for lexical and hybrid search, with
         ``bm25``'s ``k``, ``b`` and ``avg_len``; None: dense vectors only."""
         body = CollectionCreate(

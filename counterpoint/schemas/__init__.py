@@ -40,6 +40,7 @@ from counterpoint.schemas.collections import (
     RecallStep,
     ReindexRequest,
     SearchSettingsUpdate,
+    VectorDatatype,
     metadata_mismatch,
 )
 from counterpoint.schemas.embeddings import (
@@ -148,6 +149,7 @@ __all__ = [
     "EmbeddingRequest",
     "EmbeddingResponse",
     "FieldType",
+    "VectorDatatype",
     "Filter",
     "FinishDetail",
     "FinishReason",

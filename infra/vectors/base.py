@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from counterpoint.schemas import Distance, FieldType, Filter
+from counterpoint.schemas import Distance, FieldType, Filter, VectorDatatype
 
 if TYPE_CHECKING:
     import qdrant_edge as qe
@@ -41,7 +41,8 @@ class IndexSettings:
     candidates a search explores (more: better recall, slower). ``quantization`` keeps an int8 copy
     of the vectors in RAM and rescores the best ``oversampling`` x top_k with the full vectors;
     ``on_disk`` leaves the full vectors on disk (memory-mapped) instead of in RAM (unset, the
-    embedded engine does so whenever quantization is on; see ``EdgeTuning``).
+    embedded engine does so whenever quantization is on and they are float32; see ``EdgeTuning``).
+    ``datatype`` ``"float16"`` stores the full vectors at half the size (read back rounded).
     """
 
     m: int | None = None
@@ -50,6 +51,7 @@ class IndexSettings:
     quantization: bool | None = None
     oversampling: float | None = None
     on_disk: bool | None = None
+    datatype: VectorDatatype | None = None
 
 
 @dataclass(frozen=True)

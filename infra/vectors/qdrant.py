@@ -74,7 +74,10 @@ class QdrantVectorStore(VectorStoreBackend):
             self.client.create_collection(
                 spec.name,
                 vectors_config=qm.VectorParams(
-                    size=spec.dimensions, distance=_DISTANCE[spec.distance], on_disk=spec.index.on_disk
+                    size=spec.dimensions,
+                    distance=_DISTANCE[spec.distance],
+                    on_disk=spec.index.on_disk,
+                    datatype=None if spec.index.datatype is None else qm.Datatype(spec.index.datatype),
                 ),
                 hnsw_config=qm.HnswConfigDiff(m=spec.index.m, ef_construct=spec.index.ef_construct),
                 quantization_config=_quantization(spec.index),

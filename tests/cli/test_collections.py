@@ -31,9 +31,10 @@ def _run(*args: str) -> str:
 
 def test_create_with_index_settings_info_and_check_recall(gateway: Client) -> None:
     created = _run(
-        "collections", "create", "notes", "--m", "8", "--hnsw-ef", "40", "--quantization", "--on-disk"
-    )
-    assert "m=8, hnsw_ef=40, quantization=True, on_disk=True, lexical bm25" in created
+        "collections", "create", "notes", "--m", "8", "--hnsw-ef", "40", "--quantization", "--on-disk",
+        "--datatype", "float16",
+    )  # fmt: skip
+    assert "m=8, hnsw_ef=40, quantization=True, on_disk=True, datatype=float16, lexical bm25" in created
     docs = [{"id": f"d{i}", "text": f"note number {i} about topic {i % 3}"} for i in range(12)]
     gateway.ingest("notes", docs)
     info = json.loads(_run("collections", "info", "notes"))

@@ -184,6 +184,8 @@ def test_index_settings_round_trip(kind: str, tmp_path: Path) -> None:
         (IndexSettings(quantization=False), None),  # no int8 copy: searches read the full vectors
         (IndexSettings(on_disk=False), None),
         (IndexSettings(quantization=False, on_disk=True), "cold"),
+        (IndexSettings(datatype="float16"), None),  # half the size: kept in RAM for rescoring
+        (IndexSettings(datatype="float16", on_disk=True), "cold"),
     ],
 )
 def test_full_vectors_stay_on_disk_unless_searches_read_them(
@@ -198,6 +200,40 @@ def test_full_vectors_stay_on_disk_unless_searches_read_them(
     config = json.loads((tmp_path / "docs" / SHARD_DIR / "edge_config.json").read_text())
     assert config["vectors"][""].get("memory") == memory
     assert (config["payload_memory"], config["id_tracker_memory"]) == ("cached", "pinned")
+
+
+def test_float16_vectors_read_back_rounded_and_search_alike(tmp_path: Path) -> None:
+    """float16 storage: a stored vector reads back as its float16 rounding (not float32's exact
+    numbers), and searches find the same neighbours as with float32."""
+    store = EdgeVectorStore(tmp_path, SMALL)
+    for name, datatype in (("f16", "float16"), ("f32", None)):
+        store.create_collection(CollectionSpec(name, DIM, "dot", {}, IndexSettings(datatype=datatype)))
+        store.upsert(name, _records(range(N)))
+        store.optimize(name)  # the built segment stores what the datatype says
+    points, _ = store.scroll("f16", limit=N, with_vectors=True)
+    stored = np.array([p.vector for p in sorted(points, key=lambda p: int(p.id.split("-")[1]))])
+    assert not np.array_equal(stored, VECTORS)  # rounded: the precision float16 gives up
+    np.testing.assert_allclose(stored, VECTORS.astype(np.float16).astype(np.float32), rtol=1e-3, atol=1e-4)
+    exact = SearchMode(exact=True)
+    for query in VECTORS[:20]:
+        ids = [[h.id for h in store.search(c, query.tolist(), top_k=10, mode=exact)] for c in ("f16", "f32")]
+        assert len(set(ids[0]) & set(ids[1])) >= 9
+    assert store.spec("f16").index.datatype == "float16"
+    store.close()
+    config = json.loads((tmp_path / "f16" / SHARD_DIR / "edge_config.json").read_text())
+    assert config["vectors"][""]["datatype"] == "float16"
+
+
+def test_a_qdrant_server_is_asked_for_float16_vectors() -> None:
+    client = QdrantClient(":memory:")  # local mode stores float32 whatever it is asked: check what is sent
+    sent: dict[str, Any] = {}
+    create = client.create_collection
+    client.create_collection = lambda *a, **kw: sent.update(kw) or create(*a, **kw)  # type: ignore[method-assign]
+    store = QdrantVectorStore(client)
+    store.create_collection(CollectionSpec("docs", DIM, "cosine", {}, IndexSettings(datatype="float16")))
+    assert sent["vectors_config"].datatype == qm.Datatype.FLOAT16
+    assert store.spec("docs").index.datatype == "float16"
+    store.close()
 
 
 @pytest.mark.parametrize(

@@ -171,6 +171,7 @@ def test_a_restore_keeps_the_index_settings(source: Gateway, tmp_path: Path) -> 
         "quantization": True,
         "oversampling": 2.5,
         "on_disk": True,
+        "datatype": "float16",
     }
     source.sdk.create_collection("tuned", index=index)
     source.sdk.ingest("tuned", docs()[:5])

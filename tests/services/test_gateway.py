@@ -163,6 +163,7 @@ def test_collection_lifecycle(api: TestClient, tiny_embedder: TextEmbedder) -> N
         {"name": "ok", "index": {"m": 1}},
         {"name": "ok", "index": {"hnsw_ef": 0}},
         {"name": "ok", "index": {"unknown": 3}},
+        {"name": "ok", "index": {"datatype": "int4"}},
     ],
 )
 def test_collection_create_bad_input(api: TestClient, body: dict) -> None:
@@ -180,6 +181,7 @@ def test_index_settings_and_status_round_trip(api: TestClient) -> None:
         "quantization": True,
         "oversampling": 3.0,
         "on_disk": False,
+        "datatype": "float16",
     }
     created = api.post("/v1/collections", json={"name": "tuned", "index": index})
     assert created.status_code == 201, created.text

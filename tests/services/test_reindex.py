@@ -66,6 +66,7 @@ INDEX = {
     "quantization": None,
     "oversampling": None,
     "on_disk": None,
+    "datatype": None,
 }
 
 

@@ -35,14 +35,17 @@ def test_create_with_index_settings_then_check_recall(sdk: Client) -> None:
     at.number_input(key="new_m").set_value(8)
     at.number_input(key="new_hnsw_ef").set_value(40)
     at.selectbox(key="new_quant").set_value("on")
+    at.selectbox(key="new_datatype").set_value("float16")
     next(b for b in at.button if b.label == "Create collection").click()
     _run(at)
     info = sdk.get_collection("notes")
-    assert (info.index.m, info.index.hnsw_ef, info.index.quantization, info.index.on_disk) == (
+    index = info.index
+    assert (index.m, index.hnsw_ef, index.quantization, index.on_disk, index.datatype) == (
         8,
         40,
         True,
         None,
+        "float16",
     )
     sdk.ingest("notes", [{"id": f"d{i}", "text": f"note {i} on topic {i % 3}"} for i in range(6)])
     _run(at)
