@@ -89,14 +89,15 @@ def platform_embedder(client: Any) -> Callable[[list[str]], np.ndarray]:
 
     def embed(texts: list[str]) -> np.ndarray:
         keep = [i for i, t in enumerate(texts) if t.strip()]
-        vectors: list[list[float]] = []
-        for start in range(0, len(keep), EMBED_BATCH):
-            batch = [texts[i] for i in keep[start : start + EMBED_BATCH]]
-            vectors += [item.embedding for item in client.embed(batch).data]
-        if not vectors:
+        if not keep:
             return np.zeros((len(texts), 1), dtype=np.float32)
-        out = np.zeros((len(texts), len(vectors[0])), dtype=np.float32)
-        out[keep] = np.asarray(vectors, dtype=np.float32)
+        parts = [
+            client.embed_array([texts[i] for i in keep[start : start + EMBED_BATCH]])
+            for start in range(0, len(keep), EMBED_BATCH)
+        ]
+        vectors = np.concatenate(parts)
+        out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
+        out[keep] = vectors
         return out
 
     return embed

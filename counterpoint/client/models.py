@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from counterpoint.client.transport import Transport
 from counterpoint.schemas import (
     EmbeddingRequest,
@@ -62,8 +64,20 @@ class ModelsAPI(Transport):
     ) -> EmbeddingResponse:
         """Embed texts; the vectors travel as base64 float32 (a third of the bytes of JSON floats, nothing
         to parse) and come back here as lists of floats."""
-        body = EmbeddingRequest(input=input, model=model, dimensions=dimensions, encoding_format="base64")
-        data = self._request("POST", "/v1/embeddings", json=body.model_dump(exclude_none=True))
+        data = self._embeddings(input, model, dimensions)
         for item in data["data"]:
             item["embedding"] = decode_embedding(item["embedding"]).tolist()
         return EmbeddingResponse.model_validate(data)
+
+    def embed_array(
+        self, input: str | list[str], *, model: str | None = None, dimensions: int | None = None
+    ) -> np.ndarray:
+        """Embed texts into a float32 matrix, one unit-length row per text in input order: what
+        numpy, FAISS or a dot product want, without a Python float per coordinate on the way."""
+        rows = sorted(self._embeddings(input, model, dimensions)["data"], key=lambda item: item["index"])
+        return np.stack([decode_embedding(item["embedding"]) for item in rows])
+
+    def _embeddings(self, input: str | list[str], model: str | None, dimensions: int | None) -> dict:
+        """``/v1/embeddings``'s answer with base64 float32 vectors (a third of JSON floats' bytes)."""
+        body = EmbeddingRequest(input=input, model=model, dimensions=dimensions, encoding_format="base64")
+        return self._request("POST", "/v1/embeddings", json=body.model_dump(exclude_none=True))

@@ -442,3 +442,4 @@ def test_playground_generation(open_page: Open, ui_env: UIStack) -> None:
     assert not at.error, [e.value for e in at.error]
     summary = [c.value for c in at.caption if c.value.startswith("greedy · finish:")]
     assert summary and "tokens in" in summary[0] and "rep-2" in summary[0], [c.value for c in at.caption]
+    assert "coherence" in summary[0], summary[0]  # the continuation embedded through the SDK

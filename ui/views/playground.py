@@ -140,12 +140,8 @@ def _quality(cp: Client, prompt: str, text: str) -> str:
         return ""
     parts = [f"rep-2 {rep_n(text, 2):.1f}%", f"diversity {diversity(text):.2f}"]
     if text.strip():
-
-        def embed(texts: list[str]) -> list[Any]:
-            return [d.embedding for d in sorted(cp.embed(texts).data, key=lambda d: d.index)]
-
         with contextlib.suppress(Exception):  # the measure is a bonus
-            parts.append(f"coherence {coherence(prompt, text, embed):.3f}")
+            parts.append(f"coherence {coherence(prompt, text, cp.embed_array):.3f}")
     return " · ".join(parts)
 
 
