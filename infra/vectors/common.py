@@ -9,10 +9,11 @@ from typing import Any, get_args
 
 from counterpoint.errors import InvalidInput
 from counterpoint.infra.vectors.base import Bm25Settings, CollectionSpec, IndexSettings, VectorRecord
-from counterpoint.schemas import INDEX_BOUNDS, PAYLOAD_FIELD, Distance, FieldType
+from counterpoint.schemas import INDEX_BOUNDS, PAYLOAD_FIELD, Distance, FieldType, VectorDatatype
 
 DISTANCES: frozenset[str] = frozenset(get_args(Distance))
 FIELD_TYPES: frozenset[str] = frozenset(get_args(FieldType))
+DATATYPES: frozenset[str] = frozenset(get_args(VectorDatatype))
 ID_KEY = "id"
 # Physical collection names (the registry may derive longer ones than the API's 63 characters
 # when it re-indexes); they become directory names, hence no separators and no leading dot.
@@ -63,6 +64,8 @@ def check_index(index: IndexSettings) -> None:
         value = getattr(index, key)
         if value is not None and not low <= value <= high:
             raise InvalidInput(f"index setting {key}={value} is out of range [{low}, {high}]")
+    if index.datatype is not None and index.datatype not in DATATYPES:
+        raise InvalidInput(f"unknown vector datatype {index.datatype!r}; expected one of {sorted(DATATYPES)}")
 
 
 def check_dimensions(name: str, expected: int, vectors: Sequence[Sequence[float]]) -> None:

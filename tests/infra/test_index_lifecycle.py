@@ -237,11 +237,17 @@ def test_a_qdrant_server_is_asked_for_float16_vectors() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", [IndexSettings(m=1), IndexSettings(hnsw_ef=0), IndexSettings(oversampling=0.5)]
+    ("value", "words"),
+    [
+        (IndexSettings(m=1), "out of range"),
+        (IndexSettings(hnsw_ef=0), "out of range"),
+        (IndexSettings(oversampling=0.5), "out of range"),
+        (IndexSettings(datatype="int4"), "unknown vector datatype 'int4'"),  # type: ignore[arg-type]
+    ],
 )
-def test_bad_index_settings_are_refused(value: IndexSettings, tmp_path: Path) -> None:
+def test_bad_index_settings_are_refused(value: IndexSettings, words: str, tmp_path: Path) -> None:
     store = EdgeVectorStore(tmp_path)
-    with pytest.raises(InvalidInput, match="out of range"):
+    with pytest.raises(InvalidInput, match=words):
         store.create_collection(CollectionSpec("docs", DIM, "cosine", {}, value))
     assert not store.collection_exists("docs")
     store.close()
