@@ -50,6 +50,12 @@ RRF_K = 60
 """Reciprocal rank fusion's k: a hit's share is weight / (k + rank), the usual constant."""
 
 
+def rrf_weights(lexical_weight: float) -> list[float]:
+    """The dense and lexical stages' RRF weights: ``lexical_weight`` against 1 - it, scaled so that an
+    even split is plain RRF (1, 1)."""
+    return [2 * (1 - lexical_weight), 2 * lexical_weight]
+
+
 def dense_of(vector: Any) -> list[float]:
     """The dense vector of a stored point, whether the engine gave it alone or by name (``""``)."""
     return list(vector[""] if isinstance(vector, dict) else vector)

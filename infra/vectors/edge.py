@@ -35,6 +35,7 @@ from counterpoint.infra.vectors.backend import (
     VectorStoreBackend,
     dense_of,
     indexed_fields,
+    rrf_weights,
     with_stages,
 )
 from counterpoint.infra.vectors.base import CollectionSpec, Retrieval, ScoredRecord, SearchMode
@@ -223,9 +224,9 @@ class EdgeVectorStore(VectorStoreBackend):
             query: Any = next(iter(stages.values())).query
             prefetches: list[qe.Prefetch] | None = None
             if retrieval.kind == "hybrid":
-                w = retrieval.lexical_weight
+                weights = rrf_weights(retrieval.lexical_weight)
                 fusion = retrieval.fusion == "rrf"
-                query = qe.Fusion.Rrf(RRF_K, [2 * (1 - w), 2 * w]) if fusion else qe.Fusion.Dbsf()
+                query = qe.Fusion.Rrf(RRF_K, weights) if fusion else qe.Fusion.Dbsf()
                 prefetches = list(stages.values())
             requests = [
                 qe.QueryRequest(

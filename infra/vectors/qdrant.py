@@ -28,6 +28,7 @@ from counterpoint.infra.vectors.backend import (
     VectorStoreBackend,
     dense_of,
     indexed_fields,
+    rrf_weights,
     with_stages,
 )
 from counterpoint.infra.vectors.base import CollectionSpec, IndexSettings, Retrieval, ScoredRecord, SearchMode
@@ -196,9 +197,8 @@ class QdrantVectorStore(VectorStoreBackend):
         query: Any = first.query
         using, prefetch = first.using, None
         if retrieval.kind == "hybrid":
-            w = retrieval.lexical_weight
             query = (
-                qm.RrfQuery(rrf=qm.Rrf(k=RRF_K, weights=[2 * (1 - w), 2 * w]))
+                qm.RrfQuery(rrf=qm.Rrf(k=RRF_K, weights=rrf_weights(retrieval.lexical_weight)))
                 if retrieval.fusion == "rrf"
                 else qm.FusionQuery(fusion=qm.Fusion.DBSF)
             )
