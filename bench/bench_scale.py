@@ -39,6 +39,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import psutil
@@ -48,7 +49,7 @@ from counterpoint.infra.vectors import CollectionSpec, EdgeVectorStore, VectorRe
 from counterpoint.infra.vectors.base import IndexSettings, SearchMode
 from counterpoint.infra.vectors.edge import IndexPolicy
 from counterpoint.infra.vectors.recall import EF_LADDER, TARGET_RECALL
-from counterpoint.schemas import Condition, Filter, Range
+from counterpoint.schemas import Condition, Filter, Range, VectorDatatype
 
 DIM = 384
 CHUNK = 50_000  # vectors generated (and searched exactly) at a time
@@ -330,7 +331,7 @@ def main() -> None:
         help="full vectors on disk (default: the store's, on with quantization) or in RAM (off)",
     )  # fmt: skip
     parser.add_argument(
-        "--datatype", choices=["float32", "float16"], default=None,
+        "--datatype", choices=get_args(VectorDatatype), default=None,
         help="how the full vectors are stored (default: the store's, float32); float16 keeps them in RAM",
     )  # fmt: skip
     parser.add_argument("--build-timeout", type=float, default=3600.0, help="seconds to wait for the graph")

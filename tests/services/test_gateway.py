@@ -103,11 +103,9 @@ def test_float_answers_read_back_as_the_exact_float32_vectors_the_sdk_gets(
     exact = np.stack([decode_embedding(d["embedding"]) for d in packed["data"]])
     np.testing.assert_array_equal(np.array([d["embedding"] for d in floats["data"]], dtype="<f4"), exact)
     with in_process_sdk(core) as sdk:
-        ours = sdk.embed(texts)
+        ours, matrix = sdk.embed(texts), sdk.embed_array(texts)
     assert all(isinstance(d.embedding, list) for d in ours.data)
     np.testing.assert_array_equal(np.array([d.embedding for d in ours.data], dtype="<f4"), exact)
-    with in_process_sdk(core) as sdk:
-        matrix = sdk.embed_array(texts)
     assert matrix.dtype == np.float32 and matrix.shape == exact.shape
     np.testing.assert_array_equal(matrix, exact)
     assert ours.usage.total_tokens == floats["usage"]["total_tokens"]
