@@ -183,6 +183,12 @@ class Settings(BaseSettings):
         description="Gateway and embed replicas run request code on the replica's own event loop (no thread "
         "hop) and buffer Ray Serve's request logs: less CPU per request (see README, Query path).",
     )
+    serve_direct_ingress: bool = Field(
+        True,
+        description="`counterpoint up` with its own Ray and one gateway replica: the gateway replica listens "
+        "on gateway_port itself (Ray Serve's direct ingress), so requests skip Serve's HTTP proxy, which "
+        "moves to a spare port (see README, Query path). Off on a cluster given by ray_address.",
+    )
     embed_timeout_s: float = Field(
         300.0,
         gt=0,

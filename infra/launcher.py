@@ -39,6 +39,27 @@ PLATFORM_ENV = {
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
 }
 
+
+def direct_ingress_env(settings: Settings) -> dict[str, str]:
+    """Ray Serve's direct ingress with the gateway replica on ``gateway_port`` (empty when it does not
+    apply: ``serve_direct_ingress`` off, a cluster given by ``ray_address`` whose processes this one does
+    not start, or several gateway replicas, which would each need a port and a balancer in front).
+
+    Serve reads these in its controller and replicas, which inherit this process's environment through
+    the raylet. A stopped gateway replica's port is free for its successor at once (no quarantine: no
+    external balancer holds it), and a draining replica waits no extra time for one.
+    """
+    if not settings.serve_direct_ingress or settings.ray_address or settings.gateway_replicas != 1:
+        return {}
+    return {
+        "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(settings.gateway_port),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(settings.gateway_port + 1),  # one port
+        "RAY_SERVE_PORT_QUARANTINE_S": "0",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0",
+    }
+
+
 UI_SCRIPT = Path(__file__).resolve().parent.parent / "ui" / "app.py"
 
 
@@ -103,6 +124,7 @@ class LocalStack:
         # arguments in its state API and dashboard); they read them from the environment the
         # raylet, and so every worker, inherits from this process.
         os.environ.update(s.secret_env())
+        os.environ.update(direct_ingress_env(s))
         ray.init(
             address=s.ray_address or "local",  # never a cluster some `ray start` left on this machine
             num_cpus=None if s.ray_address else s.ray_num_cpus,
@@ -121,7 +143,9 @@ class LocalStack:
         from counterpoint.services.app import APP_NAME, build_app
 
         s = self.settings
-        serve.start(http_options={"host": s.host, "port": s.gateway_port})
+        # With direct ingress the gateway replica takes gateway_port; Serve still needs its proxy running.
+        port = free_port(s.host) if direct_ingress_env(s) else s.gateway_port
+        serve.start(http_options={"host": s.host, "port": port})
         serve.run(build_app(s), name=APP_NAME, route_prefix="/", blocking=False)
 
     # --- lifecycle ---------------------------------------------------------------------

@@ -26,6 +26,7 @@ from counterpoint.services.embed.backends import ServeEmbedder
 from counterpoint.services.embed.query_lane import QueryLane
 from counterpoint.services.gateway.app import create_app
 from counterpoint.services.gateway.core import GatewayCore
+from counterpoint.services.gateway.direct_ingress import reuse_port_on_restart
 from counterpoint.services.gateway.generation import GenerationService
 from counterpoint.services.gateway.jobs import JobService, RayJobSubmitter
 from counterpoint.services.gateway.models import ModelRegistryService
@@ -45,6 +46,7 @@ class GatewayDeployment:
         reranker: DeploymentHandle | None = None,
         vectors: DeploymentHandle | None = None,
     ) -> None:
+        reuse_port_on_restart()  # before Serve starts this replica's direct-ingress listener, if any
         self.settings = Settings(**settings)
         self.settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
         registry = Registry.from_url(self.settings.db_url)

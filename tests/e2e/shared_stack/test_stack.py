@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 from sentence_transformers import SentenceTransformer
 
@@ -24,11 +25,13 @@ from counterpoint.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from counterpoint.evaluation import evaluate_run, exact_search
 from counterpoint.models.export import auto_backend, split_backend
 from counterpoint.models.paths import packaged_minilm_path
-from tests.e2e.conftest import PORTS, Stack, start, stop
+from tests.e2e.conftest import PORTS, Stack, port_open, start, stop
+from tests.faults.conftest import wait_for
 
 pytestmark = pytest.mark.e2e
 
 N_QUERIES, N_DOCS = 40, 200
+GATEWAY_REPLICA = "ray::ServeReplica:counterpoint:gateway"
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +188,36 @@ def test_auth_is_on_with_a_local_admin_key_and_scoped_keys(stack: Stack) -> None
         env={**stack.env, "COUNTERPOINT_API_KEY": key}, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert denied.returncode == 1 and "revoked" in denied.stderr and "Traceback" not in denied.stderr
+
+
+def gateway_port_owner() -> psutil.Process:
+    """The process listening on the stack's gateway port."""
+    (pid,) = {
+        c.pid
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == PORTS["GATEWAY_PORT"]
+    }
+    return psutil.Process(pid)
+
+
+def test_the_gateway_replica_serves_the_gateway_port_and_gets_it_back_after_a_crash(stack: Stack) -> None:
+    """Direct ingress: no Serve proxy between clients and the gateway; a killed replica's successor
+    listens on the same port and finds the data its predecessor stored."""
+    owner = gateway_port_owner()
+    assert owner.cmdline()[0].startswith(GATEWAY_REPLICA)
+    client = stack.client()
+    before = client.search("sci", "vitamin D and bone health", top_k=3)
+    owner.kill()
+    owner.wait(timeout=30)
+    wait_for(
+        lambda: port_open(PORTS["GATEWAY_PORT"]), "a new gateway replica on the gateway port", timeout=120
+    )
+    successor = gateway_port_owner()
+    assert successor.pid != owner.pid and successor.cmdline()[0].startswith(GATEWAY_REPLICA)
+    wait_for(lambda: stack.client().health().status == "ok", "the new replica's health", timeout=120)
+    assert client.get_collection("sci").count == N_DOCS
+    after = client.search("sci", "vitamin D and bone health", top_k=3)
+    assert [h.id for h in after.hits] == [h.id for h in before.hits]
 
 
 def test_restart_keeps_data_and_demo_is_searchable_while_indexing(stack: Stack) -> None:
