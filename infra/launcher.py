@@ -23,7 +23,15 @@ from typing import IO
 from rich.console import Console
 
 from counterpoint.errors import InvalidInput
-from counterpoint.infra.processes import free_port, is_alive, pid_file, ray_agent_port, running_pid, wait_http
+from counterpoint.infra.processes import (
+    free_port,
+    is_alive,
+    listening,
+    pid_file,
+    ray_agent_port,
+    running_pid,
+    wait_http,
+)
 from counterpoint.settings import Settings
 
 console = Console(stderr=True)
@@ -297,6 +305,24 @@ def check_shared_state(settings: Settings) -> None:
         )
 
 
+def check_ports_free(settings: Settings) -> None:
+    """Refuse to start, naming the port and its setting, when another program already listens on a
+    port `up` would serve on (else Ray Serve or a server fails deep inside the start)."""
+    ports = {"gateway": ("GATEWAY_PORT", settings.gateway_port)}
+    if not settings.ray_address:
+        ports["Ray dashboard"] = ("RAY_DASHBOARD_PORT", settings.ray_dashboard_port)
+    if settings.start_mlflow:
+        ports["MLflow"] = ("MLFLOW_PORT", settings.mlflow_port)
+    if settings.start_ui:
+        ports["UI"] = ("UI_PORT", settings.ui_port)
+    for part, (variable, port) in ports.items():
+        if listening(settings.host, port):
+            raise InvalidInput(
+                f"port {port} ({part}) on {settings.host} is in use by another program: stop it, "
+                f"or set COUNTERPOINT_{variable} to a free port"
+            )
+
+
 def up(settings: Settings, *, wait: bool = True) -> None:
     """Start the local platform (or report the one already running) and block until stopped."""
     check_shared_state(settings)
@@ -305,6 +331,7 @@ def up(settings: Settings, *, wait: bool = True) -> None:
         console.print(f"Counterpoint is already running (pid {pid}) for {settings.resolved_data_dir}.")
         console.print(f"  gateway {settings.gateway_url}; stop it with `counterpoint down`.")
         return
+    check_ports_free(settings)
     stack = LocalStack(settings)
     install_stop_signals()
     try:

@@ -17,6 +17,13 @@ import httpx
 from counterpoint.settings import Settings
 
 
+def listening(host: str, port: int) -> bool:
+    """Whether a program accepts TCP connections on ``host:port`` (a port only in TIME_WAIT does not)."""
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        return sock.connect_ex((host, port)) == 0
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as sock:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from counterpoint.infra.launcher import direct_ingress_env
+import pytest
+
+from counterpoint.errors import InvalidInput
+from counterpoint.infra.launcher import check_ports_free, direct_ingress_env, up
+from counterpoint.infra.processes import running_pid
 from tests.settings_factory import unit_settings
 
 CHILD = """
@@ -77,3 +83,33 @@ def test_direct_ingress_is_off_where_one_port_cannot_serve_every_replica(tmp_pat
     # two gateway replicas on a node would need two ports and a balancer in front
     two = unit_settings(tmp_path, gateway_replicas=2, redis_url="redis://127.0.0.1:6379/0")
     assert direct_ingress_env(two) == {}
+
+
+def test_up_refuses_a_port_another_program_listens_on_before_starting_anything(tmp_path: Path) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        settings = unit_settings(tmp_path, ui_port=port, start_ui=True)
+        with pytest.raises(InvalidInput, match=rf"port {port} \(UI\) .* COUNTERPOINT_UI_PORT"):
+            up(settings, wait=False)
+        assert running_pid(settings) is None  # nothing was started
+        # the same port is fine for a part that is not started
+        check_ports_free(unit_settings(tmp_path, ui_port=port, start_ui=False))
+
+
+def test_the_cli_says_which_port_is_taken_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COUNTERPOINT_")}
+        env.update(COUNTERPOINT_DATA_DIR=str(tmp_path / "data"), COUNTERPOINT_GATEWAY_PORT=str(port))
+        result = subprocess.run(
+            [sys.executable, "-m", "counterpoint", "up", "--no-ui", "--no-mlflow", "--no-demo"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert f"error: port {port} (gateway) on 127.0.0.1 is in use by another program" in result.stderr
+    assert "COUNTERPOINT_GATEWAY_PORT" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
