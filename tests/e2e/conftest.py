@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from counterpoint.client import Client
+from counterpoint.infra.processes import listening
 
 PORTS = {"GATEWAY_PORT": 18000, "MLFLOW_PORT": 15000, "RAY_DASHBOARD_PORT": 18265, "UI_PORT": 18501}
 # Every stack gets a fresh data dir, but the converted SmolLM2 copy (~30 s to convert) is shared
@@ -95,10 +96,7 @@ def start(stack: Stack, *extra: str, timeout: float = 240) -> subprocess.Popen[s
 
 
 def port_open(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+    return listening("127.0.0.1", port)
 
 
 def stop(stack: Stack, proc: subprocess.Popen[str]) -> None:
