@@ -187,7 +187,8 @@ class Settings(BaseSettings):
         True,
         description="`counterpoint up` with its own Ray and one gateway replica: the gateway replica listens "
         "on gateway_port itself (Ray Serve's direct ingress), so requests skip Serve's HTTP proxy, which "
-        "moves to a spare port (see README, Query path). Off on a cluster given by ray_address.",
+        "moves to a spare port (see README, Query path). Off on a cluster given by ray_address and with "
+        "gateway_replicas > 1.",
     )
     embed_timeout_s: float = Field(
         300.0,
